@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libkiln — boot and run Linux microVMs on KVM.
+ *
+ * Conventions: every function returning int returns 0 (or a non-negative
+ * value) on success and a negative errno on failure; details of a failure go
+ * to the log callback of the config or VM. Types are opaque. No function
+ * exits or aborts the process. Several VMs may live in one process.
+ */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
+#define KILN_VERSION_MAJOR 0
+#define KILN_VERSION_MINOR 1
+#define KILN_VERSION_PATCH 0
+#define KILN_VERSION_STRING "0.1.0"
+
+/* Limits enforced by kiln_config_set_* and at start. */
+#define KILN_MIN_MEMORY_MIB 4u
+#define KILN_MAX_MEMORY_MIB (256u * 1024u)
+#define KILN_MAX_CPUS 64u
+/* The i/o port a test guest writes its exit status to (with debug_exit on). */
+#define KILN_DEBUG_EXIT_PORT 0x501
+
+enum kiln_log_level {
+	KILN_LOG_ERROR = 0,
+	KILN_LOG_WARN = 1,
+	KILN_LOG_INFO = 2,
+	KILN_LOG_DEBUG = 3,
+};
+
+/* Receives one message (no trailing newline); may be called from any thread. */
+typedef void (*kiln_log_fn)(void *opaque, enum kiln_log_level level,
+			    const char *message);
+
+/* How a VM run ended. */
+enum kiln_outcome {
+	KILN_OUTCOME_NONE = 0,	     /* still running / never started */
+	KILN_OUTCOME_RESET,	     /* guest requested a reset (reboot) */
+	KILN_OUTCOME_HALT,	     /* every vCPU halted with interrupts off */
+	KILN_OUTCOME_TRIPLE_FAULT,   /* KVM_EXIT_SHUTDOWN */
+	KILN_OUTCOME_INTERNAL_ERROR, /* KVM could not run the guest further */
+	KILN_OUTCOME_DEBUG_EXIT,     /* guest wrote to the debug-exit port */
+	KILN_OUTCOME_TIMEOUT,	     /* the run's timeout expired */
+	KILN_OUTCOME_STOPPED,	     /* kiln_vm_stop() was called */
+	KILN_OUTCOME_VMM_ERROR,	     /* kiln itself failed while running */
+};
+
+struct kiln_config;
+struct kiln_vm;
+
+/* Result of a finished run; strings live as long as the VM. */
+struct kiln_exit_info {
+	enum kiln_outcome outcome;
+	int debug_exit_code;	  /* DEBUG_EXIT: value written */
+	uint32_t internal_suberror; /* INTERNAL_ERROR: KVM suberror */
+	uint64_t rip;		  /* TRIPLE_FAULT/INTERNAL_ERROR: guest RIP */
+	const char *detail;	  /* human-readable one-line description */
+};
+
+/* Library version string, e.g. "0.1.0". */
+KILN_API const char *kiln_version(void);
+
+/* Name of an outcome ("reset", "triple-fault", ...). */
+KILN_API const char *kiln_outcome_name(enum kiln_outcome outcome);
+
+/* New config with defaults (1 vCPU, 256 MiB, no kernel); NULL on ENOMEM. */
+KILN_API struct kiln_config *kiln_config_new(void);
+/* Frees a config; NULL is fine. */
+KILN_API void kiln_config_free(struct kiln_config *cfg);
+/* Log callback for config errors and for VMs created from this config. */
+KILN_API void kiln_config_set_log(struct kiln_config *cfg, kiln_log_fn fn,
+				  void *opaque, enum kiln_log_level max_level);
+/* Kernel image: bzImage or ELF vmlinux with a PVH note. Checked at start. */
+KILN_API int kiln_config_set_kernel(struct kiln_config *cfg, const char *path);
+/* Optional initramfs; NULL clears it. */
+KILN_API int kiln_config_set_initrd(struct kiln_config *cfg, const char *path);
+/* vCPU count, 1..KILN_MAX_CPUS; -EINVAL otherwise. */
+KILN_API int kiln_config_set_cpus(struct kiln_config *cfg, unsigned cpus);
+/* Guest RAM in MiB, KILN_MIN_MEMORY_MIB..KILN_MAX_MEMORY_MIB. */
+KILN_API int kiln_config_set_memory_mib(struct kiln_config *cfg, uint64_t mib);
+/* Extra arguments appended after kiln's default command line. */
+KILN_API int kiln_config_append_cmdline(struct kiln_config *cfg,
+					const char *args);
+/* Replace kiln's default cmdline base ("console=ttyS0 reboot=k panic=-1"). */
+KILN_API int kiln_config_set_base_cmdline(struct kiln_config *cfg,
+					  const char *base);
+/* Serial console: guest output to out_fd (-1 discards), input from in_fd
+ * (-1: none). kiln does not close these fds. Default: stdout, no input. */
+KILN_API int kiln_config_set_console_fds(struct kiln_config *cfg, int in_fd,
+					 int out_fd);
+/* Console escape byte (e.g. 0x01 for Ctrl-A): escape then 'x' stops the VM,
+ * escape twice sends one escape. 0 disables (the default). */
+KILN_API int kiln_config_set_console_escape(struct kiln_config *cfg, int ch);
+/* Enable the debug-exit port (KILN_DEBUG_EXIT_PORT), for test guests. */
+KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled);
+/* Path of the KVM device, default "/dev/kvm" (tests use others). */
+KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg,
+				      const char *path);
+
+/* Builds a VM from cfg: opens KVM, maps RAM, loads kernel/initrd, creates
+ * vCPUs. The config may be freed afterwards. Returns 0 and *out, or -errno. */
+KILN_API int kiln_vm_create(const struct kiln_config *cfg,
+			    struct kiln_vm **out);
+/* Starts the vCPU and device threads; returns once they run. */
+KILN_API int kiln_vm_start(struct kiln_vm *vm);
+/* Waits for the VM to end, at most timeout_ms (< 0: forever). On expiry the
+ * VM is stopped with outcome TIMEOUT. Fills *info if non-NULL. */
+KILN_API int kiln_vm_wait(struct kiln_vm *vm, int timeout_ms,
+			  struct kiln_exit_info *info);
+/* Asks a running VM to stop (outcome STOPPED); safe from any thread. */
+KILN_API void kiln_vm_stop(struct kiln_vm *vm);
+/* Stops (if needed) and frees the VM and all its resources; NULL is fine. */
+KILN_API void kiln_vm_destroy(struct kiln_vm *vm);
+/* The full kernel command line the guest gets (valid until destroy). */
+KILN_API const char *kiln_vm_cmdline(const struct kiln_vm *vm);
+
+/* Describes why KVM cannot run a stock Linux guest at usable speed here
+ * (e.g. a PVM host without VMX/SVM); NULL when the host looks fine. */
+KILN_API const char *kiln_host_limitation(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+#include "serial8250.h"
+
+#include <string.h>
+
+/* Register offsets and bits (include/uapi/linux/serial_reg.h). */
+#define UART_RX 0
+#define UART_TX 0
+#define UART_IER 1
+#define UART_IIR 2
+#define UART_FCR 2
+#define UART_LCR 3
+#define UART_MCR 4
+#define UART_LSR 5
+#define UART_MSR 6
+#define UART_SCR 7
+
+#define IER_RDI 0x01
+#define IER_THRI 0x02
+#define IIR_NO_INT 0x01
+#define IIR_THRI 0x02
+#define IIR_RDI 0x04
+#define IIR_FIFO_ENABLED 0xC0
+#define FCR_ENABLE_FIFO 0x01
+#define FCR_CLEAR_RCVR 0x02
+#define LCR_DLAB 0x80
+#define MCR_DTR 0x01
+#define MCR_RTS 0x02
+#define MCR_OUT1 0x04
+#define MCR_OUT2 0x08
+#define MCR_LOOP 0x10
+#define LSR_DR 0x01
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+#define MSR_CTS 0x10
+#define MSR_DSR 0x20
+#define MSR_RI 0x40
+#define MSR_DCD 0x80
+
+void serial8250_init(struct serial8250 *s, const struct serial8250_ops *ops,
+		     void *opaque)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	s->ops = ops;
+	s->opaque = opaque;
+	s->mcr = MCR_OUT2;
+	s->dll = 0x0C; /* 9600 baud, as after a BIOS */
+}
+
+void serial8250_destroy(struct serial8250 *s)
+{
+	pthread_mutex_destroy(&s->lock);
+}
+
+static uint8_t iir_locked(const struct serial8250 *s)
+{
+	uint8_t fifo = (s->fcr & FCR_ENABLE_FIFO) ? IIR_FIFO_ENABLED : 0;
+
+	if ((s->ier & IER_RDI) && s->rx_count)
+		return fifo | IIR_RDI;
+	if ((s->ier & IER_THRI) && s->thre_pending)
+		return fifo | IIR_THRI;
+	return fifo | IIR_NO_INT;
+}
+
+static void update_irq_locked(struct serial8250 *s)
+{
+	int level = !(iir_locked(s) & IIR_NO_INT);
+
+	if (level != s->irq_level) {
+		s->irq_level = level;
+		if (s->ops->set_irq)
+			s->ops->set_irq(s->opaque, level);
+	}
+}
+
+static void rx_push_locked(struct serial8250 *s, uint8_t c)
+{
+	if (s->rx_count == SERIAL8250_FIFO_SIZE)
+		return; /* overrun: the byte is lost, as on hardware */
+	s->rx[(s->rx_head + s->rx_count) % SERIAL8250_FIFO_SIZE] = c;
+	s->rx_count++;
+}
+
+static uint8_t msr_locked(const struct serial8250 *s)
+{
+	uint8_t m = 0;
+
+	if (!(s->mcr & MCR_LOOP))
+		return MSR_DCD | MSR_DSR | MSR_CTS;
+	/* loopback: modem outputs feed the modem inputs */
+	if (s->mcr & MCR_RTS)
+		m |= MSR_CTS;
+	if (s->mcr & MCR_DTR)
+		m |= MSR_DSR;
+	if (s->mcr & MCR_OUT1)
+		m |= MSR_RI;
+	if (s->mcr & MCR_OUT2)
+		m |= MSR_DCD;
+	return m;
+}
+
+static uint8_t read_reg_locked(struct serial8250 *s, unsigned reg,
+			       int *notify_space)
+{
+	switch (reg) {
+	case UART_RX:
+		if (s->lcr & LCR_DLAB)
+			return s->dll;
+		if (!s->rx_count)
+			return 0;
+		{
+			uint8_t c = s->rx[s->rx_head];
+
+			if (s->rx_count == SERIAL8250_FIFO_SIZE)
+				*notify_space = 1;
+			s->rx_head = (s->rx_head + 1) % SERIAL8250_FIFO_SIZE;
+			s->rx_count--;
+			return c;
+		}
+	case UART_IER:
+		return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
+	case UART_IIR: {
+		uint8_t iir = iir_locked(s);
+
+		/* Reading IIR acknowledges a THRE interrupt. */
+		if ((iir & 0x0F) == IIR_THRI)
+			s->thre_pending = false;
+		return iir;
+	}
+	case UART_LCR:
+		return s->lcr;
+	case UART_MCR:
+		return s->mcr;
+	case UART_LSR:
+		return (uint8_t)(LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0));
+	case UART_MSR:
+		return msr_locked(s);
+	default:
+		return s->scr;
+	}
+}
+
+static void write_reg_locked(struct serial8250 *s, unsigned reg, uint8_t v)
+{
+	switch (reg) {
+	case UART_TX:
+		if (s->lcr & LCR_DLAB) {
+			s->dll = v;
+			return;
+		}
+		if (s->mcr & MCR_LOOP)
+			rx_push_locked(s, v);
+		else if (s->ops->output)
+			s->ops->output(s->opaque, &v, 1);
+		s->thre_pending = true; /* sent at once: THR empty again */
+		return;
+	case UART_IER:
+		if (s->lcr & LCR_DLAB) {
+			s->dlm = v;
+			return;
+		}
+		/* Enabling THRI with THR empty raises it, as on a 16550A. */
+		if (!(s->ier & IER_THRI) && (v & IER_THRI))
+			s->thre_pending = true;
+		s->ier = v & 0x0F;
+		return;
+	case UART_FCR:
+		s->fcr = v & (FCR_ENABLE_FIFO | 0xC0);
+		if (v & FCR_CLEAR_RCVR)
+			s->rx_head = s->rx_count = 0;
+		return;
+	case UART_LCR:
+		s->lcr = v;
+		return;
+	case UART_MCR:
+		s->mcr = v & 0x1F;
+		return;
+	case UART_SCR:
+		s->scr = v;
+		return;
+	default:
+		return; /* LSR, MSR: read-only */
+	}
+}
+
+void serial8250_access(void *opaque, uint64_t offset, uint8_t *data,
+		       uint32_t size, bool is_write)
+{
+	struct serial8250 *s = opaque;
+	int notify_space = 0;
+
+	pthread_mutex_lock(&s->lock);
+	/* Only byte accesses are meaningful; wider ones touch the first
+	 * register and read the rest as all-ones. */
+	if (is_write) {
+		write_reg_locked(s, (unsigned)offset & 7, data[0]);
+	} else {
+		memset(data, 0xff, size);
+		data[0] = read_reg_locked(s, (unsigned)offset & 7, &notify_space);
+	}
+	update_irq_locked(s);
+	pthread_mutex_unlock(&s->lock);
+	if (notify_space && s->ops->rx_space)
+		s->ops->rx_space(s->opaque);
+}
+
+size_t serial8250_push_input(struct serial8250 *s, const uint8_t *buf,
+			     size_t len)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (n < len && s->rx_count < SERIAL8250_FIFO_SIZE)
+		rx_push_locked(s, buf[n++]);
+	update_irq_locked(s);
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+size_t serial8250_rx_room(struct serial8250 *s)
+{
+	size_t room;
+
+	pthread_mutex_lock(&s->lock);
+	room = SERIAL8250_FIFO_SIZE - s->rx_count;
+	pthread_mutex_unlock(&s->lock);
+	return room;
+}

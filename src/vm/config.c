@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+KILN_API const char *kiln_version(void)
+{
+	return KILN_VERSION_STRING;
+}
+
+KILN_API struct kiln_config *kiln_config_new(void)
+{
+	struct kiln_config *cfg = calloc(1, sizeof(*cfg));
+
+	if (!cfg)
+		return NULL;
+	cfg->cpus = 1;
+	cfg->memory_mib = KILN_DEFAULT_MEMORY_MIB;
+	cfg->console_in_fd = -1;
+	cfg->console_out_fd = STDOUT_FILENO;
+	cfg->log.max_level = KILN_LOG_INFO;
+	return cfg;
+}
+
+KILN_API void kiln_config_free(struct kiln_config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->kernel_path);
+	free(cfg->initrd_path);
+	free(cfg->kvm_path);
+	free(cfg->base_cmdline);
+	free(cfg->extra_cmdline);
+	free(cfg);
+}
+
+KILN_API void kiln_config_set_log(struct kiln_config *cfg, kiln_log_fn fn,
+				  void *opaque, enum kiln_log_level max_level)
+{
+	cfg->log = (struct kiln_log){ fn, opaque, max_level };
+}
+
+static int replace_string(char **slot, const char *value)
+{
+	char *copy = NULL;
+
+	if (value) {
+		copy = strdup(value);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+KILN_API int kiln_config_set_kernel(struct kiln_config *cfg, const char *path)
+{
+	if (!path || !*path)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty kernel path");
+	return replace_string(&cfg->kernel_path, path);
+}
+
+KILN_API int kiln_config_set_initrd(struct kiln_config *cfg, const char *path)
+{
+	if (path && !*path)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty initrd path");
+	return replace_string(&cfg->initrd_path, path);
+}
+
+KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg,
+				      const char *path)
+{
+	if (!path || !*path)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty KVM device path");
+	return replace_string(&cfg->kvm_path, path);
+}
+
+KILN_API int kiln_config_set_cpus(struct kiln_config *cfg, unsigned cpus)
+{
+	if (cpus < 1 || cpus > KILN_MAX_CPUS)
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "cpu count %u is out of range (1..%u)", cpus,
+				   KILN_MAX_CPUS);
+	cfg->cpus = cpus;
+	return 0;
+}
+
+KILN_API int kiln_config_set_memory_mib(struct kiln_config *cfg, uint64_t mib)
+{
+	if (mib < KILN_MIN_MEMORY_MIB || mib > KILN_MAX_MEMORY_MIB)
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "memory size %llu MiB is out of range "
+				   "(%u..%u MiB)",
+				   (unsigned long long)mib, KILN_MIN_MEMORY_MIB,
+				   KILN_MAX_MEMORY_MIB);
+	cfg->memory_mib = mib;
+	return 0;
+}
+
+KILN_API int kiln_config_append_cmdline(struct kiln_config *cfg,
+					const char *args)
+{
+	char *joined;
+
+	if (!args || !*args)
+		return 0;
+	if (!cfg->extra_cmdline)
+		return replace_string(&cfg->extra_cmdline, args);
+	joined = malloc(strlen(cfg->extra_cmdline) + strlen(args) + 2);
+	if (!joined)
+		return -ENOMEM;
+	sprintf(joined, "%s %s", cfg->extra_cmdline, args);
+	free(cfg->extra_cmdline);
+	cfg->extra_cmdline = joined;
+	return 0;
+}
+
+KILN_API int kiln_config_set_base_cmdline(struct kiln_config *cfg,
+					  const char *base)
+{
+	return replace_string(&cfg->base_cmdline, base);
+}
+
+KILN_API int kiln_config_set_console_fds(struct kiln_config *cfg, int in_fd,
+					 int out_fd)
+{
+	cfg->console_in_fd = in_fd;
+	cfg->console_out_fd = out_fd;
+	return 0;
+}
+
+KILN_API int kiln_config_set_console_escape(struct kiln_config *cfg, int ch)
+{
+	if (ch < 0 || ch > 0xFF)
+		return kiln_errorf(&cfg->log, -EINVAL, "bad escape byte %d", ch);
+	cfg->console_escape = ch;
+	return 0;
+}
+
+KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled)
+{
+	cfg->debug_exit = enabled != 0;
+	return 0;
+}
+
+char *config_build_cmdline(const struct kiln_config *cfg)
+{
+	const char *base = cfg->base_cmdline ? cfg->base_cmdline
+					     : KILN_DEFAULT_BASE_CMDLINE;
+	const char *extra = cfg->extra_cmdline ? cfg->extra_cmdline : "";
+	size_t len = strlen(base) + strlen(extra) + 2;
+	char *s = malloc(len);
+
+	if (!s)
+		return NULL;
+	if (*base && *extra)
+		snprintf(s, len, "%s %s", base, extra);
+	else
+		snprintf(s, len, "%s%s", base, extra);
+	return s;
+}

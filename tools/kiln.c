@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kiln — command-line front end of libkiln. Turns library errors into
+ * messages and exit codes: 2 usage, 125 kiln failed, 124 timeout, otherwise
+ * the guest's outcome (see kiln(1)).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <kiln/kiln.h>
+
+#define EXIT_USAGE 2
+#define EXIT_GUEST_CRASH 1
+#define EXIT_TIMEOUT 124
+#define EXIT_KILN_FAILED 125
+
+#ifndef KILN_DATADIR
+#define KILN_DATADIR "/usr/local/share/kiln"
+#endif
+
+static const char *progname = "kiln";
+static bool verbose;
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n", progname);
+}
+
+static void print_help(FILE *f)
+{
+	fprintf(f,
+		"Usage: kiln boot [OPTIONS]\n"
+		"       kiln --help | --version\n"
+		"\n"
+		"Boot a Linux guest on KVM with the serial console on this terminal.\n"
+		"\n"
+		"Options for boot:\n"
+		"  --kernel PATH       bzImage or PVH vmlinux (default: kiln's own guest)\n"
+		"  --initrd PATH       initramfs (default with the default kernel: kiln's)\n"
+		"  --cpus N            vCPUs, 1..%u (default 1)\n"
+		"  --memory MIB        guest RAM in MiB, %u..%u (default 256)\n"
+		"  --cmdline ARGS      appended to 'console=ttyS0 reboot=k panic=-1'\n"
+		"  --console-log FILE  write the console to FILE instead of stdout\n"
+		"  --timeout SECONDS   stop the guest after SECONDS (exit 124)\n"
+		"  --debug-exit        let the guest end the VM with its status by\n"
+		"                      writing it to port 0x%x (test guests)\n"
+		"  -v, --verbose       report how the guest ended, even when clean\n"
+		"\n"
+		"On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
+		"Exit status: 0 guest rebooted or powered off; 1 guest crashed (triple\n"
+		"fault, KVM internal error); 124 timeout; 125 kiln failed; 2 usage error;\n"
+		"N when a --debug-exit guest wrote N.\n",
+		KILN_MAX_CPUS, KILN_MIN_MEMORY_MIB, KILN_MAX_MEMORY_MIB,
+		KILN_DEBUG_EXIT_PORT);
+}
+
+static void log_to_stderr(void *opaque, enum kiln_log_level level,
+			  const char *msg)
+{
+	(void)opaque;
+	fprintf(stderr, "%s: %s%s\n", progname,
+		level == KILN_LOG_WARN ? "warning: " : "", msg);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Finds kiln's default guest: $KILN_GUEST_DIR, then guest/ beside the
+ * executable (the build tree), then the installed data directory. */
+static bool find_guest_dir(char *dir, size_t len)
+{
+	const char *env = getenv("KILN_GUEST_DIR");
+	char exe[PATH_MAX - 16];
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(dir, len, "%s", env);
+		return true;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		char *slash;
+
+		exe[n] = 0;
+		slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(dir, len, "%s/guest", exe);
+			if (access(dir, R_OK) == 0)
+				return true;
+		}
+	}
+	snprintf(dir, len, "%s/guest", KILN_DATADIR);
+	return access(dir, R_OK) == 0;
+}
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void tty_restore(void)
+{
+	if (tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+	tty_raw = false;
+}
+
+static void tty_make_raw(void)
+{
+	struct termios t;
+
+	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+		return;
+	t = saved_tty;
+	cfmakeraw(&t);
+	t.c_oflag |= OPOST | ONLCR; /* keep the host's newline handling */
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		tty_raw = true;
+}
+
+struct signal_waiter {
+	struct kiln_vm *vm;
+	sigset_t set;
+	int signo;
+};
+
+static void *signal_thread(void *arg)
+{
+	struct signal_waiter *w = arg;
+	int sig;
+
+	if (sigwait(&w->set, &sig) == 0) {
+		w->signo = sig;
+		kiln_vm_stop(w->vm);
+	}
+	return NULL;
+}
+
+static int exit_code_for(const struct kiln_exit_info *info, int signo)
+{
+	switch (info->outcome) {
+	case KILN_OUTCOME_RESET:
+	case KILN_OUTCOME_HALT:
+		return 0;
+	case KILN_OUTCOME_STOPPED:
+		return signo ? 128 + signo : 0;
+	case KILN_OUTCOME_DEBUG_EXIT:
+		return info->debug_exit_code & 0xff;
+	case KILN_OUTCOME_TIMEOUT:
+		return EXIT_TIMEOUT;
+	case KILN_OUTCOME_TRIPLE_FAULT:
+	case KILN_OUTCOME_INTERNAL_ERROR:
+		return EXIT_GUEST_CRASH;
+	default:
+		return EXIT_KILN_FAILED;
+	}
+}
+
+enum {
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CPUS,
+	OPT_MEMORY,
+	OPT_CMDLINE,
+	OPT_CONSOLE_LOG,
+	OPT_TIMEOUT,
+	OPT_DEBUG_EXIT,
+};
+
+static int cmd_boot(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *kernel = NULL, *initrd = NULL, *console_log = NULL;
+	struct kiln_config *cfg;
+	struct kiln_vm *vm = NULL;
+	struct kiln_exit_info info;
+	struct signal_waiter waiter;
+	pthread_t sig_thread;
+	char guest_dir[PATH_MAX], kpath[PATH_MAX + 16], ipath[PATH_MAX + 32];
+	int timeout_ms = -1, c, r, code, out_fd = STDOUT_FILENO;
+	uint64_t v;
+
+	cfg = kiln_config_new();
+	if (!cfg) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		return EXIT_KILN_FAILED;
+	}
+	kiln_config_set_log(cfg, log_to_stderr, NULL, KILN_LOG_INFO);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL:
+			kernel = optarg;
+			break;
+		case OPT_INITRD:
+			initrd = optarg;
+			break;
+		case OPT_CPUS:
+			if (!parse_u64(optarg, &v) || v > UINT_MAX) {
+				usage_error("--cpus: '%s' is not a number", optarg);
+				goto usage;
+			}
+			if (kiln_config_set_cpus(cfg, (unsigned)v) < 0)
+				goto usage;
+			break;
+		case OPT_MEMORY:
+			if (!parse_u64(optarg, &v)) {
+				usage_error("--memory: '%s' is not a number of MiB",
+					    optarg);
+				goto usage;
+			}
+			if (kiln_config_set_memory_mib(cfg, v) < 0)
+				goto usage;
+			break;
+		case OPT_CMDLINE:
+			if (kiln_config_append_cmdline(cfg, optarg) < 0)
+				goto fail;
+			break;
+		case OPT_CONSOLE_LOG:
+			console_log = optarg;
+			break;
+		case OPT_TIMEOUT: {
+			char *end;
+			double s;
+
+			errno = 0;
+			s = strtod(optarg, &end);
+			if (errno || *end || !(s > 0) || s > 2000000) {
+				usage_error("--timeout: '%s' is not a positive "
+					    "number of seconds",
+					    optarg);
+				goto usage;
+			}
+			timeout_ms = (int)(s * 1000);
+			if (timeout_ms < 1)
+				timeout_ms = 1;
+			break;
+		}
+		case OPT_DEBUG_EXIT:
+			kiln_config_set_debug_exit(cfg, 1);
+			break;
+		case 'v':
+			verbose = true;
+			kiln_config_set_log(cfg, log_to_stderr, NULL,
+					    KILN_LOG_DEBUG);
+			break;
+		case 'h':
+			print_help(stdout);
+			kiln_config_free(cfg);
+			return 0;
+		default:
+			fprintf(stderr, "Try '%s --help' for more information.\n",
+				progname);
+			goto usage;
+		}
+	}
+	if (optind < argc) {
+		usage_error("boot: unexpected argument '%s'", argv[optind]);
+		goto usage;
+	}
+	if (!kernel) {
+		if (!find_guest_dir(guest_dir, sizeof(guest_dir))) {
+			fprintf(stderr,
+				"%s: no --kernel given and kiln's default guest is "
+				"not installed (looked in $KILN_GUEST_DIR, beside "
+				"the kiln binary and in %s/guest); run 'make "
+				"guest' or pass --kernel\n",
+				progname, KILN_DATADIR);
+			goto fail;
+		}
+		snprintf(kpath, sizeof(kpath), "%s/vmlinux", guest_dir);
+		if (!file_exists(kpath))
+			snprintf(kpath, sizeof(kpath), "%s/bzImage", guest_dir);
+		kernel = kpath;
+		if (!initrd) {
+			snprintf(ipath, sizeof(ipath), "%s/initramfs.cpio.gz",
+				 guest_dir);
+			if (file_exists(ipath))
+				initrd = ipath;
+		}
+	}
+	if (kiln_config_set_kernel(cfg, kernel) < 0 ||
+	    (initrd && kiln_config_set_initrd(cfg, initrd) < 0))
+		goto fail;
+	if (console_log) {
+		out_fd = open(console_log,
+			      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (out_fd < 0) {
+			fprintf(stderr, "%s: cannot open console log %s: %s\n",
+				progname, console_log, strerror(errno));
+			goto fail;
+		}
+	}
+	kiln_config_set_console_fds(cfg, STDIN_FILENO, out_fd);
+	if (isatty(STDIN_FILENO))
+		kiln_config_set_console_escape(cfg, 0x01); /* Ctrl-A */
+
+	/* SIGINT/SIGTERM/SIGHUP stop the guest cleanly via a waiter thread. */
+	sigemptyset(&waiter.set);
+	sigaddset(&waiter.set, SIGINT);
+	sigaddset(&waiter.set, SIGTERM);
+	sigaddset(&waiter.set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &waiter.set, NULL);
+	waiter.signo = 0;
+
+	r = kiln_vm_create(cfg, &vm);
+	kiln_config_free(cfg);
+	cfg = NULL;
+	if (r < 0)
+		goto fail;
+	waiter.vm = vm;
+	if (pthread_create(&sig_thread, NULL, signal_thread, &waiter) != 0) {
+		fprintf(stderr, "%s: cannot start signal thread\n", progname);
+		goto fail;
+	}
+	if (isatty(STDIN_FILENO))
+		tty_make_raw();
+	r = kiln_vm_start(vm);
+	if (r == 0)
+		r = kiln_vm_wait(vm, timeout_ms, &info);
+	tty_restore();
+	/* sigwait is a cancellation point: the waiter must not outlive vm. */
+	pthread_cancel(sig_thread);
+	pthread_join(sig_thread, NULL);
+	if (r < 0)
+		goto fail;
+	code = exit_code_for(&info, waiter.signo);
+	if (verbose || code != 0 || info.outcome == KILN_OUTCOME_STOPPED)
+		fprintf(stderr, "%s: %s: %s\n", progname,
+			kiln_outcome_name(info.outcome), info.detail);
+	if (info.outcome == KILN_OUTCOME_INTERNAL_ERROR &&
+	    kiln_host_limitation())
+		fprintf(stderr, "%s: note: %s\n", progname,
+			kiln_host_limitation());
+	kiln_vm_destroy(vm);
+	if (out_fd != STDOUT_FILENO)
+		close(out_fd);
+	return code;
+usage:
+	kiln_config_free(cfg);
+	return EXIT_USAGE;
+fail:
+	tty_restore();
+	kiln_config_free(cfg);
+	kiln_vm_destroy(vm);
+	return EXIT_KILN_FAILED;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage_error("missing command");
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		print_help(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("kiln %s\n", kiln_version());
+		return 0;
+	}
+	if (!strcmp(argv[1], "boot")) {
+		progname = "kiln";
+		return cmd_boot(argc - 1, argv + 1);
+	}
+	usage_error("unknown command '%s'", argv[1]);
+	return EXIT_USAGE;
+}
