@@ -93,6 +93,16 @@ $(BUILD)/tests/fakekvm.so: tests/support/fakekvm.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(TEST_CFLAGS) -fPIC -shared -o $@ $< -ldl
 
+$(BUILD)/tests/fnv1a: tests/support/fnv1a.c
+	$(call msg,CC,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $<
+
+$(BUILD)/tests/multi_vm: tests/support/multi_vm.c $(LIB_A)
+	$(call msg,CC,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
 unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 
 -include tests/guests/guests.mk
@@ -100,7 +110,7 @@ unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 guest:
 	$(Q)scripts/build-guest.sh $(BUILD)/guest
 
-check: all unit guests $(BUILD)/tests/fakekvm.so
+check: all unit guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(BUILD)/tests/multi_vm
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
 bench: all guests

@@ -329,6 +329,9 @@ static int cmd_boot(int argc, char **argv)
 				initrd = ipath;
 		}
 	}
+	if (getenv("KILN_KVM_DEVICE") &&
+	    kiln_config_set_kvm_path(cfg, getenv("KILN_KVM_DEVICE")) < 0)
+		goto fail;
 	if (kiln_config_set_kernel(cfg, kernel) < 0 ||
 	    (initrd && kiln_config_set_initrd(cfg, initrd) < 0))
 		goto fail;

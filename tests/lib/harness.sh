@@ -1,0 +1,36 @@
+# Shared helpers for kiln's shell test tiers (sourced, not run).
+# Each result is one line in $KILN_RESULTS: "pass NAME", "fail NAME", "skip NAME".
+# Output follows TAP-ish lines so a person can read the log.
+: "${BUILD:=build}"
+: "${KILN_RESULTS:=$(mktemp)}"
+KILN="${KILN:-$BUILD/kiln}"
+GUESTS="$BUILD/tests/guests"
+
+pass() { echo "ok - $1"; echo "pass $1" >>"$KILN_RESULTS"; }
+fail() { echo "not ok - $1: $2"; echo "fail $1" >>"$KILN_RESULTS"; }
+skip() { echo "SKIP: $1: $2"; echo "skip $1" >>"$KILN_RESULTS"; }
+
+# run_kiln OUT ERR -- ARGS: runs kiln with a hard outer limit so a broken
+# test can never hang the suite; sets $rc.
+run_kiln() {
+	local out=$1 err=$2
+	shift 3
+	rc=0
+	timeout -k 5 "${KILN_TEST_LIMIT:-120}" "$KILN" "$@" >"$out" 2>"$err" </dev/null || rc=$?
+}
+
+# expect NAME COND_DESCRIPTION COMMAND...: pass if COMMAND succeeds.
+expect() {
+	local name=$1 what=$2
+	shift 2
+	if "$@"; then pass "$name"; else fail "$name" "$what"; fi
+}
+
+# Why full Linux guests cannot run on this host's /dev/kvm, or nothing.
+linux_on_kvm_blocker() {
+	if [ ! -e /dev/kvm ]; then
+		echo "/dev/kvm is missing"
+	elif [ -d /sys/module/kvm_pvm ] && ! grep -qwE 'vmx|svm' /proc/cpuinfo; then
+		echo "/dev/kvm is PVM (no VMX/SVM)"
+	fi
+}
