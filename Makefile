@@ -110,7 +110,7 @@ unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 guest:
 	$(Q)scripts/build-guest.sh $(BUILD)/guest
 
-check: all unit guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(BUILD)/tests/multi_vm
+check: all guest unit guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(BUILD)/tests/multi_vm
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
 bench: all guests
