@@ -33,7 +33,7 @@ LIB_A := $(BUILD)/libkiln.a
 LIB_SO := $(BUILD)/libkiln.so.$(SOVERSION)
 KILN := $(BUILD)/kiln
 
-.PHONY: all check unit guest guests install clean format bench
+.PHONY: all check unit fuzzers guest guests install clean format bench
 all: $(LIB_A) $(LIB_SO) $(BUILD)/libkiln.so $(KILN) $(BUILD)/kiln.pc
 
 $(BUILD)/obj/%.o: %.c
@@ -103,6 +103,17 @@ $(BUILD)/tests/multi_vm: tests/support/multi_vm.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
 
+# libFuzzer harnesses: fuzz/fuzz_*.c, each linked with the library sources.
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_CC ?= clang
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS)
+	$(call msg,FUZZ,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -pthread \
+		-fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS)
+fuzzers: $(FUZZ_BINS)
+
 unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 
 -include tests/guests/guests.mk
@@ -110,7 +121,7 @@ unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 guest:
 	$(Q)scripts/build-guest.sh $(BUILD)/guest
 
-check: all guest unit guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(BUILD)/tests/multi_vm
+check: all guest unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(BUILD)/tests/multi_vm
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
 bench: all guests

@@ -73,7 +73,7 @@ for _ in $(seq 10); do
 	time_to_marker "$BUILD/kiln" boot --kernel "$G/vmlinux" --initrd "$G/initramfs.cpio.gz" --cmdline kiln.test=reboot >>"$T/kinit"
 	time_to_marker qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,isa-serial=on,rtc=on -accel kvm \
 		-m 256 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-		-kernel "$G/vmlinux" -initrd "$G/initramfs.cpio.gz" -append "console=ttyS0 reboot=k panic=-1 kiln.test=reboot" >>"$T/qinit"
+		-device i8042 -kernel "$G/vmlinux" -initrd "$G/initramfs.cpio.gz" -append "console=ttyS0 reboot=k panic=-1 kiln.test=reboot" >>"$T/qinit"
 done
 ki=$(median <"$T/kinit")
 qi=$(median <"$T/qinit")

@@ -2,7 +2,8 @@
 # Runs every test tier and prints one summary line:
 #   check: N passed, N failed, N skipped
 # Tiers: unit (cmocka, plain and ASan/UBSan), cli, kvm (tiny guests),
-# linux-early (real kernel's early boot on kiln), linux (full guest; SKIP
+# qemu-boot (the default guest under QEMU TCG), linux-early (real kernel's
+# early boot on kiln), linux (full guest on kiln; SKIP
 # where /dev/kvm lacks hardware virtualization).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,9 +29,37 @@ for t in "$BUILD"/tests/unit/test_* "$BUILD"/san/tests/unit/test_*; do
 	fi
 done
 
-for tier in tests/cli/run.sh tests/kvm/run.sh tests/linux/early-boot.sh tests/linux/boot.sh; do
+echo "== fuzz: bounded libFuzzer runs over the committed corpus"
+for f in "$BUILD"/fuzz/fuzz_*; do
+	[ -x "$f" ] || continue
+	name=$(basename "$f")
+	corpus=fuzz/corpus/${name#fuzz_}
+	work=$(mktemp -d)
+	# New inputs go to the scratch dir (first), never into the repo.
+	if out=$("$f" -runs="${FUZZ_RUNS:-20000}" -max_total_time=60 "$work" "$corpus" 2>&1); then
+		echo "ok - $name: $(grep -oE 'Done [0-9]+ runs' <<<"$out" | tail -1)"
+		echo "pass $name" >>"$KILN_RESULTS"
+	else
+		echo "not ok - $name"; grep -E 'ERROR|SUMMARY|runtime error' <<<"$out" | head -5
+		echo "fail $name" >>"$KILN_RESULTS"
+	fi
+	rm -rf "$work"
+done
+
+# Shell tiers print "ok - ", "not ok - " and "SKIP: " lines; count them.
+for tier in tests/cli/run.sh tests/kvm/run.sh tests/linux/qemu-boot.sh \
+	tests/linux/early-boot.sh tests/linux/boot.sh; do
 	echo "== $tier"
-	bash "$tier"
+	log=$(mktemp)
+	bash "$tier" 2>&1 | tee "$log"
+	st=${PIPESTATUS[0]}
+	grep '^ok - ' "$log" | sed 's/^/pass /' >>"$KILN_RESULTS"
+	grep '^not ok - ' "$log" | sed 's/^/fail /' >>"$KILN_RESULTS"
+	grep '^SKIP: ' "$log" | sed 's/^/skip /' >>"$KILN_RESULTS"
+	if [ "$st" -ne 0 ] && ! grep -q '^not ok - ' "$log"; then
+		echo "fail $tier exited $st" >>"$KILN_RESULTS"
+	fi
+	rm -f "$log"
 done
 
 np=$(grep -c '^pass' "$KILN_RESULTS")

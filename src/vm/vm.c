@@ -291,16 +291,18 @@ static void *console_thread_main(void *arg)
 
 static int set_kvm_signal_mask(struct kiln_vm *vm, int vcpu_fd)
 {
-	struct {
+	/* struct kvm_signal_mask ends in a flexible array: room for the
+	 * kernel's 8-byte sigset after the header. */
+	union {
 		struct kvm_signal_mask hdr;
-		uint8_t set[8];
+		uint8_t bytes[sizeof(struct kvm_signal_mask) + 8];
 	} m;
 	sigset_t cur;
 
 	pthread_sigmask(SIG_SETMASK, NULL, &cur);
 	sigdelset(&cur, vm->kick_signal);
 	m.hdr.len = 8; /* the kernel's sigset size on x86-64 */
-	memcpy(m.set, &cur, 8);
+	memcpy(m.hdr.sigset, &cur, 8);
 	return ioctl(vcpu_fd, KVM_SET_SIGNAL_MASK, &m) < 0 ? -errno : 0;
 }
 

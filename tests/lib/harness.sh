@@ -1,14 +1,13 @@
 # Shared helpers for kiln's shell test tiers (sourced, not run).
-# Each result is one line in $KILN_RESULTS: "pass NAME", "fail NAME", "skip NAME".
-# Output follows TAP-ish lines so a person can read the log.
+# Each result is one line: "ok - NAME", "not ok - NAME: why" or
+# "SKIP: NAME: why"; tests/run-all.sh counts those lines.
 : "${BUILD:=build}"
-: "${KILN_RESULTS:=$(mktemp)}"
 KILN="${KILN:-$BUILD/kiln}"
 GUESTS="$BUILD/tests/guests"
 
-pass() { echo "ok - $1"; echo "pass $1" >>"$KILN_RESULTS"; }
-fail() { echo "not ok - $1: $2"; echo "fail $1" >>"$KILN_RESULTS"; }
-skip() { echo "SKIP: $1: $2"; echo "skip $1" >>"$KILN_RESULTS"; }
+pass() { echo "ok - $1"; }
+fail() { echo "not ok - $1: $2"; }
+skip() { echo "SKIP: $1: $2"; }
 
 # run_kiln OUT ERR -- ARGS: runs kiln with a hard outer limit so a broken
 # test can never hang the suite; sets $rc.
