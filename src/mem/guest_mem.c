@@ -22,6 +22,25 @@ void guest_mem_init(struct guest_mem *m, uint8_t *host, uint64_t size)
 	}
 }
 
+int guest_mem_add_region(struct guest_mem *m, uint64_t gpa, uint64_t size,
+			 uint8_t *host)
+{
+	if (size == 0 || gpa + size < gpa || !host)
+		return -EINVAL;
+	for (unsigned i = 0; i < m->nr_regions; i++) {
+		const struct guest_mem_region *r = &m->regions[i];
+
+		if (gpa < r->gpa + r->size && r->gpa < gpa + size)
+			return -EINVAL;
+	}
+	if (m->nr_regions == GUEST_MEM_MAX_REGIONS)
+		return -ENOSPC;
+	m->regions[m->nr_regions++] = (struct guest_mem_region){ gpa, size, host };
+	m->size += size;
+	m->external = true;
+	return 0;
+}
+
 int guest_mem_map(struct guest_mem *m, uint64_t size)
 {
 	void *p;

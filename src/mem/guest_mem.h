@@ -14,7 +14,7 @@
 /* RAM above this address is moved above 4 GiB; [hole, 4 GiB) is for MMIO. */
 #define GUEST_MMIO_HOLE_START 0xC0000000ull
 #define GUEST_4GIB 0x100000000ull
-#define GUEST_MEM_MAX_REGIONS 2
+#define GUEST_MEM_MAX_REGIONS 8 /* vhost-user sends up to 8 */
 
 struct guest_mem_region {
 	uint64_t gpa;  /* first guest-physical address */
@@ -33,6 +33,12 @@ struct guest_mem {
 /* Lays out `size` bytes of RAM at `host`: [0, min(size, hole)) and the rest
  * from 4 GiB. Does not allocate; used by guest_mem_map and by tests. */
 void guest_mem_init(struct guest_mem *m, uint8_t *host, uint64_t size);
+
+/* Adds a region backed by host memory the caller owns (e.g. a vhost-user
+ * memory-table mapping). -EINVAL if it overlaps another region or wraps,
+ * -ENOSPC when full. */
+int guest_mem_add_region(struct guest_mem *m, uint64_t gpa, uint64_t size,
+			 uint8_t *host);
 
 /* mmaps `size` bytes of anonymous RAM (MAP_NORESERVE: untouched memory costs
  * nothing) and lays it out. Returns 0 or -errno. */
