@@ -98,7 +98,9 @@ $(BUILD)/tests/fnv1a: tests/support/fnv1a.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $<
 
-$(BUILD)/tests/multi_vm: tests/support/multi_vm.c $(LIB_A)
+# KVM-tier programs written against the public API.
+KVM_TEST_BINS := $(BUILD)/tests/multi_vm $(BUILD)/tests/console_api
+$(BUILD)/tests/%: tests/support/%.c $(LIB_A)
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
@@ -121,7 +123,7 @@ unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 guest:
 	$(Q)scripts/build-guest.sh $(BUILD)/guest
 
-check: all guest unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(BUILD)/tests/multi_vm
+check: all guest unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(KVM_TEST_BINS)
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
 bench: all guests

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -50,6 +52,7 @@ static void print_help(FILE *f)
 {
 	fprintf(f,
 		"Usage: kiln boot [OPTIONS]\n"
+		"       kiln mkimage DIR IMAGE [--size MIB]\n"
 		"       kiln --help | --version\n"
 		"\n"
 		"Boot a Linux guest on KVM with the serial console on this terminal.\n"
@@ -62,9 +65,14 @@ static void print_help(FILE *f)
 		"  --cmdline ARGS      appended to 'console=ttyS0 reboot=k panic=-1'\n"
 		"  --console-log FILE  write the console to FILE instead of stdout\n"
 		"  --timeout SECONDS   stop the guest after SECONDS (exit 124)\n"
+		"  --disk PATH[,ro]    raw disk image as the next virtio-blk disk\n"
+		"                      (/dev/vda, vdb, ...); repeatable\n"
+		"  --console KIND      serial (ttyS0, default) or virtio (hvc0)\n"
 		"  --debug-exit        let the guest end the VM with its status by\n"
 		"                      writing it to port 0x%x (test guests)\n"
 		"  -v, --verbose       report how the guest ended, even when clean\n"
+		"\n"
+		"mkimage makes an ext4 image from DIR (mke2fs -d) for --disk.\n"
 		"\n"
 		"On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
 		"Exit status: 0 guest rebooted or powered off; 1 guest crashed (triple\n"
@@ -203,6 +211,9 @@ enum {
 	OPT_CONSOLE_LOG,
 	OPT_TIMEOUT,
 	OPT_DEBUG_EXIT,
+	OPT_DISK,
+	OPT_CONSOLE,
+	OPT_SIZE,
 };
 
 static int cmd_boot(int argc, char **argv)
@@ -216,6 +227,8 @@ static int cmd_boot(int argc, char **argv)
 		{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -288,6 +301,43 @@ static int cmd_boot(int argc, char **argv)
 		}
 		case OPT_DEBUG_EXIT:
 			kiln_config_set_debug_exit(cfg, 1);
+			break;
+		case OPT_DISK: {
+			/* PATH or PATH,ro */
+			char *path = strdup(optarg), *comma;
+			bool ro = false;
+
+			if (!path)
+				goto fail;
+			comma = strrchr(path, ',');
+			if (comma && !strcmp(comma, ",ro")) {
+				*comma = 0;
+				ro = true;
+			} else if (comma && !strcmp(comma, ",rw")) {
+				*comma = 0;
+			}
+			if (!*path) {
+				free(path);
+				usage_error("--disk: missing path");
+				goto usage;
+			}
+			r = kiln_config_add_disk(cfg, path, ro);
+			free(path);
+			if (r < 0)
+				goto usage;
+			break;
+		}
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "serial")) {
+				kiln_config_set_console(cfg, KILN_CONSOLE_SERIAL);
+			} else if (!strcmp(optarg, "virtio")) {
+				kiln_config_set_console(cfg, KILN_CONSOLE_VIRTIO);
+			} else {
+				usage_error("--console: '%s' is not 'serial' or "
+					    "'virtio'",
+					    optarg);
+				goto usage;
+			}
 			break;
 		case 'v':
 			verbose = true;
@@ -399,6 +449,119 @@ fail:
 	return EXIT_KILN_FAILED;
 }
 
+static uint64_t tree_bytes;
+
+static int add_size(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)path;
+	(void)flag;
+	(void)ftw;
+	/* data plus an inode's worth per entry */
+	tree_bytes += (uint64_t)st->st_size + 4096;
+	return 0;
+}
+
+/* kiln mkimage DIR IMAGE [--size MIB]: an ext4 image holding DIR's files,
+ * made by mke2fs -d (e2fsprogs). */
+static int cmd_mkimage(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir, *img;
+	uint64_t size_mib = 0;
+	struct stat st;
+	char size_arg[32];
+	int c, fd, status;
+	pid_t pid;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SIZE:
+			if (!parse_u64(optarg, &size_mib) || size_mib < 1 ||
+			    size_mib > 16u * 1024 * 1024) {
+				usage_error("--size: '%s' is not a size in MiB "
+					    "(1..16777216)",
+					    optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			print_help(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "Try '%s --help' for more information.\n",
+				progname);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		usage_error("mkimage: expected DIR and IMAGE");
+		return EXIT_USAGE;
+	}
+	dir = argv[optind];
+	img = argv[optind + 1];
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s: mkimage: %s is not a directory\n", progname,
+			dir);
+		return EXIT_KILN_FAILED;
+	}
+	if (size_mib == 0) {
+		tree_bytes = 0;
+		if (nftw(dir, add_size, 16, FTW_PHYS) < 0) {
+			fprintf(stderr, "%s: mkimage: cannot read %s: %s\n",
+				progname, dir, strerror(errno));
+			return EXIT_KILN_FAILED;
+		}
+		/* room for ext4's metadata and journal, and some to spare */
+		size_mib = tree_bytes / (1 << 20) * 5 / 4 + 16;
+	}
+	/* Never clobber an existing file: nothing the user has is lost. */
+	fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "%s: mkimage: cannot create %s: %s\n", progname,
+			img, strerror(errno));
+		return EXIT_KILN_FAILED;
+	}
+	if (ftruncate(fd, (off_t)(size_mib << 20)) < 0) {
+		fprintf(stderr, "%s: mkimage: cannot size %s: %s\n", progname,
+			img, strerror(errno));
+		close(fd);
+		unlink(img);
+		return EXIT_KILN_FAILED;
+	}
+	close(fd);
+	snprintf(size_arg, sizeof(size_arg), "%lluM",
+		 (unsigned long long)size_mib);
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, STDOUT_FILENO);
+		execlp("mke2fs", "mke2fs", "-q", "-F", "-t", "ext4", "-d", dir,
+		       img, size_arg, (char *)NULL);
+		fprintf(stderr, "%s: mkimage: cannot run mke2fs: %s (install "
+				"e2fsprogs)\n",
+			progname, strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 127)
+			fprintf(stderr, "%s: mkimage: mke2fs failed (is %llu MiB "
+					"enough? try --size)\n",
+				progname, (unsigned long long)size_mib);
+		unlink(img);
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -414,6 +577,8 @@ int main(int argc, char **argv)
 		printf("kiln %s\n", kiln_version());
 		return 0;
 	}
+	if (!strcmp(argv[1], "mkimage"))
+		return cmd_mkimage(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "boot")) {
 		progname = "kiln";
 		return cmd_boot(argc - 1, argv + 1);

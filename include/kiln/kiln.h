@@ -105,6 +105,20 @@ KILN_API int kiln_config_set_console_fds(struct kiln_config *cfg, int in_fd,
 /* Console escape byte (e.g. 0x01 for Ctrl-A): escape then 'x' stops the VM,
  * escape twice sends one escape. 0 disables (the default). */
 KILN_API int kiln_config_set_console_escape(struct kiln_config *cfg, int ch);
+/* Which console the kernel uses: the 8250 UART (ttyS0, the default) or
+ * virtio-console (hvc0). Both devices exist; input goes to this one. */
+enum kiln_console { KILN_CONSOLE_SERIAL = 0, KILN_CONSOLE_VIRTIO = 1 };
+KILN_API int kiln_config_set_console(struct kiln_config *cfg,
+				     enum kiln_console console);
+/* Attaches a raw disk image as the next virtio-blk device (/dev/vda, vdb,
+ * ...). The file is checked (exists, regular, size multiple of 512) at
+ * kiln_vm_create. */
+KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
+				  int read_only);
+/* Keep the console's output (serial and virtio) in a bounded buffer for
+ * kiln_vm_console_wait_for/exec, in addition to the output fd. */
+KILN_API int kiln_config_set_console_capture(struct kiln_config *cfg,
+					     int enabled);
 /* Enable the debug-exit port (KILN_DEBUG_EXIT_PORT), for test guests. */
 KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled);
 /* Path of the KVM device, default "/dev/kvm" (tests use others). */
@@ -127,6 +141,24 @@ KILN_API void kiln_vm_stop(struct kiln_vm *vm);
 KILN_API void kiln_vm_destroy(struct kiln_vm *vm);
 /* The full kernel command line the guest gets (valid until destroy). */
 KILN_API const char *kiln_vm_cmdline(const struct kiln_vm *vm);
+
+/* Console API (needs console capture). Sends bytes to the guest's console
+ * input (the UART or virtio-console, whichever is the console); blocks while
+ * the guest is not reading. Returns bytes sent, or -EPIPE once the VM ended. */
+KILN_API long kiln_vm_console_write(struct kiln_vm *vm, const void *buf,
+				    size_t len);
+/* Waits until `pattern` appears in console output not yet consumed; on
+ * success consumes through the pattern and, if output is non-NULL, returns
+ * that text (malloc'd, caller frees). -ETIMEDOUT after timeout_ms, -EPIPE
+ * if the VM ended first, -EINVAL without capture. */
+KILN_API int kiln_vm_console_wait_for(struct kiln_vm *vm, const char *pattern,
+				      int timeout_ms, char **output);
+/* Types `line` and a newline, waits for `prompt`, and returns what the guest
+ * printed in between, without the echoed line and the prompt. Errors as
+ * kiln_vm_console_wait_for. */
+KILN_API int kiln_vm_console_exec(struct kiln_vm *vm, const char *line,
+				  const char *prompt, int timeout_ms,
+				  char **output);
 
 /* Describes why KVM cannot run a stock Linux guest at usable speed here
  * (e.g. a PVM host without VMX/SVM); NULL when the host looks fine. */

@@ -142,7 +142,8 @@ static uint8_t read_reg_locked(struct serial8250 *s, unsigned reg,
 	}
 }
 
-static void write_reg_locked(struct serial8250 *s, unsigned reg, uint8_t v)
+static void write_reg_locked(struct serial8250 *s, unsigned reg, uint8_t v,
+			     int *notify_space)
 {
 	switch (reg) {
 	case UART_TX:
@@ -168,8 +169,12 @@ static void write_reg_locked(struct serial8250 *s, unsigned reg, uint8_t v)
 		return;
 	case UART_FCR:
 		s->fcr = v & (FCR_ENABLE_FIFO | 0xC0);
-		if (v & FCR_CLEAR_RCVR)
+		if (v & FCR_CLEAR_RCVR) {
+			/* a full FIFO emptied: the input side may go on */
+			if (s->rx_count == SERIAL8250_FIFO_SIZE)
+				*notify_space = 1;
 			s->rx_head = s->rx_count = 0;
+		}
 		return;
 	case UART_LCR:
 		s->lcr = v;
@@ -195,7 +200,7 @@ void serial8250_access(void *opaque, uint64_t offset, uint8_t *data,
 	/* Only byte accesses are meaningful; wider ones touch the first
 	 * register and read the rest as all-ones. */
 	if (is_write) {
-		write_reg_locked(s, (unsigned)offset & 7, data[0]);
+		write_reg_locked(s, (unsigned)offset & 7, data[0], &notify_space);
 	} else {
 		memset(data, 0xff, size);
 		data[0] = read_reg_locked(s, (unsigned)offset & 7, &notify_space);

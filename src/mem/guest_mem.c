@@ -77,8 +77,10 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 		if (gpa < r->gpa || gpa - r->gpa > r->size)
 			continue;
 		uint64_t off = gpa - r->gpa;
+		/* too long for this region; a touching next region may
+		 * start exactly here, so keep looking */
 		if (len > r->size - off)
-			return NULL;
+			continue;
 		return r->host + off;
 	}
 	return NULL;

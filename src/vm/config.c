@@ -35,6 +35,8 @@ KILN_API void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->kvm_path);
 	free(cfg->base_cmdline);
 	free(cfg->extra_cmdline);
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		free(cfg->disks[i].path);
 	free(cfg);
 }
 
@@ -142,25 +144,71 @@ KILN_API int kiln_config_set_console_escape(struct kiln_config *cfg, int ch)
 	return 0;
 }
 
+KILN_API int kiln_config_set_console(struct kiln_config *cfg,
+				     enum kiln_console console)
+{
+	if (console != KILN_CONSOLE_SERIAL && console != KILN_CONSOLE_VIRTIO)
+		return kiln_errorf(&cfg->log, -EINVAL, "unknown console %d",
+				   (int)console);
+	cfg->console = console;
+	return 0;
+}
+
+KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
+				  int read_only)
+{
+	char *copy;
+
+	if (!path || !*path)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty disk path");
+	if (cfg->nr_disks == KILN_MAX_DISKS)
+		return kiln_errorf(&cfg->log, -E2BIG, "at most %d disks",
+				   KILN_MAX_DISKS);
+	copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	cfg->disks[cfg->nr_disks].path = copy;
+	cfg->disks[cfg->nr_disks].read_only = read_only != 0;
+	cfg->nr_disks++;
+	return 0;
+}
+
+KILN_API int kiln_config_set_console_capture(struct kiln_config *cfg,
+					     int enabled)
+{
+	cfg->console_capture = enabled != 0;
+	return 0;
+}
+
 KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled)
 {
 	cfg->debug_exit = enabled != 0;
 	return 0;
 }
 
-char *config_build_cmdline(const struct kiln_config *cfg)
+char *config_build_cmdline(const struct kiln_config *cfg, const char *devices)
 {
 	const char *base = cfg->base_cmdline ? cfg->base_cmdline
-					     : KILN_DEFAULT_BASE_CMDLINE;
-	const char *extra = cfg->extra_cmdline ? cfg->extra_cmdline : "";
-	size_t len = strlen(base) + strlen(extra) + 2;
-	char *s = malloc(len);
+			   : cfg->console == KILN_CONSOLE_VIRTIO
+				   ? KILN_VIRTIO_CONSOLE_BASE_CMDLINE
+				   : KILN_DEFAULT_BASE_CMDLINE;
+	const char *parts[3] = { base, devices ? devices : "",
+				 cfg->extra_cmdline ? cfg->extra_cmdline : "" };
+	size_t len = 1;
+	char *s;
 
+	for (int i = 0; i < 3; i++)
+		len += strlen(parts[i]) + 1;
+	s = malloc(len);
 	if (!s)
 		return NULL;
-	if (*base && *extra)
-		snprintf(s, len, "%s %s", base, extra);
-	else
-		snprintf(s, len, "%s%s", base, extra);
+	s[0] = 0;
+	for (int i = 0; i < 3; i++) {
+		if (!*parts[i])
+			continue;
+		if (*s)
+			strcat(s, " ");
+		strcat(s, parts[i]);
+	}
 	return s;
 }

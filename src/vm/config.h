@@ -9,7 +9,15 @@
 #include "util/log.h"
 
 #define KILN_DEFAULT_BASE_CMDLINE "console=ttyS0 reboot=k panic=-1"
+#define KILN_VIRTIO_CONSOLE_BASE_CMDLINE "console=hvc0 reboot=k panic=-1"
 #define KILN_DEFAULT_MEMORY_MIB 256u
+
+#define KILN_MAX_DISKS 16
+
+struct kiln_disk_config {
+	char *path;
+	bool read_only;
+};
 
 struct kiln_config {
 	struct kiln_log log;
@@ -23,9 +31,14 @@ struct kiln_config {
 	int console_in_fd, console_out_fd;
 	int console_escape;
 	bool debug_exit;
+	bool console_capture;
+	enum kiln_console console;
+	struct kiln_disk_config disks[KILN_MAX_DISKS];
+	unsigned nr_disks;
 };
 
-/* Builds "base extra" (extra may be empty); NULL on ENOMEM. */
-char *config_build_cmdline(const struct kiln_config *cfg);
+/* Builds "base devices extra": kiln's base (per console), what devices
+ * need, then the user's arguments; NULL on ENOMEM. */
+char *config_build_cmdline(const struct kiln_config *cfg, const char *devices);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -31,7 +32,11 @@
 #include "devices/serial8250.h"
 #include "kvm/kvm.h"
 #include "mem/guest_mem.h"
+#include "virtio/console.h"
+#include "virtio/mmio.h"
+#include "virtio/rng.h"
 #include "vm/config.h"
+#include "vm/event_loop.h"
 
 /* How often the monitor checks for a guest that can never run again. */
 #define HALT_PROBE_INTERVAL_MS 250
@@ -48,6 +53,29 @@ struct vm_vcpu {
 	bool probe_dead;     /* under vm->lock */
 };
 
+/* virtio-mmio devices sit in the MMIO hole, one page each, with GSIs from 5
+ * (4 is the UART) up to 23, the last IOAPIC pin. */
+#define VM_VIRTIO_MMIO_BASE 0xd0000000ull
+#define VM_VIRTIO_MMIO_STRIDE 0x1000ull
+#define VM_VIRTIO_FIRST_GSI 5
+#define VM_VIRTIO_MAX_DEVICES 19
+
+enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK };
+
+struct vm_vdev;
+struct vm_vdev_notify {
+	struct vm_vdev *vdev;
+	unsigned queue;
+};
+
+struct vm_vdev {
+	struct virtio_mmio mmio;
+	enum vm_vdev_kind kind;
+	bool transport_up;
+	struct vm_vdev_notify notify[VIRTIO_MAX_QUEUES];
+	struct virtio_console console; /* VDEV_CONSOLE only */
+};
+
 struct kiln_vm {
 	struct kiln_log log;
 	char *cmdline;
@@ -62,6 +90,10 @@ struct kiln_vm {
 	struct bus pio, mmio;
 	struct serial8250 serial;
 	struct legacy_devices legacy;
+	struct vm_vdev *vdevs;
+	unsigned nr_vdevs;
+	struct vm_vdev *console_vdev; /* input goes here if virtio console */
+	struct event_loop events;
 
 	int kick_signal;
 	int wake_fd; /* eventfd: wakes the console thread on stop */
@@ -74,7 +106,14 @@ struct kiln_vm {
 	struct kiln_exit_info exit;
 	char exit_detail[512];
 	bool rx_space;
+	/* console capture for wait_for/exec, under lock */
+	bool capture;
+	char *cap;
+	size_t cap_len, cap_size;
 };
+
+/* Bound on unread captured console output; older bytes are dropped. */
+#define CONSOLE_CAPTURE_MAX (1u << 20)
 
 KILN_API const char *kiln_outcome_name(enum kiln_outcome o)
 {
@@ -157,9 +196,48 @@ static void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome,
 
 /* --- devices' links to the VM --- */
 
-static void serial_output(void *opaque, const uint8_t *buf, size_t len)
+/* Appends guest console output to the capture buffer. */
+static void capture_output(struct kiln_vm *vm, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (len > CONSOLE_CAPTURE_MAX) {
+		buf += len - CONSOLE_CAPTURE_MAX;
+		len = CONSOLE_CAPTURE_MAX;
+	}
+	if (vm->cap_len + len > CONSOLE_CAPTURE_MAX) {
+		size_t drop = vm->cap_len + len - CONSOLE_CAPTURE_MAX;
+
+		memmove(vm->cap, vm->cap + drop, vm->cap_len - drop);
+		vm->cap_len -= drop;
+	}
+	if (vm->cap_len + len + 1 > vm->cap_size) {
+		size_t want = vm->cap_size ? vm->cap_size : 4096;
+		char *p;
+
+		while (want < vm->cap_len + len + 1)
+			want *= 2;
+		p = realloc(vm->cap, want);
+		if (!p) {
+			pthread_mutex_unlock(&vm->lock);
+			return;
+		}
+		vm->cap = p;
+		vm->cap_size = want;
+	}
+	memcpy(vm->cap + vm->cap_len, buf, len);
+	vm->cap_len += len;
+	vm->cap[vm->cap_len] = 0;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Guest console output (UART or virtio-console): capture, then the fd. */
+static void console_output(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct kiln_vm *vm = opaque;
+
+	if (vm->capture)
+		capture_output(vm, buf, len);
 
 	while (vm->console_out_fd >= 0 && len) {
 		ssize_t n = write(vm->console_out_fd, buf, len);
@@ -191,7 +269,7 @@ static void serial_rx_space(void *opaque)
 }
 
 static const struct serial8250_ops serial_ops = {
-	.output = serial_output,
+	.output = console_output,
 	.set_irq = serial_set_irq,
 	.rx_space = serial_rx_space,
 };
@@ -214,6 +292,49 @@ static void legacy_request(void *opaque, enum legacy_request req, int code)
 
 /* --- console input --- */
 
+static size_t console_room(struct kiln_vm *vm)
+{
+	if (vm->console_vdev)
+		return virtio_console_rx_room(&vm->console_vdev->mmio.dev);
+	return serial8250_rx_room(&vm->serial);
+}
+
+static size_t console_push(struct kiln_vm *vm, const uint8_t *buf, size_t len)
+{
+	struct virtio_mmio *t;
+	size_t n;
+
+	if (!vm->console_vdev)
+		return serial8250_push_input(&vm->serial, buf, len);
+	t = &vm->console_vdev->mmio;
+	pthread_mutex_lock(&t->lock); /* the receive queue is device state */
+	n = virtio_console_push_input(&t->dev, buf, len);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+/* Called with vm->lock held, when the console has no room. The UART says
+ * when it drains (rx_space); virtio-console drains when the driver posts
+ * buffers, which is checked again every 50 ms. */
+static void wait_console_room(struct kiln_vm *vm)
+{
+	struct timespec ts;
+
+	vm->rx_space = false;
+	if (!vm->console_vdev) {
+		while (!vm->rx_space && !atomic_load(&vm->stopping))
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += 50 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+}
+
 static void *console_thread_main(void *arg)
 {
 	struct kiln_vm *vm = arg;
@@ -228,14 +349,11 @@ static void *console_thread_main(void *arg)
 		size_t room = 0, nout = 0;
 		ssize_t n;
 
-		/* Backpressure: read from the host only what the FIFO takes. */
+		/* Backpressure: read from the host only what the guest's
+		 * console takes. */
 		pthread_mutex_lock(&vm->lock);
-		while (!atomic_load(&vm->stopping) &&
-		       (room = serial8250_rx_room(&vm->serial)) == 0) {
-			vm->rx_space = false;
-			while (!vm->rx_space && !atomic_load(&vm->stopping))
-				pthread_cond_wait(&vm->cond, &vm->lock);
-		}
+		while (!atomic_load(&vm->stopping) && (room = console_room(vm)) == 0)
+			wait_console_room(vm);
 		pthread_mutex_unlock(&vm->lock);
 		if (atomic_load(&vm->stopping))
 			break;
@@ -269,15 +387,15 @@ static void *console_thread_main(void *arg)
 			out[nout++] = buf[i];
 		}
 		for (size_t done = 0; done < nout;) {
-			size_t k = serial8250_push_input(&vm->serial, out + done,
-							 nout - done);
+			size_t k = console_push(vm, out + done, nout - done);
+
 			done += k;
 			if (!k) {
-				/* FIFO filled meanwhile: wait for room */
+				/* filled meanwhile: wait for room */
 				pthread_mutex_lock(&vm->lock);
-				vm->rx_space = false;
-				while (!vm->rx_space && !atomic_load(&vm->stopping))
-					pthread_cond_wait(&vm->cond, &vm->lock);
+				while (!atomic_load(&vm->stopping) &&
+				       console_room(vm) == 0)
+					wait_console_room(vm);
 				pthread_mutex_unlock(&vm->lock);
 				if (atomic_load(&vm->stopping))
 					return NULL;
@@ -669,6 +787,110 @@ static int setup_devices(struct kiln_vm *vm)
 	return 0;
 }
 
+/* Disks: a raw-file block backend behind a virtio-blk device. */
+static int vm_blk_create(struct kiln_vm *vm, const struct kiln_disk_config *disk,
+			 struct virtio_dev *dev)
+{
+	(void)dev;
+	return kiln_errorf(&vm->log, -ENOTSUP, "disk %s: virtio-blk is not "
+			   "available in this build", disk->path);
+}
+
+static void vm_blk_destroy(struct virtio_dev *dev)
+{
+	(void)dev;
+}
+
+static void vdev_notify(void *opaque, int fd, unsigned events)
+{
+	struct vm_vdev_notify *n = opaque;
+
+	(void)fd;
+	(void)events;
+	virtio_mmio_handle_notify(&n->vdev->mmio, n->queue);
+}
+
+/* Creates the virtio devices (console, rng, disks), their transports and
+ * their share of the kernel command line. */
+static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
+			char **cmdline_part)
+{
+	unsigned n = 2 + cfg->nr_disks;
+	size_t len = 0;
+	char *part;
+	int r;
+
+	*cmdline_part = NULL;
+	if (n > VM_VIRTIO_MAX_DEVICES)
+		return kiln_errorf(&vm->log, -E2BIG, "too many devices");
+	vm->vdevs = calloc(n, sizeof(*vm->vdevs));
+	part = calloc(n, 64);
+	if (!vm->vdevs || !part) {
+		free(part);
+		return -ENOMEM;
+	}
+	*cmdline_part = part;
+	for (unsigned i = 0; i < n; i++) {
+		struct vm_vdev *v = &vm->vdevs[i];
+		uint64_t base = VM_VIRTIO_MMIO_BASE + i * VM_VIRTIO_MMIO_STRIDE;
+
+		if (i == 0) {
+			v->kind = VDEV_CONSOLE;
+			virtio_console_init(&v->console, &v->mmio.dev,
+					    console_output, vm);
+		} else if (i == 1) {
+			v->kind = VDEV_RNG;
+			virtio_rng_init(&v->mmio.dev);
+		} else {
+			v->kind = VDEV_BLK;
+			r = vm_blk_create(vm, &cfg->disks[i - 2], &v->mmio.dev);
+			if (r < 0)
+				return r;
+		}
+		vm->nr_vdevs = i + 1;
+		r = virtio_mmio_init(&v->mmio, &vm->mem, &vm->log, base,
+				     VM_VIRTIO_FIRST_GSI + i, vm->vm_fd);
+		v->transport_up = true;
+		if (r < 0)
+			return kiln_errorf(&vm->log, r, "cannot set up %s: %s",
+					   v->mmio.dev.ops->name, strerror(-r));
+		r = bus_register(&vm->mmio, base, VIRTIO_MMIO_SIZE,
+				 virtio_mmio_access, &v->mmio);
+		for (unsigned q = 0; r == 0 && q < v->mmio.dev.ops->num_queues; q++) {
+			v->notify[q] = (struct vm_vdev_notify){ v, q };
+			r = event_loop_add(&vm->events, v->mmio.notify_fd[q],
+					   EPOLLIN, vdev_notify, &v->notify[q]);
+		}
+		if (r < 0)
+			return kiln_errorf(&vm->log, r, "cannot wire %s: %s",
+					   v->mmio.dev.ops->name, strerror(-r));
+		if (len)
+			part[len++] = ' ';
+		r = virtio_mmio_cmdline(&v->mmio, part + len, 63);
+		if (r < 0)
+			return r;
+		len += (size_t)r;
+	}
+	if (cfg->console == KILN_CONSOLE_VIRTIO)
+		vm->console_vdev = &vm->vdevs[0];
+	return 0;
+}
+
+static void destroy_virtio(struct kiln_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vdevs; i++) {
+		struct vm_vdev *v = &vm->vdevs[i];
+
+		if (v->transport_up)
+			virtio_mmio_destroy(&v->mmio, vm->vm_fd);
+		if (v->kind == VDEV_BLK)
+			vm_blk_destroy(&v->mmio.dev);
+	}
+	free(vm->vdevs);
+	vm->vdevs = NULL;
+	vm->nr_vdevs = 0;
+}
+
 static int setup_memory(struct kiln_vm *vm, uint64_t bytes)
 {
 	int r = guest_mem_map(&vm->mem, bytes);
@@ -745,6 +967,7 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg,
 {
 	struct kiln_vm *vm;
 	struct x86_entry entry;
+	char *devices_cmdline = NULL;
 	pthread_condattr_t ca;
 	int r;
 
@@ -758,6 +981,7 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg,
 	vm->console_out_fd = cfg->console_out_fd;
 	vm->console_escape = cfg->console_escape;
 	vm->debug_exit = cfg->debug_exit;
+	vm->capture = cfg->console_capture;
 	vm->kvm.fd = -1;
 	vm->vm_fd = -1;
 	vm->wake_fd = -1;
@@ -767,9 +991,9 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg,
 	pthread_cond_init(&vm->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	vm->kick_signal = kick_signal_setup();
-	vm->cmdline = config_build_cmdline(cfg);
+	vm->events.epoll_fd = vm->events.stop_fd = -1;
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
-	if (!vm->cmdline || !vm->vcpus) {
+	if (!vm->vcpus) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -793,6 +1017,18 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg,
 	if (r < 0)
 		goto fail;
 	r = setup_memory(vm, cfg->memory_mib << 20);
+	if (r < 0)
+		goto fail;
+	r = event_loop_init(&vm->events);
+	if (r < 0)
+		goto fail;
+	r = setup_virtio(vm, cfg, &devices_cmdline);
+	if (r == 0) {
+		vm->cmdline = config_build_cmdline(cfg, devices_cmdline);
+		if (!vm->cmdline)
+			r = -ENOMEM;
+	}
+	free(devices_cmdline);
 	if (r < 0)
 		goto fail;
 	r = load_guest(vm, cfg, &entry);
@@ -830,6 +1066,8 @@ KILN_API int kiln_vm_start(struct kiln_vm *vm)
 				    &vm->vcpus[i]);
 		vm->vcpus[i].started = r == 0;
 	}
+	if (r == 0)
+		r = event_loop_start(&vm->events);
 	if (r == 0 && vm->console_in_fd >= 0) {
 		r = -pthread_create(&vm->console_thread, NULL,
 				    console_thread_main, vm);
@@ -884,6 +1122,112 @@ KILN_API int kiln_vm_wait(struct kiln_vm *vm, int timeout_ms,
 	return 0;
 }
 
+KILN_API long kiln_vm_console_write(struct kiln_vm *vm, const void *buf,
+				    size_t len)
+{
+	const uint8_t *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		size_t n;
+
+		if (atomic_load(&vm->stopping))
+			return done ? (long)done : -EPIPE;
+		n = console_push(vm, p + done, len - done);
+		done += n;
+		if (!n) {
+			pthread_mutex_lock(&vm->lock);
+			while (!atomic_load(&vm->stopping) && console_room(vm) == 0)
+				wait_console_room(vm);
+			pthread_mutex_unlock(&vm->lock);
+		}
+	}
+	return (long)done;
+}
+
+KILN_API int kiln_vm_console_wait_for(struct kiln_vm *vm, const char *pattern,
+				      int timeout_ms, char **output)
+{
+	struct timespec ts;
+	size_t plen = strlen(pattern);
+	int r = 0;
+
+	if (output)
+		*output = NULL;
+	if (!vm->capture || !plen)
+		return -EINVAL;
+	deadline_after(&ts, timeout_ms < 0 ? 0 : timeout_ms);
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		char *hit = vm->cap_len ? strstr(vm->cap, pattern) : NULL;
+
+		if (hit) {
+			size_t take = (size_t)(hit - vm->cap) + plen;
+
+			if (output) {
+				*output = strndup(vm->cap, take);
+				if (!*output)
+					r = -ENOMEM;
+			}
+			memmove(vm->cap, vm->cap + take, vm->cap_len - take + 1);
+			vm->cap_len -= take;
+			break;
+		}
+		if (vm->exit.outcome != KILN_OUTCOME_NONE) {
+			r = -EPIPE;
+			break;
+		}
+		if (timeout_ms < 0)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) ==
+			 ETIMEDOUT) {
+			r = -ETIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+KILN_API int kiln_vm_console_exec(struct kiln_vm *vm, const char *line,
+				  const char *prompt, int timeout_ms,
+				  char **output)
+{
+	size_t len = strlen(line);
+	char *raw = NULL, *start;
+	long w;
+	int r;
+
+	if (output)
+		*output = NULL;
+	if (!vm->capture || !prompt || !*prompt)
+		return -EINVAL;
+	w = kiln_vm_console_write(vm, line, len);
+	if (w >= 0)
+		w = kiln_vm_console_write(vm, "\n", 1);
+	if (w < 0)
+		return (int)w;
+	r = kiln_vm_console_wait_for(vm, prompt, timeout_ms, &raw);
+	if (r < 0)
+		return r;
+	/* Drop the guest's echo of the line (up to its newline) and the
+	 * prompt itself. */
+	start = raw;
+	if (strncmp(start, line, len) == 0) {
+		start += len;
+		start += strspn(start, "\r");
+		if (*start == '\n')
+			start++;
+	}
+	raw[strlen(raw) - strlen(prompt)] = 0;
+	if (output) {
+		*output = strdup(start);
+		r = *output ? 0 : -ENOMEM;
+	}
+	free(raw);
+	return r;
+}
+
 KILN_API void kiln_vm_stop(struct kiln_vm *vm)
 {
 	vm_finish(vm, KILN_OUTCOME_STOPPED, "stopped by the embedder");
@@ -903,6 +1247,8 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 		if (vm->monitor_started)
 			pthread_join(vm->monitor_thread, NULL);
 	}
+	event_loop_destroy(&vm->events);
+	destroy_virtio(vm);
 	for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++)
 		kvm_vcpu_close(&vm->vcpus[i].kvm);
 	if (vm->vm_fd >= 0)
@@ -916,5 +1262,6 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->vcpus);
 	free(vm->cmdline);
+	free(vm->cap);
 	free(vm);
 }

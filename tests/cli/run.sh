@@ -38,6 +38,23 @@ check "memory too large" 2 "memory size 99999999 MiB is out of range" -- boot --
 check "memory negative" 2 "--memory: '-5' is not a number" -- boot --kernel "$BZ" --memory -5
 check "timeout invalid" 2 "--timeout: '0' is not a positive" -- boot --kernel "$BZ" --timeout 0
 check "missing option argument" 2 "requires an argument" -- boot --kernel
+check "console kind invalid" 2 "--console: 'vga' is not 'serial' or 'virtio'" -- boot --kernel "$BZ" --console vga
+check "disk path empty" 2 "--disk: missing path" -- boot --kernel "$BZ" --disk ,ro
+
+# mkimage: an ext4 image from a directory, never over an existing file
+mkdir -p "$T/tree/sub"
+echo "hello from the host" >"$T/tree/sub/hello.txt"
+run_kiln "$T/out" "$T/err" -- mkimage "$T/tree" "$T/tree.img" --size 16
+expect "mkimage" "exit $rc: $(cat "$T/err")" [ "$rc" -eq 0 ]
+if command -v debugfs >/dev/null && [ "$(debugfs -R 'cat /sub/hello.txt' "$T/tree.img" 2>/dev/null)" = "hello from the host" ]; then
+	pass "mkimage content"
+else
+	fail "mkimage content" "file not found in the image"
+fi
+check "mkimage existing image" 125 "cannot create .*File exists" -- mkimage "$T/tree" "$T/tree.img"
+check "mkimage missing dir" 125 "is not a directory" -- mkimage "$T/nodir" "$T/x.img"
+check "mkimage bad size" 2 "--size: '0' is not a size" -- mkimage "$T/tree" "$T/y.img" --size 0
+check "mkimage arguments" 2 "expected DIR and IMAGE" -- mkimage "$T/tree"
 
 check "kernel missing" 125 "kernel file $T/nope does not exist" -- boot --kernel "$T/nope"
 : >"$T/empty"

@@ -40,7 +40,7 @@ GUESTS_HOSTCFLAGS ?= -std=c11 -O2 -Wall -Wextra -Werror
 GUESTS_MKBZIMAGE := $(GUESTS_OUTDIR)/mkbzimage
 
 # bzImage guests: name -> extra objects besides head64.o and lib.o.
-GUESTS_BZ_NAMES := bootcheck smp triplefault badio clihlt spin reset echo
+GUESTS_BZ_NAMES := bootcheck smp triplefault badio clihlt spin reset echo prompt
 GUESTS_bootcheck_OBJS := bootcheck.o
 GUESTS_smp_OBJS := smp.o smp_tramp.o
 GUESTS_triplefault_OBJS := triplefault.o
@@ -49,6 +49,7 @@ GUESTS_clihlt_OBJS := clihlt.o
 GUESTS_spin_OBJS := spin.o
 GUESTS_reset_OBJS := reset.o
 GUESTS_echo_OBJS := echo.o
+GUESTS_prompt_OBJS := prompt.o
 
 GUESTS_BZIMAGES := $(foreach g,$(GUESTS_BZ_NAMES),$(GUESTS_OUTDIR)/$(g).bzimage)
 GUESTS_ELFS := $(GUESTS_OUTDIR)/bootcheck.elf $(GUESTS_OUTDIR)/exit0.elf

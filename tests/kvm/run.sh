@@ -13,7 +13,6 @@ fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 export KILN_TEST_LIMIT=60
-BASE="console=ttyS0 reboot=k panic=-1"
 
 # The e820 map kiln promises for M MiB (M <= 3072), as the guests print it.
 expected_e820() {
@@ -31,7 +30,7 @@ bootcheck() {
 	local why=""
 	[ "$rc" -eq 0 ] || why="exit $rc"
 	grep -qx "BOOT proto=$proto" "$T/o" || why="$why; no BOOT proto=$proto"
-	grep -qx "CMDLINE $BASE kiln.test=bootcheck foo=bar" "$T/o" || why="$why; cmdline differs"
+	grep -qx "CMDLINE $KILN_BASE_CMDLINE $KILN_DEVICES_CMDLINE kiln.test=bootcheck foo=bar" "$T/o" || why="$why; cmdline differs"
 	[ "$(grep '^E820 ' "$T/o")" = "$(expected_e820 64)" ] || why="$why; e820 differs"
 	grep -qE "^INITRD 0x[0-9a-f]+ 0xbb8 $initrd_sum\$" "$T/o" || why="$why; initrd bytes differ"
 	grep -qx "RESULT PASS" "$T/o" || why="$why; guest checks: $(grep ^FAIL "$T/o" | tr '\n' ' ')"
@@ -88,4 +87,14 @@ if [ -x "$BUILD/tests/multi_vm" ]; then
 	rc=0
 	timeout -k 5 60 "$BUILD/tests/multi_vm" "$GUESTS/exit0.elf" >"$T/out" 2>&1 || rc=$?
 	expect "four VMs in one process" "exit $rc: $(tail -5 "$T/out")" [ "$rc" -eq 0 ]
+fi
+
+# console API: wait_for / exec against a tiny prompt guest
+if [ -x "$BUILD/tests/console_api" ]; then
+	rc=0
+	timeout -k 5 90 "$BUILD/tests/console_api" "$GUESTS/prompt.bzimage" >"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "console api" "exit $rc: $(head -c 300 "$T/err")"
+	fi
 fi

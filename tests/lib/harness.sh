@@ -4,6 +4,10 @@
 : "${BUILD:=build}"
 KILN="${KILN:-$BUILD/kiln}"
 GUESTS="$BUILD/tests/guests"
+# What kiln adds to every kernel command line: its base, then the
+# virtio-mmio devices every VM has (console, rng), before the user's args.
+KILN_BASE_CMDLINE="console=ttyS0 reboot=k panic=-1"
+KILN_DEVICES_CMDLINE="virtio_mmio.device=512@0xd0000000:5 virtio_mmio.device=512@0xd0001000:6"
 
 pass() { echo "ok - $1"; }
 fail() { echo "not ok - $1: $2"; }

@@ -23,7 +23,7 @@ trap 'rm -rf "$T"' EXIT
 export KILN_TEST_LIMIT=240
 CPUS=2
 MEM=256
-CMDLINE="console=ttyS0 reboot=k panic=-1 earlyprintk=serial kiln.test=reboot"
+CMDLINE="$KILN_BASE_CMDLINE $KILN_DEVICES_CMDLINE earlyprintk=serial kiln.test=reboot"
 blocker=$(linux_on_kvm_blocker)
 
 early_boot() {

@@ -340,8 +340,12 @@ int x86_parse_kernel(const uint8_t *img, size_t size, struct x86_kernel *k,
 		     const struct kiln_log *log)
 {
 	memset(k, 0, sizeof(*k));
-	if (size >= 4 && memcmp(img, ELFMAG, SELFMAG) == 0)
+	if (size >= SELFMAG && memcmp(img, ELFMAG, SELFMAG) == 0) {
+		if (size < EI_NIDENT)
+			return kiln_errorf(log, -EINVAL,
+					   "ELF kernel truncated: %zu bytes", size);
 		return parse_elf(img, size, k, log);
+	}
 	if (size >= BP_HEADER + 4 && rd16(img + BP_BOOT_FLAG) == 0xAA55 &&
 	    memcmp(img + BP_HEADER, "HdrS", 4) == 0)
 		return parse_bzimage(img, size, k, log);
