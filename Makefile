@@ -150,4 +150,7 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
+# sanitizer objects are reused between test builds, not intermediates
+.SECONDARY: $(SAN_OBJS)
+
 -include $(LIB_OBJS:.o=.d) $(SAN_OBJS:.o=.d)

@@ -32,6 +32,8 @@
 #include "devices/serial8250.h"
 #include "kvm/kvm.h"
 #include "mem/guest_mem.h"
+#include "backends/block.h"
+#include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
 #include "virtio/rng.h"
@@ -73,7 +75,8 @@ struct vm_vdev {
 	enum vm_vdev_kind kind;
 	bool transport_up;
 	struct vm_vdev_notify notify[VIRTIO_MAX_QUEUES];
-	struct virtio_console console; /* VDEV_CONSOLE only */
+	struct virtio_console console;      /* VDEV_CONSOLE only */
+	struct block_backend *blk_backend; /* VDEV_BLK only */
 };
 
 struct kiln_vm {
@@ -789,16 +792,26 @@ static int setup_devices(struct kiln_vm *vm)
 
 /* Disks: a raw-file block backend behind a virtio-blk device. */
 static int vm_blk_create(struct kiln_vm *vm, const struct kiln_disk_config *disk,
-			 struct virtio_dev *dev)
+			 struct vm_vdev *v)
 {
-	(void)dev;
-	return kiln_errorf(&vm->log, -ENOTSUP, "disk %s: virtio-blk is not "
-			   "available in this build", disk->path);
+	int r = block_raw_open(disk->path, disk->read_only, &vm->log,
+			       &v->blk_backend);
+
+	if (r < 0)
+		return kiln_errorf(&vm->log, r, "cannot use disk %s", disk->path);
+	r = virtio_blk_create(v->blk_backend, disk->read_only, &v->mmio.dev);
+	if (r < 0)
+		return kiln_errorf(&vm->log, r, "cannot create disk %s",
+				   disk->path);
+	return 0;
 }
 
-static void vm_blk_destroy(struct virtio_dev *dev)
+static void vm_blk_destroy(struct vm_vdev *v)
 {
-	(void)dev;
+	if (v->mmio.dev.ops)
+		virtio_blk_destroy(&v->mmio.dev);
+	block_backend_destroy(v->blk_backend);
+	v->blk_backend = NULL;
 }
 
 static void vdev_notify(void *opaque, int fd, unsigned events)
@@ -843,7 +856,9 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			virtio_rng_init(&v->mmio.dev);
 		} else {
 			v->kind = VDEV_BLK;
-			r = vm_blk_create(vm, &cfg->disks[i - 2], &v->mmio.dev);
+			v->mmio.dev.log = &vm->log; /* for the constructor */
+			vm->nr_vdevs = i + 1; /* so a failure is cleaned up */
+			r = vm_blk_create(vm, &cfg->disks[i - 2], v);
 			if (r < 0)
 				return r;
 		}
@@ -884,7 +899,7 @@ static void destroy_virtio(struct kiln_vm *vm)
 		if (v->transport_up)
 			virtio_mmio_destroy(&v->mmio, vm->vm_fd);
 		if (v->kind == VDEV_BLK)
-			vm_blk_destroy(&v->mmio.dev);
+			vm_blk_destroy(v);
 	}
 	free(vm->vdevs);
 	vm->vdevs = NULL;

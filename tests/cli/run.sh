@@ -75,6 +75,10 @@ if [ -f "$BZ" ]; then
 		boot --kernel "$BZ" --initrd "$T/initrd.big" --memory 16
 	check "initrd missing" 125 "initrd file $T/none does not exist" -- \
 		boot --kernel "$BZ" --initrd "$T/none"
+	check "disk missing" 125 "$T/nodisk.img: no such file" -- boot --kernel "$BZ" --disk "$T/nodisk.img"
+	head -c 1001 /dev/zero >"$T/odd.img"
+	check "disk size not sectors" 125 "is not a multiple of 512" -- boot --kernel "$BZ" --disk "$T/odd.img"
+	check "disk is a directory" 125 "cannot use disk $T" -- boot --kernel "$BZ" --disk "$T"
 	check "console log unwritable" 125 "cannot open console log" -- \
 		boot --kernel "$BZ" --console-log "$T/no/such/dir/log"
 	check "cmdline too long" 125 "kernel command line is [0-9]+ bytes; this kernel accepts at most" -- \

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+#include "block.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* iovecs copied when a short transfer leaves us mid-array */
+#define RAW_IOV_WINDOW 64
+#define ZERO_CHUNK     65536
+
+/* Sum of iov lengths, or -EINVAL if it does not fit in 64 bits. */
+static int iov_total(const struct iovec *iov, int cnt, uint64_t *total)
+{
+	uint64_t t = 0;
+
+	if (cnt < 0)
+		return -EINVAL;
+	for (int i = 0; i < cnt; i++) {
+		if (iov[i].iov_len > UINT64_MAX - t)
+			return -EINVAL;
+		t += iov[i].iov_len;
+	}
+	*total = t;
+	return 0;
+}
+
+int block_backend_set_id(struct block_backend *be, const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n > BLOCK_ID_BYTES)
+		return kiln_errorf(be->log, -EINVAL,
+				   "block: id '%s' longer than %d bytes", id,
+				   BLOCK_ID_BYTES);
+	memset(be->id, 0, sizeof(be->id));
+	memcpy(be->id, id, n);
+	return 0;
+}
+
+void block_backend_destroy(struct block_backend *be)
+{
+	if (be)
+		be->ops->destroy(be);
+}
+
+/* ---- raw file or block device ---- */
+
+struct raw_backend {
+	struct block_backend be;
+	int fd;
+	uint64_t size;
+	/* fallocate modes the file system refused once: not retried */
+	bool no_punch_hole, no_zero_range;
+};
+
+static struct raw_backend *to_raw(struct block_backend *be)
+{
+	return (struct raw_backend *)be;
+}
+
+/* preadv/pwritev until all of iov is done: the kernel may transfer less
+ * (signals, huge requests), and a copy of the array is needed only then. */
+static int raw_rw(int fd, const struct iovec *iov, int cnt, uint64_t off,
+		  bool write)
+{
+	struct iovec win[RAW_IOV_WINDOW];
+	size_t skip = 0; /* bytes of iov[0] already done */
+
+	while (cnt > 0) {
+		const struct iovec *v = iov;
+		int n = cnt < IOV_MAX ? cnt : IOV_MAX;
+		ssize_t r;
+
+		if (iov[0].iov_len == skip) {
+			iov++;
+			cnt--;
+			skip = 0;
+			continue;
+		}
+		if (skip) {
+			n = cnt < RAW_IOV_WINDOW ? cnt : RAW_IOV_WINDOW;
+			memcpy(win, iov, sizeof(win[0]) * (size_t)n);
+			win[0].iov_base = (uint8_t *)win[0].iov_base + skip;
+			win[0].iov_len -= skip;
+			v = win;
+		}
+		/* One buffer (the common 4 KiB case): plain pread/pwrite
+		 * spare the kernel importing an iovec array. */
+		if (n == 1 && write)
+			r = pwrite(fd, v->iov_base, v->iov_len, (off_t)off);
+		else if (n == 1)
+			r = pread(fd, v->iov_base, v->iov_len, (off_t)off);
+		else if (write)
+			r = pwritev(fd, v, n, (off_t)off);
+		else
+			r = preadv(fd, v, n, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/* EOF inside the checked size: the file shrank under us. */
+		if (r == 0)
+			return -EIO;
+		off += (uint64_t)r;
+		while (r > 0) {
+			size_t left = iov[0].iov_len - skip;
+
+			if ((size_t)r < left) {
+				skip += (size_t)r;
+				break;
+			}
+			r -= (ssize_t)left;
+			iov++;
+			cnt--;
+			skip = 0;
+		}
+	}
+	return 0;
+}
+
+static int raw_readv(struct block_backend *be, const struct iovec *iov,
+		     int iovcnt, uint64_t off)
+{
+	struct raw_backend *rb = to_raw(be);
+	uint64_t len;
+
+	if (iov_total(iov, iovcnt, &len) < 0 ||
+	    !block_range_ok(rb->size, off, len))
+		return -EINVAL;
+	return raw_rw(rb->fd, iov, iovcnt, off, false);
+}
+
+static int raw_writev(struct block_backend *be, const struct iovec *iov,
+		      int iovcnt, uint64_t off)
+{
+	struct raw_backend *rb = to_raw(be);
+	uint64_t len;
+
+	if (be->read_only)
+		return -EROFS;
+	/* A write past the end would silently grow the image. */
+	if (iov_total(iov, iovcnt, &len) < 0 ||
+	    !block_range_ok(rb->size, off, len))
+		return -EINVAL;
+	return raw_rw(rb->fd, iov, iovcnt, off, true);
+}
+
+static int raw_flush(struct block_backend *be)
+{
+	if (fdatasync(to_raw(be)->fd) < 0)
+		return -errno;
+	return 0;
+}
+
+static bool unsupported(int err)
+{
+	return err == EOPNOTSUPP || err == ENOSYS;
+}
+
+/* fallocate(mode | KEEP_SIZE); 1 if the mode is unsupported, else 0/-errno */
+static int raw_fallocate(struct raw_backend *rb, int mode, uint64_t off,
+			 uint64_t len)
+{
+	int r;
+
+	do
+		r = fallocate(rb->fd, mode | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			      (off_t)len);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return 0;
+	return unsupported(errno) ? 1 : -errno;
+}
+
+static int raw_write_zero_bytes(struct raw_backend *rb, uint64_t off,
+				uint64_t len)
+{
+	static const uint8_t zeros[ZERO_CHUNK];
+
+	while (len) {
+		size_t n = len < ZERO_CHUNK ? (size_t)len : ZERO_CHUNK;
+		ssize_t r = pwrite(rb->fd, zeros, n, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+static int raw_punch_hole(struct raw_backend *rb, uint64_t off, uint64_t len)
+{
+	int r;
+
+	if (rb->no_punch_hole)
+		return 1;
+	r = raw_fallocate(rb, FALLOC_FL_PUNCH_HOLE, off, len);
+	if (r == 1)
+		rb->no_punch_hole = true;
+	return r;
+}
+
+static int raw_zero_range(struct raw_backend *rb, uint64_t off, uint64_t len)
+{
+	int r;
+
+	if (rb->no_zero_range)
+		return 1;
+	r = raw_fallocate(rb, FALLOC_FL_ZERO_RANGE, off, len);
+	if (r == 1)
+		rb->no_zero_range = true;
+	return r;
+}
+
+static int raw_discard(struct block_backend *be, uint64_t off, uint64_t len)
+{
+	struct raw_backend *rb = to_raw(be);
+	int r;
+
+	if (be->read_only)
+		return -EROFS;
+	if (!block_range_ok(rb->size, off, len))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	r = raw_punch_hole(rb, off, len);
+	/* Discard is a hint: a file system without holes just keeps data. */
+	return r == 1 ? 0 : r;
+}
+
+static int raw_write_zeroes(struct block_backend *be, uint64_t off,
+			    uint64_t len, bool unmap)
+{
+	struct raw_backend *rb = to_raw(be);
+	int r;
+
+	if (be->read_only)
+		return -EROFS;
+	if (!block_range_ok(rb->size, off, len))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	/* Cheapest first: a hole when deallocation is allowed, else zeroed
+	 * extents; a raw image is sparse anyway, so a hole is the next best
+	 * either way. Writing zeros is the last resort. */
+	if (unmap) {
+		r = raw_punch_hole(rb, off, len);
+		if (r <= 0)
+			return r;
+		r = raw_zero_range(rb, off, len);
+	} else {
+		r = raw_zero_range(rb, off, len);
+		if (r <= 0)
+			return r;
+		r = raw_punch_hole(rb, off, len);
+	}
+	if (r <= 0)
+		return r;
+	return raw_write_zero_bytes(rb, off, len);
+}
+
+static uint64_t raw_size(struct block_backend *be)
+{
+	return to_raw(be)->size;
+}
+
+static void raw_destroy(struct block_backend *be)
+{
+	struct raw_backend *rb = to_raw(be);
+
+	close(rb->fd);
+	free(rb);
+}
+
+static const struct block_backend_ops raw_ops = {
+	.readv = raw_readv,
+	.writev = raw_writev,
+	.flush = raw_flush,
+	.discard = raw_discard,
+	.write_zeroes = raw_write_zeroes,
+	.size = raw_size,
+	.destroy = raw_destroy,
+};
+
+/* Size of an open image: regular file or block device, nothing else. */
+static int raw_get_size(int fd, const char *path, const struct kiln_log *log,
+			uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return kiln_errorf(log, -errno, "block: stat %s: %s", path,
+				   strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return kiln_errorf(log, -EISDIR,
+				   "block: %s is a directory, not a disk image",
+				   path);
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t bytes;
+
+		if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+			return kiln_errorf(log, -errno, "block: size of %s: %s",
+					   path, strerror(errno));
+		*size = bytes;
+	} else if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+	} else {
+		return kiln_errorf(
+			log, -EINVAL,
+			"block: %s is not a regular file or block device",
+			path);
+	}
+	if (*size % BLOCK_SECTOR_SIZE)
+		return kiln_errorf(log, -EINVAL,
+				   "block: size of %s (%llu bytes) is not a "
+				   "multiple of %u",
+				   path, (unsigned long long)*size,
+				   BLOCK_SECTOR_SIZE);
+	return 0;
+}
+
+int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
+		   struct block_backend **out)
+{
+	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	struct raw_backend *rb;
+	struct stat st;
+	char id[64];
+	uint64_t size = 0;
+	int fd, r;
+
+	fd = open(path, flags);
+	if (fd < 0) {
+		int err = errno;
+
+		if (err == ENOENT)
+			return kiln_errorf(log, -ENOENT,
+					   "block: %s: no such file", path);
+		/* open(O_RDWR) on a directory fails with EISDIR */
+		if (err == EISDIR)
+			return kiln_errorf(
+				log, -EISDIR,
+				"block: %s is a directory, not a disk image",
+				path);
+		return kiln_errorf(log, -err, "block: cannot open %s%s: %s",
+				   path, read_only ? "" : " read-write",
+				   strerror(err));
+	}
+	r = raw_get_size(fd, path, log, &size);
+	if (r < 0)
+		goto err_close;
+	rb = calloc(1, sizeof(*rb));
+	if (!rb) {
+		r = kiln_errorf(log, -ENOMEM, "block: out of memory");
+		goto err_close;
+	}
+	rb->be.ops = &raw_ops;
+	rb->be.read_only = read_only;
+	rb->be.can_unmap = true;
+	rb->be.log = log;
+	rb->fd = fd;
+	rb->size = size;
+	/* Stable across runs for the same image, like a disk serial. */
+	if (fstat(fd, &st) == 0) {
+		snprintf(id, sizeof(id), "kiln%llx-%llx",
+			 (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino);
+		memcpy(rb->be.id, id, BLOCK_ID_BYTES);
+	}
+	*out = &rb->be;
+	return 0;
+
+err_close:
+	close(fd);
+	return r;
+}
+
+/* ---- in memory ---- */
+
+struct mem_backend {
+	struct block_backend be;
+	uint8_t *buf;
+	uint64_t size;
+};
+
+static struct mem_backend *to_mem(struct block_backend *be)
+{
+	return (struct mem_backend *)be;
+}
+
+static int mem_rw(struct block_backend *be, const struct iovec *iov, int iovcnt,
+		  uint64_t off, bool write)
+{
+	struct mem_backend *mb = to_mem(be);
+	uint64_t len;
+
+	if (write && be->read_only)
+		return -EROFS;
+	if (iov_total(iov, iovcnt, &len) < 0 ||
+	    !block_range_ok(mb->size, off, len))
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (write)
+			memcpy(mb->buf + off, iov[i].iov_base, iov[i].iov_len);
+		else
+			memcpy(iov[i].iov_base, mb->buf + off, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
+static int mem_readv(struct block_backend *be, const struct iovec *iov,
+		     int iovcnt, uint64_t off)
+{
+	return mem_rw(be, iov, iovcnt, off, false);
+}
+
+static int mem_writev(struct block_backend *be, const struct iovec *iov,
+		      int iovcnt, uint64_t off)
+{
+	return mem_rw(be, iov, iovcnt, off, true);
+}
+
+static int mem_flush(struct block_backend *be)
+{
+	(void)be;
+	return 0;
+}
+
+/* Zeroes a range; whole pages go back to the kernel (anonymous private
+ * memory reads as zeros after MADV_DONTNEED), the edges are memset. */
+static void mem_zero(struct mem_backend *mb, uint64_t off, uint64_t len)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t start = (off + page - 1) / page * page;
+	uint64_t end = (off + len) / page * page;
+
+	if (start < end &&
+	    madvise(mb->buf + start, end - start, MADV_DONTNEED) == 0) {
+		memset(mb->buf + off, 0, start - off);
+		memset(mb->buf + end, 0, off + len - end);
+		return;
+	}
+	memset(mb->buf + off, 0, len);
+}
+
+static int mem_discard(struct block_backend *be, uint64_t off, uint64_t len)
+{
+	struct mem_backend *mb = to_mem(be);
+
+	if (be->read_only)
+		return -EROFS;
+	if (!block_range_ok(mb->size, off, len))
+		return -EINVAL;
+	mem_zero(mb, off, len);
+	return 0;
+}
+
+static int mem_write_zeroes(struct block_backend *be, uint64_t off,
+			    uint64_t len, bool unmap)
+{
+	(void)unmap;
+	return mem_discard(be, off, len);
+}
+
+static uint64_t mem_size(struct block_backend *be)
+{
+	return to_mem(be)->size;
+}
+
+static void mem_destroy(struct block_backend *be)
+{
+	struct mem_backend *mb = to_mem(be);
+
+	munmap(mb->buf, (size_t)mb->size);
+	free(mb);
+}
+
+static const struct block_backend_ops mem_ops = {
+	.readv = mem_readv,
+	.writev = mem_writev,
+	.flush = mem_flush,
+	.discard = mem_discard,
+	.write_zeroes = mem_write_zeroes,
+	.size = mem_size,
+	.destroy = mem_destroy,
+};
+
+int block_mem_create(uint64_t size, bool read_only, const struct kiln_log *log,
+		     struct block_backend **out)
+{
+	struct mem_backend *mb;
+	void *p;
+
+	if (!size || size % BLOCK_SECTOR_SIZE || size > (uint64_t)SIZE_MAX)
+		return kiln_errorf(log, -EINVAL,
+				   "block: memory disk size %llu is not a "
+				   "non-zero multiple of %u",
+				   (unsigned long long)size, BLOCK_SECTOR_SIZE);
+	mb = calloc(1, sizeof(*mb));
+	if (!mb)
+		return kiln_errorf(log, -ENOMEM, "block: out of memory");
+	/* Untouched pages cost nothing: a big scratch disk is cheap. */
+	p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		int err = errno;
+
+		free(mb);
+		return kiln_errorf(
+			log, -err,
+			"block: cannot map a %llu-byte memory disk: %s",
+			(unsigned long long)size, strerror(err));
+	}
+	mb->be.ops = &mem_ops;
+	mb->be.read_only = read_only;
+	mb->be.can_unmap = true;
+	mb->be.log = log;
+	mb->buf = p;
+	mb->size = size;
+	memcpy(mb->be.id, "kiln-mem", sizeof("kiln-mem"));
+	*out = &mb->be;
+	return 0;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block backends: what a disk device (virtio-blk) reads from and writes to,
+ * addressed in bytes. A backend checks every range against its size itself,
+ * so a device bug cannot grow or overrun the image. Operations are
+ * synchronous; each returns 0 or a negative errno and logs only at debug
+ * level, since a hostile guest can make them fail at will.
+ */
+#ifndef KILN_BACKENDS_BLOCK_H
+#define KILN_BACKENDS_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "util/log.h"
+
+#define BLOCK_SECTOR_SIZE 512u
+#define BLOCK_ID_BYTES	  20 /* virtio-blk GET_ID: up to 20 bytes, NUL padded */
+
+struct block_backend;
+
+struct block_backend_ops {
+	/* Fills iov from [off, off + iov bytes); all of it or -errno. */
+	int (*readv)(struct block_backend *be, const struct iovec *iov,
+		     int iovcnt, uint64_t off);
+	/* Writes iov at off; all of it or -errno (-EROFS when read-only). */
+	int (*writev)(struct block_backend *be, const struct iovec *iov,
+		      int iovcnt, uint64_t off);
+	/* Makes completed writes durable. */
+	int (*flush)(struct block_backend *be);
+	/* Hint that [off, off+len) is unused; may do nothing, reads after it
+	 * return either the old data or zeros. */
+	int (*discard)(struct block_backend *be, uint64_t off, uint64_t len);
+	/* Makes [off, off+len) read as zeros; unmap allows deallocating it. */
+	int (*write_zeroes)(struct block_backend *be, uint64_t off,
+			    uint64_t len, bool unmap);
+	/* Current size in bytes (a multiple of BLOCK_SECTOR_SIZE). */
+	uint64_t (*size)(struct block_backend *be);
+	/* Releases the backend and everything it holds. */
+	void (*destroy)(struct block_backend *be);
+};
+
+struct block_backend {
+	const struct block_backend_ops *ops;
+	bool read_only;
+	/* Whether write_zeroes(unmap) really deallocates (config hint). */
+	bool can_unmap;
+	/* Serial number for GET_ID; NUL-terminated, at most 20 bytes used. */
+	char id[BLOCK_ID_BYTES + 1];
+	const struct kiln_log *log;
+};
+
+/* Opens a raw image file or block device (O_CLOEXEC; O_RDONLY if read_only
+ * else O_RDWR). Sparse files are fine; the size must be a multiple of 512.
+ * Returns 0 and *out, or -errno with the reason logged. */
+int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
+		   struct block_backend **out);
+
+/* A zero-filled in-memory disk of `size` bytes (a non-zero multiple of 512),
+ * for tests and scratch disks. Returns 0 and *out, or -errno (logged). */
+int block_mem_create(uint64_t size, bool read_only, const struct kiln_log *log,
+		     struct block_backend **out);
+
+/* Sets the GET_ID serial; -EINVAL (logged) if longer than 20 bytes. */
+int block_backend_set_id(struct block_backend *be, const char *id);
+
+/* Size of the backend in bytes. */
+static inline uint64_t block_backend_size(struct block_backend *be)
+{
+	return be->ops->size(be);
+}
+
+/* Destroys a backend; NULL is fine. */
+void block_backend_destroy(struct block_backend *be);
+
+/* True if [off, off+len) lies within `size` bytes; safe for any values. */
+static inline bool block_range_ok(uint64_t size, uint64_t off, uint64_t len)
+{
+	return off <= size && len <= size - off;
+}
+
+#endif

@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: MIT */
+#include "blk.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct virtio_blk {
+	struct block_backend *be;
+	bool read_only;
+	uint64_t capacity; /* 512-byte sectors */
+	uint8_t config[BLK_CONFIG_SIZE];
+	struct virtio_blk_stats stats;
+	/* one request in flight at a time: execution is synchronous */
+	struct virtq_chain chain;
+	struct blk_request req;
+};
+
+static const struct virtio_dev_ops blk_ops;
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+/* ---- parsing: pure functions of the chain ---- */
+
+static unsigned clamp_segs(unsigned n)
+{
+	return n < VIRTQ_MAX_SEGS ? n : VIRTQ_MAX_SEGS;
+}
+
+static uint64_t iov_sum(const struct iovec *iov, unsigned n)
+{
+	uint64_t t = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* Last byte of the last non-empty writable segment, or NULL. */
+static uint8_t *find_status(const struct iovec *in, unsigned n_in)
+{
+	for (unsigned i = n_in; i-- > 0;)
+		if (in[i].iov_len)
+			return (uint8_t *)in[i].iov_base + in[i].iov_len - 1;
+	return NULL;
+}
+
+/* Points req->data at `len` bytes of iov after the first `skip` ones. */
+static void collect_data(struct blk_request *req, const struct iovec *iov,
+			 unsigned n, uint64_t skip, uint64_t len)
+{
+	for (unsigned i = 0; i < n && len; i++) {
+		uint64_t seg = iov[i].iov_len;
+
+		if (skip >= seg) {
+			skip -= seg;
+			continue;
+		}
+		seg -= skip;
+		if (seg > len)
+			seg = len;
+		req->data[req->n_data++] = (struct iovec){
+			(uint8_t *)iov[i].iov_base + skip, (size_t)seg};
+		req->data_len += seg;
+		len -= seg;
+		skip = 0;
+	}
+}
+
+/* Byte range of a read or write must be whole sectors and not wrap. */
+static int check_rw_range(const struct blk_request *req)
+{
+	if (req->data_len % BLOCK_SECTOR_SIZE)
+		return VIRTIO_BLK_S_IOERR;
+	if (req->sector > UINT64_MAX / BLOCK_SECTOR_SIZE ||
+	    req->sector * BLOCK_SECTOR_SIZE > UINT64_MAX - req->data_len)
+		return VIRTIO_BLK_S_IOERR;
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Copies and checks the {sector, num_sectors, flags} segments after the
+ * header; copying first means the guest cannot change them under us. */
+static int parse_dwz_segs(const struct virtq_chain *c, uint64_t out_total,
+			  struct blk_request *req)
+{
+	uint64_t len = out_total - BLK_HDR_SIZE;
+	uint8_t buf[BLK_DWZ_SEG_SIZE];
+
+	if (!len || len % BLK_DWZ_SEG_SIZE ||
+	    len / BLK_DWZ_SEG_SIZE > BLK_MAX_DWZ_SEGS)
+		return VIRTIO_BLK_S_IOERR;
+	for (unsigned i = 0; i < len / BLK_DWZ_SEG_SIZE; i++) {
+		struct blk_dwz_seg *s = &req->segs[i];
+
+		if (virtq_chain_read(c, BLK_HDR_SIZE + BLK_DWZ_SEG_SIZE * i,
+				     buf, sizeof(buf)) != sizeof(buf))
+			return VIRTIO_BLK_S_IOERR;
+		s->sector = get_le64(buf);
+		s->num_sectors = get_le32(buf + 8);
+		s->flags = get_le32(buf + 12);
+		req->n_segs = i + 1;
+		/* 5.2.6.2: unknown flags, and unmap on a discard, are UNSUPP */
+		if (s->flags & ~VIRTIO_BLK_DWZ_F_UNMAP)
+			return VIRTIO_BLK_S_UNSUPP;
+		if (req->type == VIRTIO_BLK_T_DISCARD &&
+		    (s->flags & VIRTIO_BLK_DWZ_F_UNMAP))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (s->num_sectors > BLK_MAX_DWZ_SECTORS ||
+		    s->sector > UINT64_MAX / BLOCK_SECTOR_SIZE - s->num_sectors)
+			return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+int blk_parse_request(const struct virtq_chain *c, struct blk_request *req)
+{
+	unsigned n_out = clamp_segs(c->n_out), n_in = clamp_segs(c->n_in);
+	uint64_t out_total = iov_sum(c->out, n_out);
+	uint8_t hdr[BLK_HDR_SIZE];
+
+	req->type = 0;
+	req->sector = 0;
+	req->n_data = 0;
+	req->data_len = 0;
+	req->n_segs = 0;
+	req->in_len = iov_sum(c->in, n_in);
+	req->status = find_status(c->in, n_in);
+	if (!req->status)
+		return -EINVAL;
+	/* The header may span segments; it only has to be readable. */
+	if (out_total < BLK_HDR_SIZE ||
+	    virtq_chain_read(c, 0, hdr, sizeof(hdr)) != sizeof(hdr))
+		return VIRTIO_BLK_S_IOERR;
+	req->type = get_le32(hdr);
+	req->sector = get_le64(hdr + 8);
+
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+		collect_data(req, c->in, n_in, 0, req->in_len - 1);
+		return check_rw_range(req);
+	case VIRTIO_BLK_T_OUT:
+		collect_data(req, c->out, n_out, BLK_HDR_SIZE, UINT64_MAX);
+		return check_rw_range(req);
+	case VIRTIO_BLK_T_FLUSH: return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_GET_ID:
+		collect_data(req, c->in, n_in, 0, req->in_len - 1);
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return parse_dwz_segs(c, out_total, req);
+	default: return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+bool blk_request_is_write(const struct blk_request *req)
+{
+	return req->type == VIRTIO_BLK_T_OUT ||
+	       req->type == VIRTIO_BLK_T_DISCARD ||
+	       req->type == VIRTIO_BLK_T_WRITE_ZEROES;
+}
+
+/* [sector, sector+count) within capacity; safe for any values. */
+static bool sectors_ok(uint64_t cap, uint64_t sector, uint64_t count)
+{
+	return sector <= cap && count <= cap - sector;
+}
+
+int blk_check_request(const struct blk_request *req, uint64_t capacity_sectors,
+		      bool read_only)
+{
+	if (read_only && blk_request_is_write(req))
+		return VIRTIO_BLK_S_IOERR;
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		if (!sectors_ok(capacity_sectors, req->sector,
+				req->data_len / BLOCK_SECTOR_SIZE))
+			return VIRTIO_BLK_S_IOERR;
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		for (unsigned i = 0; i < req->n_segs && i < BLK_MAX_DWZ_SEGS;
+		     i++)
+			if (!sectors_ok(capacity_sectors, req->segs[i].sector,
+					req->segs[i].num_sectors))
+				return VIRTIO_BLK_S_IOERR;
+		break;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* ---- execution ---- */
+
+static void note_backend_error(struct virtio_blk *b, const char *what, int err)
+{
+	uint64_t n = ++b->stats.backend_errors;
+
+	/* Powers of two only: a guest can make every request fail. */
+	if ((n & (n - 1)) == 0)
+		log_warn(b->be->log,
+			 "virtio-blk: %s failed: %s (%llu backend errors)",
+			 what, strerror(-err), (unsigned long long)n);
+}
+
+static uint64_t copy_to_iov(const struct iovec *iov, unsigned n,
+			    const void *src, uint64_t len)
+{
+	uint64_t done = 0;
+
+	for (unsigned i = 0; i < n && done < len; i++) {
+		uint64_t k = iov[i].iov_len < len - done ? iov[i].iov_len
+							 : len - done;
+
+		memcpy(iov[i].iov_base, (const uint8_t *)src + done, (size_t)k);
+		done += k;
+	}
+	return done;
+}
+
+static uint64_t seg_off(const struct blk_dwz_seg *s)
+{
+	return s->sector * BLOCK_SECTOR_SIZE;
+}
+
+static uint64_t seg_len(const struct blk_dwz_seg *s)
+{
+	return (uint64_t)s->num_sectors * BLOCK_SECTOR_SIZE;
+}
+
+/* Runs a checked request against the backend and returns its status; an
+ * asynchronous backend would start the I/O here and finish it later with
+ * blk_finish(). *data_written: bytes put into the chain before the status. */
+static int blk_run(struct virtio_blk *b, const struct blk_request *req,
+		   uint64_t *data_written)
+{
+	struct block_backend *be = b->be;
+	uint64_t off = req->sector * BLOCK_SECTOR_SIZE;
+	int r = 0;
+
+	*data_written = 0;
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+		r = be->ops->readv(be, req->data, (int)req->n_data, off);
+		if (r < 0) {
+			note_backend_error(b, "read", r);
+			break;
+		}
+		b->stats.reads++;
+		b->stats.bytes_read += req->data_len;
+		*data_written = req->data_len;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		r = be->ops->writev(be, req->data, (int)req->n_data, off);
+		if (r < 0) {
+			note_backend_error(b, "write", r);
+			break;
+		}
+		b->stats.writes++;
+		b->stats.bytes_written += req->data_len;
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		r = be->ops->flush(be);
+		if (r < 0) {
+			note_backend_error(b, "flush", r);
+			break;
+		}
+		b->stats.flushes++;
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint8_t id[BLOCK_ID_BYTES] = { 0 };
+
+		/* NUL-padded to 20 bytes, shorter buffers get a prefix */
+		memcpy(id, be->id, strnlen(be->id, BLOCK_ID_BYTES));
+		*data_written =
+			copy_to_iov(req->data, req->n_data, id, sizeof(id));
+		b->stats.get_ids++;
+		break;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+		for (unsigned i = 0; i < req->n_segs && r == 0; i++)
+			r = be->ops->discard(be, seg_off(&req->segs[i]),
+					     seg_len(&req->segs[i]));
+		if (r < 0) {
+			note_backend_error(b, "discard", r);
+			break;
+		}
+		b->stats.discards++;
+		break;
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		for (unsigned i = 0; i < req->n_segs && r == 0; i++)
+			r = be->ops->write_zeroes(
+				be, seg_off(&req->segs[i]),
+				seg_len(&req->segs[i]),
+				req->segs[i].flags & VIRTIO_BLK_DWZ_F_UNMAP);
+		if (r < 0) {
+			note_backend_error(b, "write zeroes", r);
+			break;
+		}
+		b->stats.write_zeroes++;
+		break;
+	default: return VIRTIO_BLK_S_UNSUPP;
+	}
+	return r < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+/* Writes the status byte; returns the used-ring length. */
+static uint32_t blk_finish(struct virtio_blk *b, const struct blk_request *req,
+			   int status, uint64_t data_written)
+{
+	uint64_t written;
+
+	*req->status = (uint8_t)status;
+	if (status == VIRTIO_BLK_S_IOERR)
+		b->stats.ioerr++;
+	else if (status == VIRTIO_BLK_S_UNSUPP)
+		b->stats.unsupp++;
+	written = status == VIRTIO_BLK_S_OK ? data_written + 1 : 1;
+	return written > UINT32_MAX ? UINT32_MAX : (uint32_t)written;
+}
+
+static bool negotiated(const struct virtio_dev *d, unsigned bit)
+{
+	return d->driver_features & (1ull << bit);
+}
+
+uint32_t virtio_blk_handle_chain(struct virtio_dev *dev,
+				 const struct virtq_chain *c)
+{
+	struct virtio_blk *b = dev->priv;
+	struct blk_request *req;
+	uint64_t data_written = 0;
+	int status;
+
+	if (!b || dev->ops != &blk_ops)
+		return 0;
+	req = &b->req;
+	status = blk_parse_request(c, req);
+	if (status < 0) {
+		/* Nowhere to report an error: hand the chain back untouched. */
+		b->stats.no_status++;
+		log_debug(dev->log, "virtio-blk: chain %u has no status byte",
+			  c->head);
+		return 0;
+	}
+	if (status == VIRTIO_BLK_S_OK) {
+		status = blk_check_request(req, b->capacity, b->read_only);
+		if (status != VIRTIO_BLK_S_OK && b->read_only &&
+		    blk_request_is_write(req))
+			b->stats.ro_refused++;
+	}
+	/* Commands the driver did not negotiate were never promised. */
+	if (status == VIRTIO_BLK_S_OK &&
+	    ((req->type == VIRTIO_BLK_T_DISCARD &&
+	      !negotiated(dev, VIRTIO_BLK_F_DISCARD)) ||
+	     (req->type == VIRTIO_BLK_T_WRITE_ZEROES &&
+	      !negotiated(dev, VIRTIO_BLK_F_WRITE_ZEROES))))
+		status = VIRTIO_BLK_S_UNSUPP;
+	if (status == VIRTIO_BLK_S_OK)
+		status = blk_run(b, req, &data_written);
+	else
+		log_debug(dev->log,
+			  "virtio-blk: request type %u sector %llu: %s",
+			  req->type, (unsigned long long)req->sector,
+			  status == VIRTIO_BLK_S_UNSUPP ? "unsupported"
+							: "I/O error");
+	return blk_finish(b, req, status, data_written);
+}
+
+/* ---- device ops ---- */
+
+static uint64_t blk_features(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+	uint64_t f = 1ull << VIRTIO_BLK_F_SEG_MAX |
+		     1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH;
+
+	if (!b)
+		return f;
+	/* A read-only disk offers no way to change it. */
+	if (b->read_only)
+		f |= 1ull << VIRTIO_BLK_F_RO;
+	else
+		f |= 1ull << VIRTIO_BLK_F_DISCARD |
+		     1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	return f;
+}
+
+static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *buf,
+			    uint32_t len)
+{
+	struct virtio_blk *b = d->priv;
+
+	if (!b || off > BLK_CONFIG_SIZE || len > BLK_CONFIG_SIZE - off) {
+		memset(buf, 0, len);
+		return;
+	}
+	memcpy(buf, b->config + off, len);
+}
+
+static void blk_config_write(struct virtio_dev *d, uint32_t off,
+			     const uint8_t *buf, uint32_t len)
+{
+	(void)buf;
+	/* Nothing is writable without CONFIG_WCE, which is not offered. */
+	log_debug(d->log, "virtio-blk: ignored config write at %u (%u bytes)",
+		  off, len);
+}
+
+static void blk_queue_notify(struct virtio_dev *d, unsigned qi)
+{
+	struct virtio_blk *b = d->priv;
+	struct virtq *q = &d->vqs[0];
+	int r;
+
+	if (!b || qi != 0)
+		return;
+	while ((r = virtq_pop(q, &b->chain)) > 0) {
+		uint32_t written = virtio_blk_handle_chain(d, &b->chain);
+
+		virtio_dev_complete(d, 0, b->chain.head, written);
+	}
+	if (r < 0)
+		virtio_dev_fail(d, "malformed request ring");
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.num_queues = 1,
+	.queue_max_size = BLK_QUEUE_SIZE,
+	.features = blk_features,
+	.config_size = BLK_CONFIG_SIZE,
+	.config_read = blk_config_read,
+	.config_write = blk_config_write,
+	.queue_notify = blk_queue_notify,
+};
+
+static void fill_config(struct virtio_blk *b)
+{
+	uint8_t *c = b->config;
+
+	put_le64(c + BLK_CFG_CAPACITY, b->capacity);
+	put_le32(c + BLK_CFG_SEG_MAX, BLK_SEG_MAX);
+	put_le32(c + BLK_CFG_BLK_SIZE, BLOCK_SECTOR_SIZE);
+	put_le32(c + BLK_CFG_MAX_DISCARD_SECTORS, BLK_MAX_DWZ_SECTORS);
+	put_le32(c + BLK_CFG_MAX_DISCARD_SEG, BLK_MAX_DWZ_SEGS);
+	put_le32(c + BLK_CFG_DISCARD_ALIGN, BLK_DISCARD_ALIGN_SECTORS);
+	put_le32(c + BLK_CFG_MAX_WZ_SECTORS, BLK_MAX_DWZ_SECTORS);
+	put_le32(c + BLK_CFG_MAX_WZ_SEG, BLK_MAX_DWZ_SEGS);
+	c[BLK_CFG_WZ_MAY_UNMAP] = b->be->can_unmap;
+}
+
+int virtio_blk_create(struct block_backend *be, bool read_only,
+		      struct virtio_dev *dev)
+{
+	struct virtio_blk *b;
+	uint64_t size;
+
+	if (!be || !dev)
+		return -EINVAL;
+	size = block_backend_size(be);
+	if (size % BLOCK_SECTOR_SIZE)
+		return kiln_errorf(
+			dev->log, -EINVAL,
+			"virtio-blk: disk size %llu is not a multiple of %u",
+			(unsigned long long)size, BLOCK_SECTOR_SIZE);
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return kiln_errorf(dev->log, -ENOMEM,
+				   "virtio-blk: out of memory");
+	b->be = be;
+	b->read_only = read_only || be->read_only;
+	b->capacity = size / BLOCK_SECTOR_SIZE;
+	fill_config(b);
+	dev->ops = &blk_ops;
+	dev->priv = b;
+	return 0;
+}
+
+void virtio_blk_destroy(struct virtio_dev *dev)
+{
+	if (!dev || dev->ops != &blk_ops)
+		return;
+	free(dev->priv);
+	dev->priv = NULL;
+}
+
+void virtio_blk_get_stats(const struct virtio_dev *dev,
+			  struct virtio_blk_stats *out)
+{
+	const struct virtio_blk *b = dev->priv;
+
+	if (b)
+		*out = b->stats;
+	else
+		memset(out, 0, sizeof(*out));
+}
