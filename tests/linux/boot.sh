@@ -9,6 +9,7 @@ cd "$(dirname "$0")/../.."
 blocker=$(linux_on_kvm_blocker)
 if [ -n "$blocker" ]; then
 	skip "linux boot (default guest to /init, reboot)" "$blocker"
+	skip "linux disk on kiln (--disk: ext4 read, write, sync, read-only)" "$blocker"
 	exit 0
 fi
 [ -f "$BUILD/guest/vmlinux" ] || scripts/build-guest.sh "$BUILD/guest" >/dev/null
@@ -31,4 +32,44 @@ if [ "$rc" -eq 0 ] && grep -q "kiln-guest: init ready" "$T/out"; then
 	pass "kiln boot with the default guest, poweroff"
 else
 	fail "kiln boot default guest" "exit $rc: $(tail -c 400 "$T/err")"
+fi
+
+# --disk: the guest reads a file kiln mkimage put there, writes one, syncs;
+# the host then finds it in the image; a read-only disk refuses writes.
+mkdir -p "$T/tree"
+echo "from the host" >"$T/tree/hello.txt"
+"$KILN" mkimage "$T/tree" "$T/disk.img" --size 32
+# drive_shell IMG_ARG COMMANDS: boots the default guest with the disk and
+# types COMMANDS into its shell once /init is up; output in $T/out
+drive_shell() {
+	local disk=$1 cmds=$2
+	rm -f "$T/in"
+	mkfifo "$T/in"
+	timeout -k 5 120 "$KILN" boot --disk "$disk" --timeout 100 <"$T/in" >"$T/out" 2>"$T/err" &
+	local pid=$!
+	exec 7>"$T/in"
+	for _ in $(seq 600); do
+		grep -q "kiln-guest: init ready" "$T/out" && break
+		sleep 0.1
+	done
+	sleep 0.5
+	printf '%s\n' "$cmds" >&7
+	rc=0
+	wait "$pid" || rc=$?
+	exec 7>&-
+}
+drive_shell "$T/disk.img" "mount /dev/vda /mnt && cat /mnt/hello.txt && echo from-the-guest >/mnt/guest.txt && sync && umount /mnt; reboot -f"
+if [ "$rc" -eq 0 ] && grep -q "from the host" "$T/out" &&
+	[ "$(debugfs -R 'cat /guest.txt' "$T/disk.img" 2>/dev/null)" = "from-the-guest" ] &&
+	e2fsck -fn "$T/disk.img" >/dev/null 2>&1; then
+	pass "linux disk on kiln: read, write, sync, fsck"
+else
+	fail "linux disk on kiln" "exit $rc: $(tail -c 400 "$T/out")"
+fi
+sum=$(md5sum <"$T/disk.img")
+drive_shell "$T/disk.img,ro" "dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync && echo WRITE-WORKED; reboot -f"
+if [ "$rc" -eq 0 ] && ! grep -q "WRITE-WORKED" "$T/out" && [ "$(md5sum <"$T/disk.img")" = "$sum" ]; then
+	pass "linux disk on kiln: read-only disk refuses writes"
+else
+	fail "linux disk on kiln read-only" "exit $rc: $(tail -c 400 "$T/out")"
 fi
