@@ -73,40 +73,40 @@ guests-clean:
 	rm -rf $(GUESTS_OUTDIR)
 
 $(GUESTS_OBJDIR) $(GUESTS_OUTDIR):
-	mkdir -p $@
+	$(Q)mkdir -p $@
 
 $(GUESTS_OBJDIR)/%.o: $(GUESTS_SRCDIR)/%.c | $(GUESTS_OBJDIR)
-	$(GUESTS_CC) $(GUESTS_CFLAGS) -c -o $@ $<
+	$(Q)$(GUESTS_CC) $(GUESTS_CFLAGS) -c -o $@ $<
 
 $(GUESTS_OBJDIR)/%.o: $(GUESTS_SRCDIR)/%.S | $(GUESTS_OBJDIR)
-	$(GUESTS_CC) $(GUESTS_ASFLAGS) -c -o $@ $<
+	$(Q)$(GUESTS_CC) $(GUESTS_ASFLAGS) -c -o $@ $<
 
 $(GUESTS_MKBZIMAGE): $(GUESTS_SRCDIR)/mkbzimage.c | $(GUESTS_OUTDIR)
-	$(GUESTS_HOSTCC) $(GUESTS_HOSTCFLAGS) -o $@ $<
+	$(Q)$(GUESTS_HOSTCC) $(GUESTS_HOSTCFLAGS) -o $@ $<
 
 # $(1) = guest name.  ELF (linked at 0x100000, entry at +0x200) -> flat
 # payload -> bzImage with init_size from the linker symbol _init_size.
 define GUESTS_BZ_RULES
 $(GUESTS_OUTDIR)/$(1).bz.elf: $(GUESTS_BZ_HEAD) $(GUESTS_LIB) $(addprefix $(GUESTS_OBJDIR)/,$(GUESTS_$(1)_OBJS)) $(GUESTS_BZ_LD)
-	$$(GUESTS_CC) $$(GUESTS_LDFLAGS) -T $(GUESTS_BZ_LD) -o $$@ $$(filter %.o,$$^)
+	$$(Q)$$(GUESTS_CC) $$(GUESTS_LDFLAGS) -T $(GUESTS_BZ_LD) -o $$@ $$(filter %.o,$$^)
 
 $(GUESTS_OUTDIR)/$(1).bin: $(GUESTS_OUTDIR)/$(1).bz.elf
-	$$(GUESTS_OBJCOPY) -O binary $$< $$@
+	$$(Q)$$(GUESTS_OBJCOPY) -O binary $$< $$@
 
 $(GUESTS_OUTDIR)/$(1).bzimage: $(GUESTS_OUTDIR)/$(1).bin $(GUESTS_OUTDIR)/$(1).bz.elf $(GUESTS_MKBZIMAGE)
-	init_size=$$$$($$(GUESTS_NM) $(GUESTS_OUTDIR)/$(1).bz.elf | awk '$$$$3 == "_init_size" { print "0x" $$$$1 }'); \
+	$$(Q)init_size=$$$$($$(GUESTS_NM) $(GUESTS_OUTDIR)/$(1).bz.elf | awk '$$$$3 == "_init_size" { print "0x" $$$$1 }'); \
 	test -n "$$$$init_size" && $(GUESTS_MKBZIMAGE) --init-size $$$$init_size $$< $$@
 
 $(GUESTS_OUTDIR)/$(1).pvh.elf: $(GUESTS_PVH_HEAD) $(GUESTS_LIB) $(addprefix $(GUESTS_OBJDIR)/,$(GUESTS_$(1)_OBJS)) $(GUESTS_PVH_LD)
-	$$(GUESTS_CC) $$(GUESTS_LDFLAGS) -T $(GUESTS_PVH_LD) -o $$@ $$(filter %.o,$$^)
+	$$(Q)$$(GUESTS_CC) $$(GUESTS_LDFLAGS) -T $(GUESTS_PVH_LD) -o $$@ $$(filter %.o,$$^)
 endef
 $(foreach g,$(GUESTS_BZ_NAMES),$(eval $(call GUESTS_BZ_RULES,$(g))))
 
 $(GUESTS_OUTDIR)/bootcheck.elf: $(GUESTS_OUTDIR)/bootcheck.pvh.elf
-	cp $< $@
+	$(Q)cp $< $@
 
 $(GUESTS_OUTDIR)/exit0.elf: $(GUESTS_OBJDIR)/exit0.o $(GUESTS_OBJDIR)/pvh_note.o $(GUESTS_PVH_LD)
-	$(GUESTS_CC) $(GUESTS_LDFLAGS) -T $(GUESTS_PVH_LD) -o $@ $(filter %.o,$^)
+	$(Q)$(GUESTS_CC) $(GUESTS_LDFLAGS) -T $(GUESTS_PVH_LD) -o $@ $(filter %.o,$^)
 
 -include $(wildcard $(GUESTS_OBJDIR)/*.d)
 
