@@ -52,12 +52,19 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/libkiln.so: $(LIB_SO)
 	$(Q)ln -sf libkiln.so.$(SOVERSION) $@
 
-$(BUILD)/tools/kiln.o: tools/kiln.c include/kiln/kiln.h
+$(BUILD)/tools/kiln.o: tools/kiln.c tools/commands.h include/kiln/kiln.h
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DKILN_DATADIR='"$(DATADIR)/kiln"' -c $< -o $@
 
-$(KILN): $(BUILD)/tools/kiln.o $(LIB_A)
+# Subcommands in their own files; they may use libkiln's internal headers.
+TOOL_OBJS := $(BUILD)/tools/cmd_vhost_user.o
+$(BUILD)/tools/cmd_%.o: tools/cmd_%.c tools/commands.h
+	$(call msg,CC,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(KILN): $(BUILD)/tools/kiln.o $(TOOL_OBJS) $(LIB_A)
 	$(call msg,LD,$@)
 	$(Q)$(CC) -o $@ $^ $(LDLIBS)
 
@@ -154,4 +161,4 @@ clean:
 # sanitizer objects are reused between test builds, not intermediates
 .SECONDARY: $(SAN_OBJS)
 
--include $(LIB_OBJS:.o=.d) $(SAN_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(TOOL_OBJS:.o=.d)

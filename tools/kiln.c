@@ -23,6 +23,8 @@
 
 #include <kiln/kiln.h>
 
+#include "commands.h"
+
 #define EXIT_USAGE 2
 #define EXIT_GUEST_CRASH 1
 #define EXIT_TIMEOUT 124
@@ -52,6 +54,7 @@ static void print_help(FILE *f)
 {
 	fprintf(f,
 		"Usage: kiln boot [OPTIONS]\n"
+		"       kiln vhost-user --socket PATH --device TYPE,KEY=VALUE,...\n"
 		"       kiln mkimage DIR IMAGE [--size MIB]\n"
 		"       kiln --help | --version\n"
 		"\n"
@@ -583,6 +586,8 @@ int main(int argc, char **argv)
 		progname = "kiln";
 		return cmd_boot(argc - 1, argv + 1);
 	}
+	if (!strcmp(argv[1], "vhost-user"))
+		return kiln_cmd_vhost_user(argc - 1, argv + 1);
 	usage_error("unknown command '%s'", argv[1]);
 	return EXIT_USAGE;
 }

@@ -41,6 +41,13 @@ check "missing option argument" 2 "requires an argument" -- boot --kernel
 check "console kind invalid" 2 "--console: 'vga' is not 'serial' or 'virtio'" -- boot --kernel "$BZ" --console vga
 check "disk path empty" 2 "--disk: missing path" -- boot --kernel "$BZ" --disk ,ro
 
+# vhost-user: argument and device errors
+check "vhost-user help" 0 "--socket PATH" -- vhost-user --help
+check "vhost-user no socket" 2 "socket" -- vhost-user --device blk,path=/dev/null
+check "vhost-user unknown device" 2 "unknown device type" -- vhost-user --socket "$T/vu.sock" --device floppy,path=x
+check "vhost-user blk without path" 2 "path" -- vhost-user --socket "$T/vu.sock" --device blk
+check "vhost-user missing image" 125 "$T/none.img" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/none.img"
+
 # mkimage: an ext4 image from a directory, never over an existing file
 mkdir -p "$T/tree/sub"
 echo "hello from the host" >"$T/tree/sub/hello.txt"
