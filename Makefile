@@ -136,6 +136,7 @@ check: all guest unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fn
 bench: all guests
 	$(Q)BUILD=$(BUILD) bench/boot.sh
 	$(Q)BUILD=$(BUILD) bench/blk.sh
+	$(Q)BUILD=$(BUILD) bench/vhost-user-blk.sh
 
 format:
 	$(Q)clang-format -i $(LIB_SRCS) $(wildcard src/*/*.h src/*/*/*.h) include/kiln/*.h tools/*.c tests/unit/*.c
