@@ -313,51 +313,45 @@ bool virtq_should_notify(struct virtq *q)
 	return !valid || need_event(event, q->used_idx, old);
 }
 
-size_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst,
-			size_t len)
+/* Copies between a flat buffer and iov[0..n) starting `off` bytes into the
+ * iovecs; to_iov selects the direction. Returns bytes copied. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, uint64_t off,
+		       uint8_t *buf, size_t len, bool to_iov)
 {
-	uint8_t *out = dst;
 	size_t done = 0;
 
-	for (unsigned i = 0; i < c->n_out && i < VIRTQ_MAX_SEGS && done < len;
-	     i++) {
-		size_t seg = c->out[i].iov_len, n;
+	for (unsigned i = 0; i < n && i < VIRTQ_MAX_SEGS && done < len; i++) {
+		size_t seg = iov[i].iov_len, chunk;
+		uint8_t *p;
 
 		if (off >= seg) {
 			off -= seg;
 			continue;
 		}
-		n = seg - (size_t)off;
-		if (n > len - done)
-			n = len - done;
-		memcpy(out + done, (const uint8_t *)c->out[i].iov_base + off,
-		       n);
-		done += n;
+		chunk = seg - (size_t)off;
+		if (chunk > len - done)
+			chunk = len - done;
+		p = (uint8_t *)iov[i].iov_base + off;
+		if (to_iov)
+			memcpy(p, buf + done, chunk);
+		else
+			memcpy(buf + done, p, chunk);
+		done += chunk;
 		off = 0;
 	}
 	return done;
 }
 
+size_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst,
+			size_t len)
+{
+	return iov_copy(c->out, c->n_out, off, dst, len, false);
+}
+
 size_t virtq_chain_write(const struct virtq_chain *c, uint64_t off,
 			 const void *src, size_t len)
 {
-	const uint8_t *in = src;
-	size_t done = 0;
-
-	for (unsigned i = 0; i < c->n_in && i < VIRTQ_MAX_SEGS && done < len;
-	     i++) {
-		size_t seg = c->in[i].iov_len, n;
-
-		if (off >= seg) {
-			off -= seg;
-			continue;
-		}
-		n = seg - (size_t)off;
-		if (n > len - done)
-			n = len - done;
-		memcpy((uint8_t *)c->in[i].iov_base + off, in + done, n);
-		done += n;
-		off = 0;
-	}
-	return done;
+	/* iov_copy only reads buf when copying into the iovecs */
+	return iov_copy(c->in, c->n_in, off, (uint8_t *)(uintptr_t)src, len,
+			true);
 }
