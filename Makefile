@@ -137,6 +137,7 @@ bench: all guests
 	$(Q)BUILD=$(BUILD) bench/boot.sh
 	$(Q)BUILD=$(BUILD) bench/blk.sh
 	$(Q)BUILD=$(BUILD) bench/vhost-user-blk.sh
+	$(Q)BUILD=$(BUILD) bench/fuse.sh
 
 format:
 	$(Q)clang-format -i $(LIB_SRCS) $(wildcard src/*/*.h src/*/*/*.h) include/kiln/*.h tools/*.c tests/unit/*.c
