@@ -34,7 +34,7 @@
 #define F_PROTOCOL (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
 
 /* epoll tags; a kick is TAG_KICK + ring index */
-enum { TAG_STOP = 1, TAG_LISTEN, TAG_CONN, TAG_KICK = 16 };
+enum { TAG_STOP = 1, TAG_LISTEN, TAG_CONN, TAG_DEVICE, TAG_KICK = 16 };
 
 struct vu_region {
 	uint64_t gpa, size, uaddr;
@@ -79,6 +79,9 @@ struct vhost_user_server {
 	ino_t path_ino;
 	int io_timeout_ms;
 	bool stopped;
+	/* the device's own events (vhost_user_server_watch_fd) */
+	void (*dev_fn)(void *opaque);
+	void *dev_opaque;
 	/* per-connection state */
 	uint64_t features; /* as set, PROTOCOL_FEATURES bit included */
 	uint64_t protocol_features;
@@ -1330,6 +1333,10 @@ int vhost_user_server_poll(struct vhost_user_server *s, int timeout_ms)
 					return err;
 			}
 			break;
+		case TAG_DEVICE:
+			if (s->dev_fn)
+				s->dev_fn(s->dev_opaque);
+			break;
 		case TAG_CONN:
 			if (s->conn_fd < 0)
 				break;
@@ -1376,6 +1383,24 @@ bool vhost_user_server_connected(const struct vhost_user_server *s)
 const struct guest_mem *vhost_user_server_mem(const struct vhost_user_server *s)
 {
 	return &s->mem;
+}
+
+int vhost_user_server_watch_fd(struct vhost_user_server *s, int fd,
+			       void (*fn)(void *opaque), void *opaque)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_DEVICE};
+
+	if (!fn || fd < 0)
+		return -EINVAL;
+	if (s->dev_fn)
+		return -EBUSY;
+	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return kiln_errorf(s->log, -errno,
+				   "vhost-user: cannot watch the device: %s",
+				   strerror(errno));
+	s->dev_fn = fn;
+	s->dev_opaque = opaque;
+	return 0;
 }
 
 void vhost_user_server_set_io_timeout(struct vhost_user_server *s, int ms)

@@ -73,6 +73,13 @@ bool vhost_user_server_connected(const struct vhost_user_server *s);
 const struct guest_mem *
 vhost_user_server_mem(const struct vhost_user_server *s);
 
+/* Also watches fd, a device's own event fd (e.g. virtio_vsock_poll_fd),
+ * and runs fn(opaque) on the server's thread whenever it is readable. One
+ * per server; fd must stay open until the server is destroyed. 0 or -errno
+ * (-EBUSY if one is set already). */
+int vhost_user_server_watch_fd(struct vhost_user_server *s, int fd,
+			       void (*fn)(void *opaque), void *opaque);
+
 /* Limit for finishing a started message or reply (tests shorten it). */
 void vhost_user_server_set_io_timeout(struct vhost_user_server *s, int ms);
 
