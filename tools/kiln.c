@@ -71,6 +71,8 @@ static void print_help(FILE *f)
 		"  --disk PATH[,ro]    raw disk image as the next virtio-blk disk\n"
 		"                      (/dev/vda, vdb, ...); repeatable\n"
 		"  --console KIND      serial (ttyS0, default) or virtio (hvc0)\n"
+		"  --vsock cid=C,uds=PATH  virtio-vsock; guest port P reaches PATH_P,\n"
+		"                      host clients connect to PATH, send CONNECT P\n"
 		"  --debug-exit        let the guest end the VM with its status by\n"
 		"                      writing it to port 0x%x (test guests)\n"
 		"  -v, --verbose       report how the guest ended, even when clean\n"
@@ -217,6 +219,7 @@ enum {
 	OPT_DISK,
 	OPT_CONSOLE,
 	OPT_SIZE,
+	OPT_VSOCK,
 };
 
 static int cmd_boot(int argc, char **argv)
@@ -232,6 +235,7 @@ static int cmd_boot(int argc, char **argv)
 		{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "vsock", required_argument, NULL, OPT_VSOCK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -326,6 +330,35 @@ static int cmd_boot(int argc, char **argv)
 			}
 			r = kiln_config_add_disk(cfg, path, ro);
 			free(path);
+			if (r < 0)
+				goto usage;
+			break;
+		}
+		case OPT_VSOCK: {
+			/* cid=C,uds=PATH (the path may not contain commas) */
+			char *spec = strdup(optarg), *save = NULL, *tok;
+			const char *uds = NULL;
+			uint64_t cid = 0;
+			bool ok = spec != NULL, have_cid = false;
+
+			for (tok = spec ? strtok_r(spec, ",", &save) : NULL; ok && tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				if (!strncmp(tok, "cid=", 4))
+					ok = have_cid = parse_u64(tok + 4, &cid);
+				else if (!strncmp(tok, "uds=", 4) && tok[4])
+					uds = tok + 4;
+				else
+					ok = false;
+			}
+			if (!ok || !have_cid || !uds) {
+				usage_error("--vsock: expected cid=CID,uds=PATH, got "
+					    "'%s'",
+					    optarg);
+				free(spec);
+				goto usage;
+			}
+			r = kiln_config_set_vsock(cfg, cid, uds);
+			free(spec);
 			if (r < 0)
 				goto usage;
 			break;

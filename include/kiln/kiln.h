@@ -115,6 +115,12 @@ KILN_API int kiln_config_set_console(struct kiln_config *cfg,
  * kiln_vm_create. */
 KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 				  int read_only);
+/* Adds a virtio-vsock device with guest CID `cid` (3..2^32-2) in the hybrid
+ * model: guest connections to host port P reach the Unix socket
+ * "<uds_path>_P"; host clients connect to uds_path and send "CONNECT P\n".
+ * NULL uds_path removes the device. */
+KILN_API int kiln_config_set_vsock(struct kiln_config *cfg, uint64_t cid,
+				   const char *uds_path);
 /* Keep the console's output (serial and virtio) in a bounded buffer for
  * kiln_vm_console_wait_for/exec, in addition to the output fd. */
 KILN_API int kiln_config_set_console_capture(struct kiln_config *cfg,

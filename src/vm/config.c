@@ -37,6 +37,7 @@ KILN_API void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->extra_cmdline);
 	for (unsigned i = 0; i < cfg->nr_disks; i++)
 		free(cfg->disks[i].path);
+	free(cfg->vsock_uds);
 	free(cfg);
 }
 
@@ -171,6 +172,20 @@ KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 	cfg->disks[cfg->nr_disks].read_only = read_only != 0;
 	cfg->nr_disks++;
 	return 0;
+}
+
+KILN_API int kiln_config_set_vsock(struct kiln_config *cfg, uint64_t cid,
+				   const char *uds_path)
+{
+	if (uds_path && (cid < 3 || cid >= 0xffffffffull))
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "vsock guest CID %llu is out of range "
+				   "(3..4294967294)",
+				   (unsigned long long)cid);
+	if (uds_path && !*uds_path)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty vsock socket path");
+	cfg->vsock_cid = cid;
+	return replace_string(&cfg->vsock_uds, uds_path);
 }
 
 KILN_API int kiln_config_set_console_capture(struct kiln_config *cfg,

@@ -35,6 +35,8 @@ struct kiln_config {
 	enum kiln_console console;
 	struct kiln_disk_config disks[KILN_MAX_DISKS];
 	unsigned nr_disks;
+	char *vsock_uds; /* NULL: no vsock device */
+	uint64_t vsock_cid;
 };
 
 /* Builds "base devices extra": kiln's base (per console), what devices

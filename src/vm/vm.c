@@ -37,6 +37,7 @@
 #include "virtio/console.h"
 #include "virtio/mmio.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "vm/config.h"
 #include "vm/event_loop.h"
 
@@ -62,7 +63,7 @@ struct vm_vcpu {
 #define VM_VIRTIO_FIRST_GSI 5
 #define VM_VIRTIO_MAX_DEVICES 19
 
-enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK };
+enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK };
 
 struct vm_vdev;
 struct vm_vdev_notify {
@@ -814,6 +815,19 @@ static void vm_blk_destroy(struct vm_vdev *v)
 	v->blk_backend = NULL;
 }
 
+/* Host-side socket events of the vsock device, on the device thread, under
+ * the same lock its queue_notify runs with. */
+static void vsock_events(void *opaque, int fd, unsigned events)
+{
+	struct vm_vdev *v = opaque;
+
+	(void)fd;
+	(void)events;
+	pthread_mutex_lock(&v->mmio.lock);
+	virtio_vsock_handle_events(&v->mmio.dev);
+	pthread_mutex_unlock(&v->mmio.lock);
+}
+
 static void vdev_notify(void *opaque, int fd, unsigned events)
 {
 	struct vm_vdev_notify *n = opaque;
@@ -828,7 +842,7 @@ static void vdev_notify(void *opaque, int fd, unsigned events)
 static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			char **cmdline_part)
 {
-	unsigned n = 2 + cfg->nr_disks;
+	unsigned n = 2 + cfg->nr_disks + (cfg->vsock_uds ? 1 : 0);
 	size_t len = 0;
 	char *part;
 	int r;
@@ -854,6 +868,20 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 		} else if (i == 1) {
 			v->kind = VDEV_RNG;
 			virtio_rng_init(&v->mmio.dev);
+		} else if (i == 2 + cfg->nr_disks) {
+			struct virtio_vsock_config vc = {
+				.guest_cid = cfg->vsock_cid,
+				.uds_path = cfg->vsock_uds,
+			};
+
+			v->kind = VDEV_VSOCK;
+			v->mmio.dev.log = &vm->log;
+			vm->nr_vdevs = i + 1;
+			r = virtio_vsock_create(&vc, &v->mmio.dev);
+			if (r < 0)
+				return kiln_errorf(&vm->log, r,
+						   "cannot create vsock device at %s",
+						   cfg->vsock_uds);
 		} else {
 			v->kind = VDEV_BLK;
 			v->mmio.dev.log = &vm->log; /* for the constructor */
@@ -876,6 +904,10 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			r = event_loop_add(&vm->events, v->mmio.notify_fd[q],
 					   EPOLLIN, vdev_notify, &v->notify[q]);
 		}
+		if (r == 0 && v->kind == VDEV_VSOCK)
+			r = event_loop_add(&vm->events,
+					   virtio_vsock_poll_fd(&v->mmio.dev),
+					   EPOLLIN, vsock_events, v);
 		if (r < 0)
 			return kiln_errorf(&vm->log, r, "cannot wire %s: %s",
 					   v->mmio.dev.ops->name, strerror(-r));
@@ -900,6 +932,8 @@ static void destroy_virtio(struct kiln_vm *vm)
 			virtio_mmio_destroy(&v->mmio, vm->vm_fd);
 		if (v->kind == VDEV_BLK)
 			vm_blk_destroy(v);
+		else if (v->kind == VDEV_VSOCK && v->mmio.dev.ops)
+			virtio_vsock_destroy(&v->mmio.dev);
 	}
 	free(vm->vdevs);
 	vm->vdevs = NULL;

@@ -39,6 +39,8 @@ check "memory negative" 2 "--memory: '-5' is not a number" -- boot --kernel "$BZ
 check "timeout invalid" 2 "--timeout: '0' is not a positive" -- boot --kernel "$BZ" --timeout 0
 check "missing option argument" 2 "requires an argument" -- boot --kernel
 check "console kind invalid" 2 "--console: 'vga' is not 'serial' or 'virtio'" -- boot --kernel "$BZ" --console vga
+check "vsock spec invalid" 2 "--vsock: expected cid=CID,uds=PATH" -- boot --kernel "$BZ" --vsock cid=3
+check "vsock cid out of range" 2 "vsock guest CID 2 is out of range" -- boot --kernel "$BZ" --vsock "cid=2,uds=$T/v.sock"
 check "disk path empty" 2 "--disk: missing path" -- boot --kernel "$BZ" --disk ,ro
 
 # vhost-user: argument and device errors
