@@ -10,12 +10,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 
 #include "backends/block.h"
@@ -23,6 +25,8 @@
 #include "util/log.h"
 #include "vhost_user/server.h"
 #include "virtio/blk.h"
+#include "virtio/fs.h"
+#include "virtio/vsock.h"
 
 #define EXIT_USAGE	 2
 #define EXIT_KILN_FAILED 125
@@ -54,6 +58,8 @@ struct device_type {
 	int (*create)(const struct device_spec *spec,
 		      const struct kiln_log *log, struct device *out);
 	void (*destroy)(struct device *d);
+	/* optional: hooks the device's own events into the server */
+	int (*serve)(struct device *d, struct vhost_user_server *s);
 };
 
 static struct vhost_user_server *server;
@@ -90,6 +96,18 @@ static void print_help(FILE *f)
 		"block\n"
 		"                                          device; ro: "
 		"read-only\n"
+		"                     fs,dir=DIR,tag=TAG[,ro]  virtio-fs: "
+		"share DIR\n"
+		"                                          as TAG (guest: "
+		"mount -t\n"
+		"                                          virtiofs TAG "
+		"/mnt); ro: read-only\n"
+		"                     vsock,cid=CID,uds=PATH  virtio-vsock, "
+		"guest CID\n"
+		"                                          CID; host end: "
+		"Unix sockets\n"
+		"                                          (PATH: CONNECT "
+		"PORT; PATH_PORT)\n"
 		"  -v, --verbose    log every vhost-user message\n"
 		"  -h, --help       show this help\n"
 		"\n"
@@ -177,8 +195,108 @@ static void blk_destroy(struct device *d)
 
 static const char *const blk_keys[] = {"path", "ro", NULL};
 
+static int fs_create(const struct device_spec *spec,
+		     const struct kiln_log *log, struct device *out)
+{
+	const struct kv *dir = spec_get(spec, "dir");
+	const struct kv *tag = spec_get(spec, "tag");
+	struct rlimit rl;
+	bool ro;
+	int err;
+
+	if (!dir || !dir->val || !*dir->val) {
+		usage_error("--device fs: dir=DIR is required");
+		return -EINVAL;
+	}
+	if (!tag || !tag->val || !*tag->val) {
+		usage_error("--device fs: tag=TAG is required");
+		return -EINVAL;
+	}
+	if (spec_bool(spec, "ro", &ro) < 0)
+		return -EINVAL;
+	/* Every inode the guest looks up is a host fd, and the share's
+	 * limits are fitted to RLIMIT_NOFILE: take all this process may. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	err = virtio_fs_create(dir->val, tag->val, ro, log, &out->dev);
+	if (err == -EINVAL) {
+		/* the directory was checked above: the tag is the problem */
+		usage_error("--device fs: tag=%s: 1..%u bytes, no spaces",
+			    tag->val, VIRTIO_FS_TAG_MAX);
+		return -EINVAL;
+	}
+	return err;
+}
+
+static void fs_destroy(struct device *d)
+{
+	virtio_fs_destroy(&d->dev);
+}
+
+static const char *const fs_keys[] = {"dir", "tag", "ro", NULL};
+
+static int vsock_create(const struct device_spec *spec,
+			const struct kiln_log *log, struct device *out)
+{
+	const struct kv *cid = spec_get(spec, "cid");
+	const struct kv *uds = spec_get(spec, "uds");
+	struct virtio_vsock_config cfg;
+	uintmax_t v;
+	char *end;
+	int err;
+
+	if (!cid || !cid->val || !*cid->val) {
+		usage_error("--device vsock: cid=CID is required");
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoumax(cid->val, &end, 10);
+	if (errno || *end || cid->val[0] == '-' || v < 3 || v >= UINT32_MAX) {
+		usage_error("--device vsock: cid=%s is not a number in 3..%u",
+			    cid->val, UINT32_MAX - 1);
+		return -EINVAL;
+	}
+	if (!uds || !uds->val || !*uds->val) {
+		usage_error("--device vsock: uds=PATH is required");
+		return -EINVAL;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.guest_cid = v;
+	cfg.uds_path = uds->val;
+	out->dev.log = log;
+	err = virtio_vsock_create(&cfg, &out->dev);
+	if (err == -ENAMETOOLONG) {
+		usage_error("--device vsock: uds=%s is too long", uds->val);
+		return -EINVAL;
+	}
+	return err == -EINVAL ? -EIO : err;
+}
+
+static void vsock_destroy(struct device *d)
+{
+	virtio_vsock_destroy(&d->dev);
+}
+
+static void vsock_events(void *opaque)
+{
+	virtio_vsock_handle_events(opaque);
+}
+
+/* Host sockets are served on the server's thread, like the rings. */
+static int vsock_serve(struct device *d, struct vhost_user_server *s)
+{
+	return vhost_user_server_watch_fd(s, virtio_vsock_poll_fd(&d->dev),
+					  vsock_events, &d->dev);
+}
+
+static const char *const vsock_keys[] = {"cid", "uds", NULL};
+
 static const struct device_type device_types[] = {
-	{"blk", blk_keys, blk_create, blk_destroy},
+	{"blk", blk_keys, blk_create, blk_destroy, NULL},
+	{"fs", fs_keys, fs_create, fs_destroy, NULL},
+	{"vsock", vsock_keys, vsock_create, vsock_destroy, vsock_serve},
 };
 
 static const struct device_type *find_type(const char *name)
@@ -206,7 +324,8 @@ static int parse_device(char *arg, struct device_spec *spec,
 	*type = find_type(spec->type);
 	if (!*type) {
 		usage_error(
-			"--device: unknown device type '%s' (supported: blk)",
+			"--device: unknown device type '%s' (supported: blk, "
+			"fs, vsock)",
 			spec->type);
 		return -EINVAL;
 	}
@@ -316,6 +435,11 @@ int kiln_cmd_vhost_user(int argc, char **argv)
 	err = vhost_user_server_create(&dev.dev, &log, &server);
 	if (err < 0)
 		goto out_dev;
+	if (type->serve) {
+		err = type->serve(&dev, server);
+		if (err < 0)
+			goto out_server;
+	}
 	err = vhost_user_server_listen(server, socket_path);
 	if (err < 0)
 		goto out_server;

@@ -69,7 +69,7 @@ con_fd=
 
 # shellcheck disable=SC2317 # called from the trap
 cleanup() {
-	[ -n "$qemu_pid" ] && kill -KILL "$qemu_pid" 2>/dev/null
+	[ -n "$qemu_pid" ] && { pkill -KILL -P "$qemu_pid" 2>/dev/null; kill -KILL "$qemu_pid" 2>/dev/null; }
 	[ -n "$kiln_pid" ] && kill -KILL "$kiln_pid" 2>/dev/null
 	wait 2>/dev/null
 	if [ "${KEEP_TMP:-0}" = 1 ] || [ "$failed" -gt 0 ]; then
@@ -190,6 +190,7 @@ end_boot() {
 		kill -0 "$qemu_pid" 2>/dev/null || break
 		sleep 0.1
 	done
+	pkill -KILL -P "$qemu_pid" 2>/dev/null # QEMU runs under timeout
 	kill -KILL "$qemu_pid" 2>/dev/null
 	wait "$qemu_pid" 2>/dev/null
 	qemu_rc=$?
@@ -324,6 +325,7 @@ if start_server "blk,path=$img"; then
 		kill -KILL "$kiln_pid" 2>/dev/null
 		wait "$kiln_pid" 2>/dev/null
 		kiln_pid=
+		pkill -KILL -P "$qemu_pid" 2>/dev/null # QEMU runs under timeout
 		kill -KILL "$qemu_pid" 2>/dev/null
 		wait "$qemu_pid" 2>/dev/null
 		qemu_pid=
