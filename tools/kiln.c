@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ftw.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -71,6 +72,8 @@ static void print_help(FILE *f)
 		"  --disk PATH[,ro]    raw disk image as the next virtio-blk disk\n"
 		"                      (/dev/vda, vdb, ...); repeatable\n"
 		"  --console KIND      serial (ttyS0, default) or virtio (hvc0)\n"
+		"  --share DIR:TAG[:ro]  share a host directory (virtio-fs, mount -t\n"
+		"                      virtiofs TAG); repeatable\n"
 		"  --vsock cid=C,uds=PATH  virtio-vsock; guest port P reaches PATH_P,\n"
 		"                      host clients connect to PATH, send CONNECT P\n"
 		"  --debug-exit        let the guest end the VM with its status by\n"
@@ -144,6 +147,17 @@ static bool find_guest_dir(char *dir, size_t len)
 	}
 	snprintf(dir, len, "%s/guest", KILN_DATADIR);
 	return access(dir, R_OK) == 0;
+}
+
+/* Shares hold one host fd per guest inode: allow as many as we may. */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static struct termios saved_tty;
@@ -220,6 +234,7 @@ enum {
 	OPT_CONSOLE,
 	OPT_SIZE,
 	OPT_VSOCK,
+	OPT_SHARE,
 };
 
 static int cmd_boot(int argc, char **argv)
@@ -236,6 +251,7 @@ static int cmd_boot(int argc, char **argv)
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "vsock", required_argument, NULL, OPT_VSOCK },
+		{ "share", required_argument, NULL, OPT_SHARE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -332,6 +348,36 @@ static int cmd_boot(int argc, char **argv)
 			free(path);
 			if (r < 0)
 				goto usage;
+			break;
+		}
+		case OPT_SHARE: {
+			/* HOST_DIR:TAG[:ro] */
+			char *spec = strdup(optarg), *tag, *mode;
+			bool ro = false;
+
+			if (!spec)
+				goto fail;
+			tag = strchr(spec, ':');
+			mode = tag ? strchr(tag + 1, ':') : NULL;
+			if (tag)
+				*tag++ = 0;
+			if (mode) {
+				*mode++ = 0;
+				ro = !strcmp(mode, "ro");
+			}
+			if (!tag || !*spec || !*tag ||
+			    (mode && !ro && strcmp(mode, "rw"))) {
+				usage_error("--share: expected HOST_DIR:TAG[:ro], got "
+					    "'%s'",
+					    optarg);
+				free(spec);
+				goto usage;
+			}
+			r = kiln_config_add_share(cfg, spec, tag, ro);
+			free(spec);
+			if (r < 0)
+				goto usage;
+			raise_nofile_limit();
 			break;
 		}
 		case OPT_VSOCK: {

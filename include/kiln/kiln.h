@@ -115,6 +115,12 @@ KILN_API int kiln_config_set_console(struct kiln_config *cfg,
  * kiln_vm_create. */
 KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 				  int read_only);
+/* Shares host directory `dir` with the guest as virtio-fs tag `tag`
+ * (mount -t virtiofs TAG /mnt/TAG), read-only if read_only. The directory is
+ * checked at kiln_vm_create. Each looked-up guest inode holds a host fd: raise
+ * RLIMIT_NOFILE for large trees. */
+KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
+				   const char *tag, int read_only);
 /* Adds a virtio-vsock device with guest CID `cid` (3..2^32-2) in the hybrid
  * model: guest connections to host port P reach the Unix socket
  * "<uds_path>_P"; host clients connect to uds_path and send "CONNECT P\n".

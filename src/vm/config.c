@@ -38,6 +38,10 @@ KILN_API void kiln_config_free(struct kiln_config *cfg)
 	for (unsigned i = 0; i < cfg->nr_disks; i++)
 		free(cfg->disks[i].path);
 	free(cfg->vsock_uds);
+	for (unsigned i = 0; i < cfg->nr_shares; i++) {
+		free(cfg->shares[i].dir);
+		free(cfg->shares[i].tag);
+	}
 	free(cfg);
 }
 
@@ -171,6 +175,35 @@ KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 	cfg->disks[cfg->nr_disks].path = copy;
 	cfg->disks[cfg->nr_disks].read_only = read_only != 0;
 	cfg->nr_disks++;
+	return 0;
+}
+
+KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
+				   const char *tag, int read_only)
+{
+	struct kiln_share_config *sh;
+
+	if (!dir || !*dir || !tag || !*tag)
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "a share needs a host directory and a tag");
+	if (cfg->nr_shares == KILN_MAX_SHARES)
+		return kiln_errorf(&cfg->log, -E2BIG, "at most %d shares",
+				   KILN_MAX_SHARES);
+	for (unsigned i = 0; i < cfg->nr_shares; i++)
+		if (!strcmp(cfg->shares[i].tag, tag))
+			return kiln_errorf(&cfg->log, -EEXIST,
+					   "share tag '%s' is used twice", tag);
+	sh = &cfg->shares[cfg->nr_shares];
+	sh->dir = strdup(dir);
+	sh->tag = strdup(tag);
+	if (!sh->dir || !sh->tag) {
+		free(sh->dir);
+		free(sh->tag);
+		sh->dir = sh->tag = NULL;
+		return -ENOMEM;
+	}
+	sh->read_only = read_only != 0;
+	cfg->nr_shares++;
 	return 0;
 }
 

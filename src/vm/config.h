@@ -13,6 +13,12 @@
 #define KILN_DEFAULT_MEMORY_MIB 256u
 
 #define KILN_MAX_DISKS 16
+#define KILN_MAX_SHARES 8
+
+struct kiln_share_config {
+	char *dir, *tag;
+	bool read_only;
+};
 
 struct kiln_disk_config {
 	char *path;
@@ -35,6 +41,8 @@ struct kiln_config {
 	enum kiln_console console;
 	struct kiln_disk_config disks[KILN_MAX_DISKS];
 	unsigned nr_disks;
+	struct kiln_share_config shares[KILN_MAX_SHARES];
+	unsigned nr_shares;
 	char *vsock_uds; /* NULL: no vsock device */
 	uint64_t vsock_cid;
 };

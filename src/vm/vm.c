@@ -35,6 +35,7 @@
 #include "backends/block.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
+#include "virtio/fs.h"
 #include "virtio/mmio.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
@@ -63,7 +64,7 @@ struct vm_vcpu {
 #define VM_VIRTIO_FIRST_GSI 5
 #define VM_VIRTIO_MAX_DEVICES 19
 
-enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK };
+enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK, VDEV_FS };
 
 struct vm_vdev;
 struct vm_vdev_notify {
@@ -842,7 +843,9 @@ static void vdev_notify(void *opaque, int fd, unsigned events)
 static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			char **cmdline_part)
 {
-	unsigned n = 2 + cfg->nr_disks + (cfg->vsock_uds ? 1 : 0);
+	/* order: console, rng, disks, vsock, shares */
+	unsigned first_share = 2 + cfg->nr_disks + (cfg->vsock_uds ? 1 : 0);
+	unsigned n = first_share + cfg->nr_shares;
 	size_t len = 0;
 	char *part;
 	int r;
@@ -868,6 +871,17 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 		} else if (i == 1) {
 			v->kind = VDEV_RNG;
 			virtio_rng_init(&v->mmio.dev);
+		} else if (i >= first_share) {
+			const struct kiln_share_config *sh =
+				&cfg->shares[i - first_share];
+
+			v->kind = VDEV_FS;
+			vm->nr_vdevs = i + 1;
+			r = virtio_fs_create(sh->dir, sh->tag, sh->read_only,
+					     &vm->log, &v->mmio.dev);
+			if (r < 0)
+				return kiln_errorf(&vm->log, r, "cannot share %s",
+						   sh->dir);
 		} else if (i == 2 + cfg->nr_disks) {
 			struct virtio_vsock_config vc = {
 				.guest_cid = cfg->vsock_cid,
@@ -934,6 +948,8 @@ static void destroy_virtio(struct kiln_vm *vm)
 			vm_blk_destroy(v);
 		else if (v->kind == VDEV_VSOCK && v->mmio.dev.ops)
 			virtio_vsock_destroy(&v->mmio.dev);
+		else if (v->kind == VDEV_FS && v->mmio.dev.ops)
+			virtio_fs_destroy(&v->mmio.dev);
 	}
 	free(vm->vdevs);
 	vm->vdevs = NULL;

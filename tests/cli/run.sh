@@ -41,6 +41,10 @@ check "missing option argument" 2 "requires an argument" -- boot --kernel
 check "console kind invalid" 2 "--console: 'vga' is not 'serial' or 'virtio'" -- boot --kernel "$BZ" --console vga
 check "vsock spec invalid" 2 "--vsock: expected cid=CID,uds=PATH" -- boot --kernel "$BZ" --vsock cid=3
 check "vsock cid out of range" 2 "vsock guest CID 2 is out of range" -- boot --kernel "$BZ" --vsock "cid=2,uds=$T/v.sock"
+check "share spec invalid" 2 "--share: expected HOST_DIR:TAG\[:ro\]" -- boot --kernel "$BZ" --share "$T"
+check "share mode invalid" 2 "--share: expected" -- boot --kernel "$BZ" --share "$T:data:rx"
+check "share tag twice" 2 "share tag 'data' is used twice" -- boot --kernel "$BZ" --share "$T:data" --share "$T:data:ro"
+check "share dir missing" 125 "$T/noshare" -- boot --kernel "$BZ" --share "$T/noshare:data"
 check "disk path empty" 2 "--disk: missing path" -- boot --kernel "$BZ" --disk ,ro
 
 # vhost-user: argument and device errors
