@@ -126,11 +126,12 @@ fuzzers: $(FUZZ_BINS)
 unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 
 -include tests/guests/guests.mk
+include guest/agent/agent.mk
 
 guest:
 	$(Q)scripts/build-guest.sh $(BUILD)/guest
 
-check: all guest unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(KVM_TEST_BINS)
+check: all guest guest-agent unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(KVM_TEST_BINS)
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
 bench: all guests

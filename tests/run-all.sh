@@ -47,7 +47,7 @@ for f in "$BUILD"/fuzz/fuzz_*; do
 done
 
 # Shell tiers print "ok - ", "not ok - " and "SKIP: " lines; count them.
-for tier in tests/cli/run.sh tests/kvm/run.sh tests/kvm/virtio.sh tests/linux/qemu-boot.sh tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh \
+for tier in tests/cli/run.sh tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh \
 	tests/linux/early-boot.sh tests/linux/boot.sh; do
 	echo "== $tier"
 	log=$(mktemp)
