@@ -65,7 +65,10 @@ fi
 # dir is outside /tmp and /run, which the agent mounts over there.
 if unshare -Urmpfun --mount-proc --kill-child true 2>/dev/null; then
 	mkdir -p "$BUILD"
-	P=$(mktemp -d -p "$(cd "$BUILD" && pwd)" agent-pid1.XXXXXX)
+	base=$(cd "$BUILD" && pwd)
+	# a checkout under /tmp (CI clones) would be hidden by the agent's mounts
+	case "$base/" in /tmp/* | /run/* | /dev/* | /proc/* | /sys/*) base=/var/tmp ;; esac
+	P=$(mktemp -d -p "$base" agent-pid1.XXXXXX)
 	timeout -k 5 60 "$BUILD/tests/agent_client_test" --pid1 "$AGENT" "$P" |
 		tee "$T/results-pid1"
 	st=${PIPESTATUS[0]}
