@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "blk.h"
+#include "util/le.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -18,34 +19,6 @@ struct virtio_blk {
 };
 
 static const struct virtio_dev_ops blk_ops;
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
 
 /* ---- parsing: pure functions of the chain ---- */
 

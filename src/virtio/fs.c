@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "fs/fuse_server.h"
+#include "util/le.h"
 
 #define FS_NUM_QUEUES (1 + VIRTIO_FS_REQUEST_QUEUES)
 
@@ -24,12 +25,6 @@ struct virtio_fs {
 };
 
 static const struct virtio_dev_ops fs_ops;
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
 
 /* ---- device ops ---- */
 

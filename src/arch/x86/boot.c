@@ -6,42 +6,7 @@
 #include <string.h>
 
 #include "layout.h"
-
-/* --- little-endian field access on untrusted bytes (bounds by caller) --- */
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)v);
-	wr16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void wr64(uint8_t *p, uint64_t v)
-{
-	wr32(p, (uint32_t)v);
-	wr32(p + 4, (uint32_t)(v >> 32));
-}
+#include "util/le.h"
 
 static int is_pow2(uint64_t v)
 {
@@ -97,7 +62,7 @@ static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 				   "bzImage truncated: %zu bytes, the setup header "
 				   "alone needs %u",
 				   size, BZ_HEADER_MIN);
-	k->version = rd16(img + BP_VERSION);
+	k->version = get_le16(img + BP_VERSION);
 	if (k->version < BZ_MIN_VERSION)
 		return kiln_errorf(log, -EINVAL,
 				   "bzImage boot protocol %u.%02u is too old; kiln "
@@ -107,7 +72,7 @@ static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 		return kiln_errorf(log, -EINVAL,
 				   "image is a zImage (not LOADED_HIGH); only "
 				   "bzImage is supported");
-	if (!(rd16(img + BP_XLOADFLAGS) & XLF_KERNEL_64))
+	if (!(get_le16(img + BP_XLOADFLAGS) & XLF_KERNEL_64))
 		return kiln_errorf(log, -EINVAL,
 				   "bzImage has no 64-bit entry point "
 				   "(XLF_KERNEL_64 not set)");
@@ -119,7 +84,7 @@ static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 				   "%llu",
 				   size, (unsigned long long)k->setup_size);
 	k->payload_size = size - k->setup_size;
-	syssize_bytes = (uint64_t)rd32(img + BP_SYSSIZE) * 16;
+	syssize_bytes = (uint64_t)get_le32(img + BP_SYSSIZE) * 16;
 	if (syssize_bytes == 0)
 		return kiln_errorf(log, -EINVAL, "bzImage syssize is 0");
 	/* syssize is rounded up to 16 bytes; anything shorter is cut off. */
@@ -129,28 +94,28 @@ static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 				   "kernel, file has %llu",
 				   (unsigned long long)syssize_bytes,
 				   (unsigned long long)k->payload_size);
-	align = rd32(img + BP_KERNEL_ALIGNMENT);
+	align = get_le32(img + BP_KERNEL_ALIGNMENT);
 	if (img[BP_RELOCATABLE] && !is_pow2(align))
 		return kiln_errorf(log, -EINVAL,
 				   "bzImage kernel_alignment 0x%llx is not a power "
 				   "of two",
 				   (unsigned long long)align);
-	k->initrd_addr_max = rd32(img + BP_INITRD_ADDR_MAX);
+	k->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
 	if (!k->initrd_addr_max)
 		k->initrd_addr_max = BZ_DEFAULT_INITRD_MAX;
-	k->cmdline_size = rd32(img + BP_CMDLINE_SIZE);
+	k->cmdline_size = get_le32(img + BP_CMDLINE_SIZE);
 	if (!k->cmdline_size)
 		k->cmdline_size = BZ_DEFAULT_CMDLINE_SIZE;
 	if (k->cmdline_size > X86_CMDLINE_MAX - 1)
 		k->cmdline_size = X86_CMDLINE_MAX - 1;
-	k->init_size = rd32(img + BP_INIT_SIZE);
+	k->init_size = get_le32(img + BP_INIT_SIZE);
 	if (k->init_size < k->payload_size)
 		k->init_size = k->payload_size;
 	/* A relocatable kernel runs at its preferred address when it has an
 	 * aligned one: it would otherwise move itself there. */
 	k->load_addr = X86_HIMEM_START;
 	if (img[BP_RELOCATABLE]) {
-		uint64_t pref = rd64(img + BP_PREF_ADDRESS);
+		uint64_t pref = get_le64(img + BP_PREF_ADDRESS);
 
 		if (pref >= X86_HIMEM_START && pref < GUEST_MMIO_HOLE_START &&
 		    (pref & (align - 1)) == 0)
@@ -177,8 +142,8 @@ static int find_pvh_note(const uint8_t *p, uint64_t len, uint64_t *entry)
 	uint64_t off = 0;
 
 	while (len - off >= 12) {
-		uint32_t namesz = rd32(p + off), descsz = rd32(p + off + 4);
-		uint32_t type = rd32(p + off + 8);
+		uint32_t namesz = get_le32(p + off), descsz = get_le32(p + off + 4);
+		uint32_t type = get_le32(p + off + 8);
 		uint64_t name_off = off + 12;
 		uint64_t desc_off = name_off + (((uint64_t)namesz + 3) & ~3ull);
 		uint64_t next = desc_off + (((uint64_t)descsz + 3) & ~3ull);
@@ -188,9 +153,9 @@ static int find_pvh_note(const uint8_t *p, uint64_t len, uint64_t *entry)
 		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
 		    memcmp(p + name_off, "Xen", 4) == 0) {
 			if (descsz == 4)
-				*entry = rd32(p + desc_off);
+				*entry = get_le32(p + desc_off);
 			else if (descsz == 8)
-				*entry = rd64(p + desc_off);
+				*entry = get_le64(p + desc_off);
 			else
 				return -EINVAL;
 			return 1;
@@ -215,19 +180,19 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 				   "ELF kernel truncated: %zu bytes", size);
 	if (img[EI_DATA] != ELFDATA2LSB)
 		return kiln_errorf(log, -EINVAL, "ELF kernel is not little-endian");
-	uint16_t machine = rd16(img + 18);
+	uint16_t machine = get_le16(img + 18);
 	if (machine != EM_X86_64 && machine != EM_386)
 		return kiln_errorf(log, -EINVAL,
 				   "ELF kernel is for machine %u, not x86", machine);
 	if (is64) {
-		phoff = rd64(img + offsetof(Elf64_Ehdr, e_phoff));
-		phentsize = rd16(img + offsetof(Elf64_Ehdr, e_phentsize));
-		phnum = rd16(img + offsetof(Elf64_Ehdr, e_phnum));
+		phoff = get_le64(img + offsetof(Elf64_Ehdr, e_phoff));
+		phentsize = get_le16(img + offsetof(Elf64_Ehdr, e_phentsize));
+		phnum = get_le16(img + offsetof(Elf64_Ehdr, e_phnum));
 		need_entsize = sizeof(Elf64_Phdr);
 	} else {
-		phoff = rd32(img + offsetof(Elf32_Ehdr, e_phoff));
-		phentsize = rd16(img + offsetof(Elf32_Ehdr, e_phentsize));
-		phnum = rd16(img + offsetof(Elf32_Ehdr, e_phnum));
+		phoff = get_le32(img + offsetof(Elf32_Ehdr, e_phoff));
+		phentsize = get_le16(img + offsetof(Elf32_Ehdr, e_phentsize));
+		phnum = get_le16(img + offsetof(Elf32_Ehdr, e_phnum));
 		need_entsize = sizeof(Elf32_Phdr);
 	}
 	if (phentsize != need_entsize || phnum == 0 || phnum > 64)
@@ -247,17 +212,17 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 		uint64_t type, off, filesz, paddr, memsz;
 
 		if (is64) {
-			type = rd32(ph + offsetof(Elf64_Phdr, p_type));
-			off = rd64(ph + offsetof(Elf64_Phdr, p_offset));
-			paddr = rd64(ph + offsetof(Elf64_Phdr, p_paddr));
-			filesz = rd64(ph + offsetof(Elf64_Phdr, p_filesz));
-			memsz = rd64(ph + offsetof(Elf64_Phdr, p_memsz));
+			type = get_le32(ph + offsetof(Elf64_Phdr, p_type));
+			off = get_le64(ph + offsetof(Elf64_Phdr, p_offset));
+			paddr = get_le64(ph + offsetof(Elf64_Phdr, p_paddr));
+			filesz = get_le64(ph + offsetof(Elf64_Phdr, p_filesz));
+			memsz = get_le64(ph + offsetof(Elf64_Phdr, p_memsz));
 		} else {
-			type = rd32(ph + offsetof(Elf32_Phdr, p_type));
-			off = rd32(ph + offsetof(Elf32_Phdr, p_offset));
-			paddr = rd32(ph + offsetof(Elf32_Phdr, p_paddr));
-			filesz = rd32(ph + offsetof(Elf32_Phdr, p_filesz));
-			memsz = rd32(ph + offsetof(Elf32_Phdr, p_memsz));
+			type = get_le32(ph + offsetof(Elf32_Phdr, p_type));
+			off = get_le32(ph + offsetof(Elf32_Phdr, p_offset));
+			paddr = get_le32(ph + offsetof(Elf32_Phdr, p_paddr));
+			filesz = get_le32(ph + offsetof(Elf32_Phdr, p_filesz));
+			memsz = get_le32(ph + offsetof(Elf32_Phdr, p_memsz));
 		}
 		if (type != PT_LOAD && type != PT_NOTE)
 			continue;
@@ -346,7 +311,7 @@ int x86_parse_kernel(const uint8_t *img, size_t size, struct x86_kernel *k,
 					   "ELF kernel truncated: %zu bytes", size);
 		return parse_elf(img, size, k, log);
 	}
-	if (size >= BP_HEADER + 4 && rd16(img + BP_BOOT_FLAG) == 0xAA55 &&
+	if (size >= BP_HEADER + 4 && get_le16(img + BP_BOOT_FLAG) == 0xAA55 &&
 	    memcmp(img + BP_HEADER, "HdrS", 4) == 0)
 		return parse_bzimage(img, size, k, log);
 	if (size < BP_HEADER + 4)
@@ -396,7 +361,7 @@ int x86_build_gdt(const struct guest_mem *m)
 	if (!p)
 		return -EFAULT;
 	for (size_t i = 0; i < sizeof(gdt) / sizeof(gdt[0]); i++)
-		wr64(p + i * 8, gdt[i]);
+		put_le64(p + i * 8, gdt[i]);
 	return 0;
 }
 
@@ -411,12 +376,12 @@ int x86_build_page_tables(const struct guest_mem *m)
 	memset(pml4, 0, 4096);
 	memset(pdpt, 0, 4096);
 	/* present | writable */
-	wr64(pml4, X86_PDPT_ADDR | 0x3);
+	put_le64(pml4, X86_PDPT_ADDR | 0x3);
 	for (uint64_t i = 0; i < 4; i++)
-		wr64(pdpt + i * 8, (X86_PD_ADDR + i * 4096) | 0x3);
+		put_le64(pdpt + i * 8, (X86_PD_ADDR + i * 4096) | 0x3);
 	/* 2048 entries of 2 MiB: present | writable | page size */
 	for (uint64_t i = 0; i < 4 * 512; i++)
-		wr64(pd + i * 8, (i << 21) | 0x83);
+		put_le64(pd + i * 8, (i << 21) | 0x83);
 	return 0;
 }
 
@@ -455,12 +420,12 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 	memset(mpc, 0, len);
 
 	memcpy(mpc, "PCMP", 4);
-	wr16(mpc + 4, (uint16_t)len);
+	put_le16(mpc + 4, (uint16_t)len);
 	mpc[6] = 4; /* spec 1.4 */
 	memcpy(mpc + 8, "KILN    ", 8);
 	memcpy(mpc + 16, "MICROVM     ", 12);
-	wr16(mpc + 34, (uint16_t)entries);
-	wr32(mpc + 36, (uint32_t)X86_LAPIC_ADDR);
+	put_le16(mpc + 34, (uint16_t)entries);
+	put_le32(mpc + 36, (uint32_t)X86_LAPIC_ADDR);
 
 	e = mpc + MPC_HEADER_SIZE;
 	for (unsigned i = 0; i < ncpus; i++, e += MPC_CPU_SIZE) {
@@ -468,8 +433,8 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 		e[1] = (uint8_t)i; /* local APIC id */
 		e[2] = 0x14; /* local APIC version */
 		e[3] = (uint8_t)(0x01 | (i == 0 ? 0x02 : 0)); /* enabled, BSP */
-		wr32(e + 4, 0x600); /* family 6 signature */
-		wr32(e + 8, 0x201); /* FPU | APIC */
+		put_le32(e + 4, 0x600); /* family 6 signature */
+		put_le32(e + 8, 0x201); /* FPU | APIC */
 	}
 	e[0] = 1; /* bus 0: ISA */
 	e[1] = 0;
@@ -479,7 +444,7 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 	e[1] = (uint8_t)ioapic_id;
 	e[2] = 0x11;
 	e[3] = 1; /* enabled */
-	wr32(e + 4, (uint32_t)X86_IOAPIC_ADDR);
+	put_le32(e + 4, (uint32_t)X86_IOAPIC_ADDR);
 	e += MPC_SHORT_SIZE;
 	/* ISA IRQ n is IOAPIC pin n, matching KVM's default GSI routing. */
 	for (unsigned irq = 0; irq < MP_IRQS; irq++, e += MPC_SHORT_SIZE) {
@@ -502,7 +467,7 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 	mpc[7] = mp_checksum(mpc, len);
 
 	memcpy(fp, "_MP_", 4);
-	wr32(fp + 4, (uint32_t)mpc_addr);
+	put_le32(fp + 4, (uint32_t)mpc_addr);
 	fp[8] = 1; /* length in 16-byte units */
 	fp[9] = 4;
 	fp[10] = mp_checksum(fp, 16);
@@ -578,12 +543,12 @@ static int setup_zero_page(const struct guest_mem *m, const uint8_t *img,
 	zp[BP_TYPE_OF_LOADER] = 0xFF;
 	zp[BP_LOADFLAGS] = (uint8_t)((zp[BP_LOADFLAGS] | LOADFLAG_LOADED_HIGH) &
 				     ~LOADFLAG_KEEP_SEGMENTS);
-	wr32(zp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
-	wr32(zp + BP_EXT_CMD_LINE_PTR, 0);
-	wr32(zp + BP_RAMDISK_IMAGE, (uint32_t)initrd_addr);
-	wr32(zp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_addr >> 32));
-	wr32(zp + BP_RAMDISK_SIZE, (uint32_t)initrd_size);
-	wr32(zp + BP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
+	put_le32(zp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
+	put_le32(zp + BP_EXT_CMD_LINE_PTR, 0);
+	put_le32(zp + BP_RAMDISK_IMAGE, (uint32_t)initrd_addr);
+	put_le32(zp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_addr >> 32));
+	put_le32(zp + BP_RAMDISK_SIZE, (uint32_t)initrd_size);
+	put_le32(zp + BP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
 	zp[BP_E820_ENTRIES] = (uint8_t)n_e820;
 	memcpy(zp + BP_E820_TABLE, e820, (size_t)n_e820 * sizeof(*e820));
 	return 0;
@@ -604,25 +569,25 @@ static int setup_pvh_start_info(const struct guest_mem *m,
 	if (!si || !mod || !map)
 		return -EFAULT;
 	memset(si, 0, 56);
-	wr32(si + 0, PVH_MAGIC);
-	wr32(si + 4, 1); /* version */
-	wr32(si + 8, 0); /* flags */
+	put_le32(si + 0, PVH_MAGIC);
+	put_le32(si + 4, 1); /* version */
+	put_le32(si + 8, 0); /* flags */
 	if (initrd_size) {
 		memset(mod, 0, 32);
-		wr64(mod + 0, initrd_addr);
-		wr64(mod + 8, initrd_size);
-		wr32(si + 12, 1); /* nr_modules */
-		wr64(si + 16, X86_PVH_MODLIST_ADDR);
+		put_le64(mod + 0, initrd_addr);
+		put_le64(mod + 8, initrd_size);
+		put_le32(si + 12, 1); /* nr_modules */
+		put_le64(si + 16, X86_PVH_MODLIST_ADDR);
 	}
-	wr64(si + 24, X86_CMDLINE_ADDR);
-	wr64(si + 32, 0); /* rsdp_paddr: no ACPI */
-	wr64(si + 40, X86_PVH_MEMMAP_ADDR);
-	wr32(si + 48, (uint32_t)n_e820);
+	put_le64(si + 24, X86_CMDLINE_ADDR);
+	put_le64(si + 32, 0); /* rsdp_paddr: no ACPI */
+	put_le64(si + 40, X86_PVH_MEMMAP_ADDR);
+	put_le32(si + 48, (uint32_t)n_e820);
 	for (int i = 0; i < n_e820; i++) {
-		wr64(map + i * 24, e820[i].addr);
-		wr64(map + i * 24 + 8, e820[i].size);
-		wr32(map + i * 24 + 16, e820[i].type);
-		wr32(map + i * 24 + 20, 0);
+		put_le64(map + i * 24, e820[i].addr);
+		put_le64(map + i * 24 + 8, e820[i].size);
+		put_le32(map + i * 24 + 16, e820[i].type);
+		put_le32(map + i * 24 + 20, 0);
 	}
 	return 0;
 }
