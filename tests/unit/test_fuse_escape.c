@@ -27,6 +27,7 @@
 
 #include "fs/fuse_client.h"
 #include "fs/fuse_server.h"
+#include "fuse_test_util.h"
 
 /* ---- fixture ---- */
 
@@ -35,35 +36,6 @@ struct fx {
 	struct fuse_server *s;
 	struct fuse_client c;
 };
-
-static char last_log[1024];
-static unsigned n_logs;
-
-static void capture_log(void *opaque, enum kiln_log_level level,
-			const char *msg)
-{
-	(void)opaque;
-	(void)level;
-	snprintf(last_log, sizeof(last_log), "%s", msg);
-	n_logs++;
-}
-
-static const struct kiln_log test_log = {capture_log, NULL, KILN_LOG_DEBUG};
-
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rm_rf(const char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static struct fx *fx_new(const struct fuse_server_opts *opts)
 {
