@@ -52,14 +52,21 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/libkiln.so: $(LIB_SO)
 	$(Q)ln -sf libkiln.so.$(SOVERSION) $@
 
-$(BUILD)/tools/kiln.o: tools/kiln.c tools/commands.h include/kiln/kiln.h
+$(BUILD)/tools/kiln.o: tools/kiln.c tools/commands.h tools/cli.h include/kiln/kiln.h
+	$(call msg,CC,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+# cli.c finds the installed default guest under DATADIR.
+$(BUILD)/tools/cli.o: tools/cli.c tools/cli.h include/kiln/kiln.h
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DKILN_DATADIR='"$(DATADIR)/kiln"' -c $< -o $@
 
 # Subcommands in their own files; they may use libkiln's internal headers.
-TOOL_OBJS := $(BUILD)/tools/cmd_vhost_user.o
-$(BUILD)/tools/cmd_%.o: tools/cmd_%.c tools/commands.h
+TOOL_OBJS := $(BUILD)/tools/cli.o $(BUILD)/tools/cmd_vhost_user.o \
+	$(BUILD)/tools/cmd_sandbox.o
+$(BUILD)/tools/cmd_%.o: tools/cmd_%.c tools/commands.h tools/cli.h
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -128,8 +135,9 @@ unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
 -include tests/guests/guests.mk
 include guest/agent/agent.mk
 
-guest:
-	$(Q)scripts/build-guest.sh $(BUILD)/guest
+# The default guest: cached kernel + busybox initramfs, with the agent added.
+guest: $(AGENT_BIN)
+	$(Q)KILN_AGENT_BIN=$(AGENT_BIN) scripts/build-guest.sh $(BUILD)/guest
 
 check: all guest guest-agent unit fuzzers guests $(BUILD)/tests/fakekvm.so $(BUILD)/tests/fnv1a $(KVM_TEST_BINS)
 	$(Q)BUILD=$(BUILD) tests/run-all.sh

@@ -156,8 +156,8 @@ static void fuzz_client(const uint8_t *data, size_t size)
 	struct kiln_agent_ready r = {KILN_AGENT_VERSION, KILN_AGENT_MAX_FRAME,
 				     64, 65536, "fuzz"};
 	static int devnull = -1;
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e1 = NULL, *e2 = NULL;
 	struct kiln_agent *a;
 	uint8_t ready[16 + 16 + KILN_AGENT_MAX_NAME];
@@ -178,7 +178,7 @@ static void fuzz_client(const uint8_t *data, size_t size)
 		close(sv[1]);
 		return;
 	}
-	kiln_agent_exec_opts_init(&o);
+	kiln_exec_opts_init(&o);
 	o.argv = argv;
 	o.stdout_fd = devnull;
 	kiln_agent_exec_start(a, &o, &e1); /* session 1 */

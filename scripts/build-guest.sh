@@ -17,7 +17,11 @@
 # kernel is built in a temp dir next to it (about 4 min on 2 cores), which is
 # renamed into place when finished, under flock so concurrent runs build once.
 # OUTDIR then gets copies of the three files (only rewritten when they differ,
-# so their mtimes stay put for make).
+# so their mtimes stay put for make). With KILN_AGENT_BIN=PATH, OUTDIR's
+# initramfs.cpio.gz is the cached one followed by a second gzip'd cpio
+# holding /sbin/kiln-agent (the kernel unpacks concatenated archives in
+# order); the agent stays out of the hash, so rebuilding it never rebuilds
+# the kernel. The agent starts as PID 1 with rdinit=/sbin/kiln-agent.
 #
 # Environment: V=1 shows the kernel build output instead of logging it;
 # KILN_CACHE_DIR overrides the cache root.
@@ -77,16 +81,43 @@ complete() {
 	for f in $files; do [ -s "$1/$f" ] || return 1; done
 }
 
+agent_bin=${KILN_AGENT_BIN:-}
+if [ -n "$agent_bin" ]; then
+	[ -f "$agent_bin" ] && [ -x "$agent_bin" ] || die "KILN_AGENT_BIN=$agent_bin is not an executable file"
+fi
+
+# The cached initramfs, plus the agent archive when there is an agent.
+compose_initramfs() { # DEST
+	local stage
+	cp "$cache/initramfs.cpio.gz" "$1" || return 1
+	[ -n "$agent_bin" ] || return 0
+	stage=$(mktemp -d "$outdir/.agent.XXXXXX") || return 1
+	mkdir "$stage/sbin" && install -m 0755 "$agent_bin" "$stage/sbin/kiln-agent" &&
+		touch -d @0 "$stage/sbin" "$stage/sbin/kiln-agent" &&
+		(cd "$stage" && printf 'sbin\nsbin/kiln-agent\n' |
+			cpio --quiet -o -H newc --owner=0:0 --reproducible) | gzip -9 -n >>"$1"
+	local rc=$?
+	rm -rf "$stage"
+	return $rc
+}
+
 # Copy the cached files into OUTDIR, rewriting only those that differ.
 populate() {
-	local f
+	local f src
 	mkdir -p "$outdir" || die "cannot create $outdir"
 	for f in $files; do
-		cmp -s "$cache/$f" "$outdir/$f" && continue
-		{ cp "$cache/$f" "$outdir/.$f.tmp" && mv -f "$outdir/.$f.tmp" "$outdir/$f"; } ||
-			die "cannot copy $f into $outdir"
+		src="$cache/$f"
+		if [ "$f" = initramfs.cpio.gz ]; then
+			compose_initramfs "$outdir/.$f.new" || die "cannot add $agent_bin to the initramfs"
+			src="$outdir/.$f.new"
+		fi
+		if ! cmp -s "$src" "$outdir/$f"; then
+			{ cp "$src" "$outdir/.$f.tmp" && mv -f "$outdir/.$f.tmp" "$outdir/$f"; } ||
+				die "cannot copy $f into $outdir"
+		fi
 	done
-	echo "guest: $outdir (cache $cache)"
+	rm -f "$outdir/.initramfs.cpio.gz.new"
+	echo "guest: $outdir (cache $cache)${agent_bin:+ + agent $agent_bin}"
 }
 
 # Fast path: the cache dir only ever appears complete (atomic rename).

@@ -195,8 +195,8 @@ static void blk_destroy(struct device *d)
 
 static const char *const blk_keys[] = {"path", "ro", NULL};
 
-static int fs_create(const struct device_spec *spec,
-		     const struct kiln_log *log, struct device *out)
+static int fs_create(const struct device_spec *spec, const struct kiln_log *log,
+		     struct device *out)
 {
 	const struct kv *dir = spec_get(spec, "dir");
 	const struct kv *tag = spec_get(spec, "tag");

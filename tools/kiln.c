@@ -24,140 +24,77 @@
 
 #include <kiln/kiln.h>
 
+#include "cli.h"
 #include "commands.h"
 
-#define EXIT_USAGE 2
-#define EXIT_GUEST_CRASH 1
-#define EXIT_TIMEOUT 124
-#define EXIT_KILN_FAILED 125
+#define progname cli_progname
 
-#ifndef KILN_DATADIR
-#define KILN_DATADIR "/usr/local/share/kiln"
-#endif
-
-static const char *progname = "kiln";
 static bool verbose;
-
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '%s --help' for more information.\n", progname);
-}
 
 static void print_help(FILE *f)
 {
 	fprintf(f,
-		"Usage: kiln boot [OPTIONS]\n"
-		"       kiln vhost-user --socket PATH --device TYPE,KEY=VALUE,...\n"
+		"Usage: kiln run [OPTIONS] -- CMD [ARGS...]\n"
+		"       kiln start [--name NAME] [OPTIONS]\n"
+		"       kiln exec NAME|--vsock PATH [-i] [-t] [-e K=V] [-w "
+		"DIR] -- CMD\n"
+		"       kiln cp NAME:/GUEST/PATH HOST | kiln cp HOST "
+		"NAME:/GUEST/PATH\n"
+		"       kiln ps | kiln stop [--grace SECONDS] NAME...\n"
+		"       kiln boot [OPTIONS]\n"
+		"       kiln vhost-user --socket PATH --device "
+		"TYPE,KEY=VALUE,...\n"
 		"       kiln mkimage DIR IMAGE [--size MIB]\n"
 		"       kiln --help | --version\n"
 		"\n"
-		"Boot a Linux guest on KVM with the serial console on this terminal.\n"
+		"run/start/exec/cp/ps/stop work with sandboxes: kiln's guest "
+		"with its\n"
+		"agent (see 'kiln run --help'). boot boots a Linux guest on "
+		"KVM with\n"
+		"the serial console on this terminal.\n"
 		"\n"
 		"Options for boot:\n"
-		"  --kernel PATH       bzImage or PVH vmlinux (default: kiln's own guest)\n"
-		"  --initrd PATH       initramfs (default with the default kernel: kiln's)\n"
+		"  --kernel PATH       bzImage or PVH vmlinux (default: kiln's "
+		"own guest)\n"
+		"  --initrd PATH       initramfs (default with the default "
+		"kernel: kiln's)\n"
 		"  --cpus N            vCPUs, 1..%u (default 1)\n"
 		"  --memory MIB        guest RAM in MiB, %u..%u (default 256)\n"
-		"  --cmdline ARGS      appended to 'console=ttyS0 reboot=k panic=-1'\n"
-		"  --console-log FILE  write the console to FILE instead of stdout\n"
-		"  --timeout SECONDS   stop the guest after SECONDS (exit 124)\n"
-		"  --disk PATH[,ro]    raw disk image as the next virtio-blk disk\n"
+		"  --cmdline ARGS      appended to 'console=ttyS0 reboot=k "
+		"panic=-1'\n"
+		"  --console-log FILE  write the console to FILE instead of "
+		"stdout\n"
+		"  --timeout SECONDS   stop the guest after SECONDS (exit "
+		"124)\n"
+		"  --disk PATH[,ro]    raw disk image as the next virtio-blk "
+		"disk\n"
 		"                      (/dev/vda, vdb, ...); repeatable\n"
-		"  --console KIND      serial (ttyS0, default) or virtio (hvc0)\n"
-		"  --share DIR:TAG[:ro]  share a host directory (virtio-fs, mount -t\n"
+		"  --console KIND      serial (ttyS0, default) or virtio "
+		"(hvc0)\n"
+		"  --share DIR:TAG[:ro]  share a host directory (virtio-fs, "
+		"mount -t\n"
 		"                      virtiofs TAG); repeatable\n"
-		"  --vsock cid=C,uds=PATH  virtio-vsock; guest port P reaches PATH_P,\n"
-		"                      host clients connect to PATH, send CONNECT P\n"
-		"  --debug-exit        let the guest end the VM with its status by\n"
+		"  --vsock cid=C,uds=PATH  virtio-vsock; guest port P reaches "
+		"PATH_P,\n"
+		"                      host clients connect to PATH, send "
+		"CONNECT P\n"
+		"  --debug-exit        let the guest end the VM with its "
+		"status by\n"
 		"                      writing it to port 0x%x (test guests)\n"
-		"  -v, --verbose       report how the guest ended, even when clean\n"
+		"  -v, --verbose       report how the guest ended, even when "
+		"clean\n"
 		"\n"
 		"mkimage makes an ext4 image from DIR (mke2fs -d) for --disk.\n"
 		"\n"
-		"On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
-		"Exit status: 0 guest rebooted or powered off; 1 guest crashed (triple\n"
-		"fault, KVM internal error); 124 timeout; 125 kiln failed; 2 usage error;\n"
+		"On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends "
+		"Ctrl-A.\n"
+		"Exit status: 0 guest rebooted or powered off; 1 guest crashed "
+		"(triple\n"
+		"fault, KVM internal error); 124 timeout; 125 kiln failed; 2 "
+		"usage error;\n"
 		"N when a --debug-exit guest wrote N.\n",
 		KILN_MAX_CPUS, KILN_MIN_MEMORY_MIB, KILN_MAX_MEMORY_MIB,
 		KILN_DEBUG_EXIT_PORT);
-}
-
-static void log_to_stderr(void *opaque, enum kiln_log_level level,
-			  const char *msg)
-{
-	(void)opaque;
-	fprintf(stderr, "%s: %s%s\n", progname,
-		level == KILN_LOG_WARN ? "warning: " : "", msg);
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!s || !*s || *s == '-' || *s == '+')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool file_exists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Finds kiln's default guest: $KILN_GUEST_DIR, then guest/ beside the
- * executable (the build tree), then the installed data directory. */
-static bool find_guest_dir(char *dir, size_t len)
-{
-	const char *env = getenv("KILN_GUEST_DIR");
-	char exe[PATH_MAX - 16];
-	ssize_t n;
-
-	if (env && *env) {
-		snprintf(dir, len, "%s", env);
-		return true;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		char *slash;
-
-		exe[n] = 0;
-		slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = 0;
-			snprintf(dir, len, "%s/guest", exe);
-			if (access(dir, R_OK) == 0)
-				return true;
-		}
-	}
-	snprintf(dir, len, "%s/guest", KILN_DATADIR);
-	return access(dir, R_OK) == 0;
-}
-
-/* Shares hold one host fd per guest inode: allow as many as we may. */
-static void raise_nofile_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 }
 
 static struct termios saved_tty;
@@ -205,181 +142,54 @@ static int exit_code_for(const struct kiln_exit_info *info, int signo)
 {
 	switch (info->outcome) {
 	case KILN_OUTCOME_RESET:
-	case KILN_OUTCOME_HALT:
-		return 0;
-	case KILN_OUTCOME_STOPPED:
-		return signo ? 128 + signo : 0;
-	case KILN_OUTCOME_DEBUG_EXIT:
-		return info->debug_exit_code & 0xff;
-	case KILN_OUTCOME_TIMEOUT:
-		return EXIT_TIMEOUT;
+	case KILN_OUTCOME_HALT: return 0;
+	case KILN_OUTCOME_STOPPED: return signo ? 128 + signo : 0;
+	case KILN_OUTCOME_DEBUG_EXIT: return info->debug_exit_code & 0xff;
+	case KILN_OUTCOME_TIMEOUT: return EXIT_TIMEOUT;
 	case KILN_OUTCOME_TRIPLE_FAULT:
-	case KILN_OUTCOME_INTERNAL_ERROR:
-		return EXIT_GUEST_CRASH;
-	default:
-		return EXIT_KILN_FAILED;
+	case KILN_OUTCOME_INTERNAL_ERROR: return EXIT_GUEST_CRASH;
+	default: return EXIT_KILN_FAILED;
 	}
 }
-
-enum {
-	OPT_KERNEL = 256,
-	OPT_INITRD,
-	OPT_CPUS,
-	OPT_MEMORY,
-	OPT_CMDLINE,
-	OPT_CONSOLE_LOG,
-	OPT_TIMEOUT,
-	OPT_DEBUG_EXIT,
-	OPT_DISK,
-	OPT_CONSOLE,
-	OPT_SIZE,
-	OPT_VSOCK,
-	OPT_SHARE,
-};
 
 static int cmd_boot(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kernel", required_argument, NULL, OPT_KERNEL },
-		{ "initrd", required_argument, NULL, OPT_INITRD },
-		{ "cpus", required_argument, NULL, OPT_CPUS },
-		{ "memory", required_argument, NULL, OPT_MEMORY },
-		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
-		{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
-		{ "disk", required_argument, NULL, OPT_DISK },
-		{ "console", required_argument, NULL, OPT_CONSOLE },
-		{ "vsock", required_argument, NULL, OPT_VSOCK },
-		{ "share", required_argument, NULL, OPT_SHARE },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		CLI_VM_OPTIONS,
+		{"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"debug-exit", no_argument, NULL, OPT_DEBUG_EXIT},
+		{"console", required_argument, NULL, OPT_CONSOLE},
+		{"vsock", required_argument, NULL, OPT_VSOCK},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
-	const char *kernel = NULL, *initrd = NULL, *console_log = NULL;
+	const char *console_log = NULL;
+	struct cli_vm vmopt = {0};
 	struct kiln_config *cfg;
 	struct kiln_vm *vm = NULL;
 	struct kiln_exit_info info;
 	struct signal_waiter waiter;
 	pthread_t sig_thread;
-	char guest_dir[PATH_MAX], kpath[PATH_MAX + 16], ipath[PATH_MAX + 32];
 	int timeout_ms = -1, c, r, code, out_fd = STDOUT_FILENO;
-	uint64_t v;
 
 	cfg = kiln_config_new();
 	if (!cfg) {
 		fprintf(stderr, "%s: out of memory\n", progname);
 		return EXIT_KILN_FAILED;
 	}
-	kiln_config_set_log(cfg, log_to_stderr, NULL, KILN_LOG_INFO);
+	kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_INFO);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
-		case OPT_KERNEL:
-			kernel = optarg;
-			break;
-		case OPT_INITRD:
-			initrd = optarg;
-			break;
-		case OPT_CPUS:
-			if (!parse_u64(optarg, &v) || v > UINT_MAX) {
-				usage_error("--cpus: '%s' is not a number", optarg);
-				goto usage;
-			}
-			if (kiln_config_set_cpus(cfg, (unsigned)v) < 0)
+		case OPT_CONSOLE_LOG: console_log = optarg; break;
+		case OPT_TIMEOUT:
+			if (!cli_parse_seconds("--timeout", optarg,
+					       &timeout_ms))
 				goto usage;
 			break;
-		case OPT_MEMORY:
-			if (!parse_u64(optarg, &v)) {
-				usage_error("--memory: '%s' is not a number of MiB",
-					    optarg);
-				goto usage;
-			}
-			if (kiln_config_set_memory_mib(cfg, v) < 0)
-				goto usage;
-			break;
-		case OPT_CMDLINE:
-			if (kiln_config_append_cmdline(cfg, optarg) < 0)
-				goto fail;
-			break;
-		case OPT_CONSOLE_LOG:
-			console_log = optarg;
-			break;
-		case OPT_TIMEOUT: {
-			char *end;
-			double s;
-
-			errno = 0;
-			s = strtod(optarg, &end);
-			if (errno || *end || !(s > 0) || s > 2000000) {
-				usage_error("--timeout: '%s' is not a positive "
-					    "number of seconds",
-					    optarg);
-				goto usage;
-			}
-			timeout_ms = (int)(s * 1000);
-			if (timeout_ms < 1)
-				timeout_ms = 1;
-			break;
-		}
-		case OPT_DEBUG_EXIT:
-			kiln_config_set_debug_exit(cfg, 1);
-			break;
-		case OPT_DISK: {
-			/* PATH or PATH,ro */
-			char *path = strdup(optarg), *comma;
-			bool ro = false;
-
-			if (!path)
-				goto fail;
-			comma = strrchr(path, ',');
-			if (comma && !strcmp(comma, ",ro")) {
-				*comma = 0;
-				ro = true;
-			} else if (comma && !strcmp(comma, ",rw")) {
-				*comma = 0;
-			}
-			if (!*path) {
-				free(path);
-				usage_error("--disk: missing path");
-				goto usage;
-			}
-			r = kiln_config_add_disk(cfg, path, ro);
-			free(path);
-			if (r < 0)
-				goto usage;
-			break;
-		}
-		case OPT_SHARE: {
-			/* HOST_DIR:TAG[:ro] */
-			char *spec = strdup(optarg), *tag, *mode;
-			bool ro = false;
-
-			if (!spec)
-				goto fail;
-			tag = strchr(spec, ':');
-			mode = tag ? strchr(tag + 1, ':') : NULL;
-			if (tag)
-				*tag++ = 0;
-			if (mode) {
-				*mode++ = 0;
-				ro = !strcmp(mode, "ro");
-			}
-			if (!tag || !*spec || !*tag ||
-			    (mode && !ro && strcmp(mode, "rw"))) {
-				usage_error("--share: expected HOST_DIR:TAG[:ro], got "
-					    "'%s'",
-					    optarg);
-				free(spec);
-				goto usage;
-			}
-			r = kiln_config_add_share(cfg, spec, tag, ro);
-			free(spec);
-			if (r < 0)
-				goto usage;
-			raise_nofile_limit();
-			break;
-		}
+		case OPT_DEBUG_EXIT: kiln_config_set_debug_exit(cfg, 1); break;
 		case OPT_VSOCK: {
 			/* cid=C,uds=PATH (the path may not contain commas) */
 			char *spec = strdup(optarg), *save = NULL, *tok;
@@ -387,19 +197,21 @@ static int cmd_boot(int argc, char **argv)
 			uint64_t cid = 0;
 			bool ok = spec != NULL, have_cid = false;
 
-			for (tok = spec ? strtok_r(spec, ",", &save) : NULL; ok && tok;
-			     tok = strtok_r(NULL, ",", &save)) {
+			for (tok = spec ? strtok_r(spec, ",", &save) : NULL;
+			     ok && tok; tok = strtok_r(NULL, ",", &save)) {
 				if (!strncmp(tok, "cid=", 4))
-					ok = have_cid = parse_u64(tok + 4, &cid);
+					ok = have_cid =
+						cli_parse_u64(tok + 4, &cid);
 				else if (!strncmp(tok, "uds=", 4) && tok[4])
 					uds = tok + 4;
 				else
 					ok = false;
 			}
 			if (!ok || !have_cid || !uds) {
-				usage_error("--vsock: expected cid=CID,uds=PATH, got "
-					    "'%s'",
-					    optarg);
+				cli_usage_error("--vsock: expected "
+						"cid=CID,uds=PATH, got "
+						"'%s'",
+						optarg);
 				free(spec);
 				goto usage;
 			}
@@ -411,61 +223,47 @@ static int cmd_boot(int argc, char **argv)
 		}
 		case OPT_CONSOLE:
 			if (!strcmp(optarg, "serial")) {
-				kiln_config_set_console(cfg, KILN_CONSOLE_SERIAL);
+				kiln_config_set_console(cfg,
+							KILN_CONSOLE_SERIAL);
 			} else if (!strcmp(optarg, "virtio")) {
-				kiln_config_set_console(cfg, KILN_CONSOLE_VIRTIO);
+				kiln_config_set_console(cfg,
+							KILN_CONSOLE_VIRTIO);
 			} else {
-				usage_error("--console: '%s' is not 'serial' or "
-					    "'virtio'",
-					    optarg);
+				cli_usage_error(
+					"--console: '%s' is not 'serial' or "
+					"'virtio'",
+					optarg);
 				goto usage;
 			}
 			break;
 		case 'v':
 			verbose = true;
-			kiln_config_set_log(cfg, log_to_stderr, NULL,
-					    KILN_LOG_DEBUG);
+			kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
 			break;
 		case 'h':
 			print_help(stdout);
 			kiln_config_free(cfg);
 			return 0;
 		default:
-			fprintf(stderr, "Try '%s --help' for more information.\n",
+			if (c >= OPT_KERNEL && c <= OPT_VM_LAST) {
+				r = cli_vm_option(cfg, &vmopt, c, optarg);
+				if (r == EXIT_USAGE)
+					goto usage;
+				if (r)
+					goto fail;
+				break;
+			}
+			fprintf(stderr,
+				"Try '%s --help' for more information.\n",
 				progname);
 			goto usage;
 		}
 	}
 	if (optind < argc) {
-		usage_error("boot: unexpected argument '%s'", argv[optind]);
+		cli_usage_error("boot: unexpected argument '%s'", argv[optind]);
 		goto usage;
 	}
-	if (!kernel) {
-		if (!find_guest_dir(guest_dir, sizeof(guest_dir))) {
-			fprintf(stderr,
-				"%s: no --kernel given and kiln's default guest is "
-				"not installed (looked in $KILN_GUEST_DIR, beside "
-				"the kiln binary and in %s/guest); run 'make "
-				"guest' or pass --kernel\n",
-				progname, KILN_DATADIR);
-			goto fail;
-		}
-		snprintf(kpath, sizeof(kpath), "%s/vmlinux", guest_dir);
-		if (!file_exists(kpath))
-			snprintf(kpath, sizeof(kpath), "%s/bzImage", guest_dir);
-		kernel = kpath;
-		if (!initrd) {
-			snprintf(ipath, sizeof(ipath), "%s/initramfs.cpio.gz",
-				 guest_dir);
-			if (file_exists(ipath))
-				initrd = ipath;
-		}
-	}
-	if (getenv("KILN_KVM_DEVICE") &&
-	    kiln_config_set_kvm_path(cfg, getenv("KILN_KVM_DEVICE")) < 0)
-		goto fail;
-	if (kiln_config_set_kernel(cfg, kernel) < 0 ||
-	    (initrd && kiln_config_set_initrd(cfg, initrd) < 0))
+	if (cli_vm_finish(cfg, &vmopt))
 		goto fail;
 	if (console_log) {
 		out_fd = open(console_log,
@@ -549,9 +347,9 @@ static int add_size(const char *path, const struct stat *st, int flag,
 static int cmd_mkimage(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "size", required_argument, NULL, OPT_SIZE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"size", required_argument, NULL, OPT_SIZE},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *dir, *img;
 	uint64_t size_mib = 0;
@@ -564,32 +362,32 @@ static int cmd_mkimage(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SIZE:
-			if (!parse_u64(optarg, &size_mib) || size_mib < 1 ||
+			if (!cli_parse_u64(optarg, &size_mib) || size_mib < 1 ||
 			    size_mib > 16u * 1024 * 1024) {
-				usage_error("--size: '%s' is not a size in MiB "
-					    "(1..16777216)",
-					    optarg);
+				cli_usage_error(
+					"--size: '%s' is not a size in MiB "
+					"(1..16777216)",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
-		case 'h':
-			print_help(stdout);
-			return 0;
+		case 'h': print_help(stdout); return 0;
 		default:
-			fprintf(stderr, "Try '%s --help' for more information.\n",
+			fprintf(stderr,
+				"Try '%s --help' for more information.\n",
 				progname);
 			return EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 2) {
-		usage_error("mkimage: expected DIR and IMAGE");
+		cli_usage_error("mkimage: expected DIR and IMAGE");
 		return EXIT_USAGE;
 	}
 	dir = argv[optind];
 	img = argv[optind + 1];
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "%s: mkimage: %s is not a directory\n", progname,
-			dir);
+		fprintf(stderr, "%s: mkimage: %s is not a directory\n",
+			progname, dir);
 		return EXIT_KILN_FAILED;
 	}
 	if (size_mib == 0) {
@@ -627,16 +425,18 @@ static int cmd_mkimage(int argc, char **argv)
 			dup2(devnull, STDOUT_FILENO);
 		execlp("mke2fs", "mke2fs", "-q", "-F", "-t", "ext4", "-d", dir,
 		       img, size_arg, (char *)NULL);
-		fprintf(stderr, "%s: mkimage: cannot run mke2fs: %s (install "
-				"e2fsprogs)\n",
+		fprintf(stderr,
+			"%s: mkimage: cannot run mke2fs: %s (install "
+			"e2fsprogs)\n",
 			progname, strerror(errno));
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
 	    WEXITSTATUS(status) != 0) {
 		if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 127)
-			fprintf(stderr, "%s: mkimage: mke2fs failed (is %llu MiB "
-					"enough? try --size)\n",
+			fprintf(stderr,
+				"%s: mkimage: mke2fs failed (is %llu MiB "
+				"enough? try --size)\n",
 				progname, (unsigned long long)size_mib);
 		unlink(img);
 		return EXIT_KILN_FAILED;
@@ -647,7 +447,7 @@ static int cmd_mkimage(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		usage_error("missing command");
+		cli_usage_error("missing command");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
@@ -667,6 +467,18 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "vhost-user"))
 		return kiln_cmd_vhost_user(argc - 1, argv + 1);
-	usage_error("unknown command '%s'", argv[1]);
+	if (!strcmp(argv[1], "run"))
+		return kiln_cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "start"))
+		return kiln_cmd_start(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "exec"))
+		return kiln_cmd_exec(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cp"))
+		return kiln_cmd_cp(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ps"))
+		return kiln_cmd_ps(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "stop"))
+		return kiln_cmd_stop(argc - 1, argv + 1);
+	cli_usage_error("unknown command '%s'", argv[1]);
 	return EXIT_USAGE;
 }

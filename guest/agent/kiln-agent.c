@@ -64,6 +64,10 @@
 #define READY_TRIES    100
 #define READY_RETRY_MS 20
 #define NOFILE_LIMIT   65536
+/* SHUTDOWN: processes get this long after SIGTERM before SIGKILL. */
+#define SHUTDOWN_GRACE_MS 1000
+/* kiln.mount=TAG:PATH[:ro] parameters honoured at start. */
+#define MAX_MOUNTS 16
 
 /* What the child reports on the status pipe when it cannot exec. */
 enum stage { ST_EXEC, ST_PTY, ST_DUP, ST_CHDIR, ST_GROUPS, ST_GID, ST_UID };
@@ -1084,6 +1088,42 @@ static void session_frame(struct conn *c, const struct kiln_agent_hdr *h,
 	conn_fail(c, EPROTO, "%s not allowed for session %u", name, s->id);
 }
 
+/* SHUTDOWN: end every process, then the guest (or, not PID 1, the agent). */
+static void shutdown_guest(void)
+{
+	logmsg("shutting down");
+	for (struct conn *c = ag.conns; c; c = c->next)
+		for (struct sess *s = c->sessions; s; s = s->next)
+			if (s->kind == SESS_EXEC)
+				kill_exec(s, SIGTERM);
+	if (!ag.pid1) {
+		/* tests: the agent is an ordinary process */
+		for (struct conn *c = ag.conns; c; c = c->next)
+			for (struct sess *s = c->sessions; s; s = s->next)
+				if (s->kind == SESS_EXEC)
+					kill_exec(s, SIGKILL);
+		exit(0);
+	}
+	kill(-1, SIGTERM);
+	/* give them a moment to exit, reaping as they do */
+	for (int i = 0; i < SHUTDOWN_GRACE_MS / 10; i++) {
+		pid_t p;
+
+		while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
+			;
+		if (p < 0 && errno == ECHILD)
+			break;
+		usleep(10000);
+	}
+	kill(-1, SIGKILL);
+	sync();
+	reboot(RB_AUTOBOOT);
+	/* reboot failed: power off, or at worst stay (PID 1 must not exit) */
+	reboot(RB_POWER_OFF);
+	for (;;)
+		pause();
+}
+
 static void handle_frame(struct conn *c, const struct kiln_agent_hdr *h,
 			 const uint8_t *p)
 {
@@ -1111,6 +1151,13 @@ static void handle_frame(struct conn *c, const struct kiln_agent_hdr *h,
 	}
 	switch (h->type) {
 	case KILN_AGENT_HELLO: conn_fail(c, EPROTO, "a second HELLO"); return;
+	case KILN_AGENT_SHUTDOWN:
+		if (p[0] | p[1] | p[2] | p[3]) {
+			conn_fail(c, EINVAL, "SHUTDOWN with unknown flags");
+			return;
+		}
+		shutdown_guest();
+		return;
 	case KILN_AGENT_EXEC:
 	case KILN_AGENT_FILE_PUT:
 	case KILN_AGENT_FILE_GET: open_session(c, h, p); return;
@@ -1508,9 +1555,59 @@ static void ensure_stdio(void)
 	}
 }
 
-/* kiln.agent.port=N and kiln.agent.ready_port=N from the kernel command
- * line (the kernel keeps dotted parameters from init's argv). */
-static void ports_from_cmdline(unsigned *port, unsigned *ready_port)
+/* mkdir -p for an absolute path (components made 0755). */
+static void make_dirs(const char *path)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(tmp, 0755);
+		*p = '/';
+	}
+	mkdir(tmp, 0755);
+}
+
+/* kiln.mount=TAG:PATH[:ro]: mounts virtio-fs TAG at PATH (a share). */
+static void mount_share(const char *spec)
+{
+	char buf[512], *tag = buf, *path, *mode;
+	unsigned long flags = MS_NOSUID | MS_NODEV;
+
+	if (strlen(spec) >= sizeof(buf)) {
+		logmsg("kiln.mount=%.32s...: too long", spec);
+		return;
+	}
+	strcpy(buf, spec);
+	path = strchr(buf, ':');
+	if (!path || path == buf || path[1] != '/') {
+		logmsg("kiln.mount=%s: expected TAG:/PATH[:ro]", spec);
+		return;
+	}
+	*path++ = '\0';
+	mode = strchr(path, ':');
+	if (mode) {
+		*mode++ = '\0';
+		if (!strcmp(mode, "ro"))
+			flags |= MS_RDONLY;
+		else if (strcmp(mode, "rw")) {
+			logmsg("kiln.mount=%s: mode is ro or rw", spec);
+			return;
+		}
+	}
+	make_dirs(path);
+	if (mount(tag, path, "virtiofs", flags, NULL) < 0)
+		logmsg("mounting share %s on %s: %s", tag, path,
+		       strerror(errno));
+}
+
+/* kiln.agent.port=N, kiln.agent.ready_port=N and kiln.mount=... from the
+ * kernel command line (the kernel keeps dotted parameters from init's argv).
+ * Mounts happen here, before the agent says it is ready. */
+static void from_cmdline(unsigned *port, unsigned *ready_port)
 {
 	char buf[4096], *tok, *save = NULL;
 	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
@@ -1529,6 +1626,8 @@ static void ports_from_cmdline(unsigned *port, unsigned *ready_port)
 			*port = (unsigned)strtoul(tok + 16, NULL, 10);
 		else if (!strncmp(tok, "kiln.agent.ready_port=", 22))
 			*ready_port = (unsigned)strtoul(tok + 22, NULL, 10);
+		else if (!strncmp(tok, "kiln.mount=", 11))
+			mount_share(tok + 11);
 	}
 }
 
@@ -1720,7 +1819,7 @@ int main(int argc, char **argv)
 		unsigned p = port, r = ready_port;
 
 		init_system();
-		ports_from_cmdline(&p, &r);
+		from_cmdline(&p, &r);
 		if (!port_set)
 			port = p;
 		if (!ready_set)

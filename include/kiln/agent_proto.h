@@ -41,6 +41,10 @@
  *	CANCEL     (empty) end a session early: an exec's process group gets
  *	           SIGKILL (EXIT follows), a put is discarded and a get stops
  *	           (ERROR ECANCELED follows)
+ *	SHUTDOWN   le32 flags (0), session 0: end the guest. The agent sends
+ *	           SIGTERM to every process, waits briefly, SIGKILLs, syncs
+ *	           and reboots (the VM ends); an agent that is not PID 1 exits.
+ *	           Nothing answers it.
  *
  *   agent -> host (responses)
  *	READY      le32 version, le32 max_frame (largest payload it accepts),
@@ -114,6 +118,7 @@ enum kiln_agent_type {
 	KILN_AGENT_PUT_DATA = 0x0008,
 	KILN_AGENT_FILE_GET = 0x0009,
 	KILN_AGENT_CANCEL = 0x000a,
+	KILN_AGENT_SHUTDOWN = 0x000b,
 
 	KILN_AGENT_READY = 0x8001,
 	KILN_AGENT_STARTED = 0x8002,

@@ -23,15 +23,15 @@ extern "C" {
 #define KILN_API
 #endif
 
-#define KILN_VERSION_MAJOR 0
-#define KILN_VERSION_MINOR 1
-#define KILN_VERSION_PATCH 0
+#define KILN_VERSION_MAJOR  0
+#define KILN_VERSION_MINOR  1
+#define KILN_VERSION_PATCH  0
 #define KILN_VERSION_STRING "0.1.0"
 
 /* Limits enforced by kiln_config_set_* and at start. */
 #define KILN_MIN_MEMORY_MIB 4u
 #define KILN_MAX_MEMORY_MIB (256u * 1024u)
-#define KILN_MAX_CPUS 64u
+#define KILN_MAX_CPUS	    64u
 /* The i/o port a test guest writes its exit status to (with debug_exit on). */
 #define KILN_DEBUG_EXIT_PORT 0x501
 
@@ -65,10 +65,10 @@ struct kiln_vm;
 /* Result of a finished run; strings live as long as the VM. */
 struct kiln_exit_info {
 	enum kiln_outcome outcome;
-	int debug_exit_code;	  /* DEBUG_EXIT: value written */
+	int debug_exit_code;	    /* DEBUG_EXIT: value written */
 	uint32_t internal_suberror; /* INTERNAL_ERROR: KVM suberror */
-	uint64_t rip;		  /* TRIPLE_FAULT/INTERNAL_ERROR: guest RIP */
-	const char *detail;	  /* human-readable one-line description */
+	uint64_t rip;		    /* TRIPLE_FAULT/INTERNAL_ERROR: guest RIP */
+	const char *detail;	    /* human-readable one-line description */
 };
 
 /* Library version string, e.g. "0.1.0". */
@@ -121,6 +121,15 @@ KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
  * RLIMIT_NOFILE for large trees. */
 KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
 				   const char *tag, int read_only);
+/* Like kiln_config_add_share; a sandbox's agent mounts it at guest_path
+ * (absolute, at most 255 bytes, no whitespace or ':'), NULL: /mnt/TAG. */
+KILN_API int kiln_config_add_share_at(struct kiln_config *cfg, const char *dir,
+				      const char *tag, int read_only,
+				      const char *guest_path);
+/* Uses kiln's default guest from dir: dir/vmlinux (or dir/bzImage) as the
+ * kernel and dir/initramfs.cpio.gz (with the agent) as the initrd. */
+KILN_API int kiln_config_set_guest_dir(struct kiln_config *cfg,
+				       const char *dir);
 /* Adds a virtio-vsock device with guest CID `cid` (3..2^32-2) in the hybrid
  * model: guest connections to host port P reach the Unix socket
  * "<uds_path>_P"; host clients connect to uds_path and send "CONNECT P\n".
@@ -172,9 +181,126 @@ KILN_API int kiln_vm_console_exec(struct kiln_vm *vm, const char *line,
 				  const char *prompt, int timeout_ms,
 				  char **output);
 
+/* How the VM ended so far: KILN_OUTCOME_NONE while it runs (or before
+ * start). Unlike kiln_vm_wait it never stops the VM. */
+KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm);
+
 /* Describes why KVM cannot run a stock Linux guest at usable speed here
  * (e.g. a PVM host without VMX/SVM); NULL when the host looks fine. */
 KILN_API const char *kiln_host_limitation(void);
+
+/*
+ * Sandboxes: a VM whose PID 1 is kiln's guest agent (guest/agent/), reached
+ * over virtio-vsock, that runs commands and moves files on request. The
+ * guest is not trusted: whatever the agent sends is checked. One sandbox is
+ * used by one thread at a time; every blocking call moves all of its execs.
+ */
+struct kiln_sandbox;
+struct kiln_exec;
+
+/* Receives an exec's output; stream is 1 (stdout) or 2 (stderr). Must not
+ * call back into the sandbox. */
+typedef void (*kiln_output_fn)(void *opaque, int stream, const void *data,
+			       size_t len);
+
+#define KILN_EXEC_MESSAGE_MAX 512u
+
+/* What to run; set with kiln_exec_opts_init first. */
+struct kiln_exec_opts {
+	const char *const *argv; /* NULL-terminated; argv[0] found in PATH */
+	const char *const *env;	 /* "NAME=value" added to the agent's; NULL */
+	const char *cwd;	 /* NULL: / */
+	long uid;		 /* < 0: root (the agent's) */
+	long gid;		 /* < 0: the agent's */
+	int pty;		 /* run on a new pseudo-terminal ... */
+	unsigned rows, cols;	 /* ... of this size (0: the default) */
+	unsigned timeout_ms; /* the agent kills its process group; 0: none */
+	int stdin_fd;	     /* >= 0: forwarded until EOF, by the waits */
+	int stdin_pipe;	     /* stdin_fd < 0: fed by kiln_exec_write_stdin */
+	kiln_output_fn on_output; /* if set, gets all output */
+	void *opaque;
+	int stdout_fd; /* without on_output: output goes here; -1 drops it */
+	int stderr_fd;
+};
+
+/* How an exec ended. */
+struct kiln_exec_result {
+	int status;	/* shell-style: code, 128+N, 124 timeout, 126 cannot
+			   execute, 127 not found, 125 other failure */
+	int started;	/* the command ran; else `error` says why not */
+	int exited;	/* ended by exit(code) */
+	int code;	/* exit code */
+	int signo;	/* killing signal, or 0 */
+	int timed_out;	/* timeout_ms killed it */
+	int error;	/* errno of the agent's error, or 0 */
+	int error_what; /* enum kiln_agent_error_what, or 0 */
+	char message[KILN_EXEC_MESSAGE_MAX + 1]; /* the agent's message */
+};
+
+/* Defaults: no env, cwd, ids, pty or timeout; no stdin; output dropped. */
+KILN_API void kiln_exec_opts_init(struct kiln_exec_opts *o);
+
+/* Creates and starts a sandbox VM from cfg (which may be freed afterwards):
+ * the kernel gets rdinit=/sbin/kiln-agent, quiet, and a mount request per
+ * share; without a vsock device in cfg one is added on a private socket.
+ * Returns without waiting for the agent. */
+KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
+				 struct kiln_sandbox **out);
+/* Waits at most timeout_ms (< 0: forever) for the agent to announce itself
+ * and connects to it. -ETIMEDOUT, or -EPIPE if the VM ended first. */
+KILN_API int kiln_sandbox_wait_ready(struct kiln_sandbox *sb, int timeout_ms);
+/* Connects to an agent that already runs (another process's sandbox) through
+ * its hybrid vsock socket; the sandbox then has no VM of its own. */
+KILN_API int kiln_sandbox_attach(const char *vsock_uds, kiln_log_fn log,
+				 void *opaque, enum kiln_log_level max_level,
+				 int timeout_ms, struct kiln_sandbox **out);
+/* The sandbox's VM (NULL when attached); owned by the sandbox. */
+KILN_API struct kiln_vm *kiln_sandbox_vm(struct kiln_sandbox *sb);
+/* The hybrid vsock socket the agent is reached through. */
+KILN_API const char *kiln_sandbox_vsock_path(const struct kiln_sandbox *sb);
+
+/* Starts a command; its result (even "not found") comes from the wait. */
+KILN_API int kiln_sandbox_exec(struct kiln_sandbox *sb,
+			       const struct kiln_exec_opts *o,
+			       struct kiln_exec **out);
+/* Feeds stdin of an exec started with stdin_pipe; -EPIPE once it ended. */
+KILN_API int kiln_exec_write_stdin(struct kiln_exec *e, const void *buf,
+				   size_t len, int timeout_ms);
+/* Closes the exec's stdin after what was written. */
+KILN_API int kiln_exec_close_stdin(struct kiln_exec *e);
+/* Sends signal signo (1..64) to the exec's process group. */
+KILN_API int kiln_exec_kill(struct kiln_exec *e, int signo);
+/* Resizes the exec's pty (ignored without one). */
+KILN_API int kiln_exec_resize(struct kiln_exec *e, unsigned rows,
+			      unsigned cols);
+/* Waits at most timeout_ms (< 0: forever) for the exec to end, filling *res.
+ * -ETIMEDOUT leaves it running; -EPIPE if the VM or connection died. */
+KILN_API int kiln_exec_wait(struct kiln_exec *e, int timeout_ms,
+			    struct kiln_exec_result *res);
+/* Frees an exec; one still running is killed first. NULL is fine. */
+KILN_API void kiln_exec_free(struct kiln_exec *e);
+/* exec, wait and free in one; on -ETIMEDOUT the command is killed. */
+KILN_API int kiln_sandbox_run(struct kiln_sandbox *sb,
+			      const struct kiln_exec_opts *o, int timeout_ms,
+			      struct kiln_exec_result *res);
+
+/* Writes `size` bytes read from fd to the guest file `path` (absolute; made
+ * atomically with `mode`); -EFBIG above 1 GiB. */
+KILN_API int kiln_sandbox_put_file(struct kiln_sandbox *sb, const char *path,
+				   unsigned mode, int fd, uint64_t size,
+				   int timeout_ms);
+/* Copies the guest's regular file `path` to fd; -EFBIG above max_size.
+ * *size (if non-NULL) gets the bytes written. */
+KILN_API int kiln_sandbox_get_file(struct kiln_sandbox *sb, const char *path,
+				   uint64_t max_size, int fd, int timeout_ms,
+				   uint64_t *size);
+/* Clean shutdown: the agent signals every process, syncs and reboots; after
+ * grace_ms the VM is stopped hard. Fills *info (if non-NULL) with how the VM
+ * ended. Attached sandboxes only send the request. */
+KILN_API int kiln_sandbox_stop(struct kiln_sandbox *sb, int grace_ms,
+			       struct kiln_exit_info *info);
+/* Stops (hard) and frees the sandbox, its VM and private sockets. */
+KILN_API void kiln_sandbox_destroy(struct kiln_sandbox *sb);
 
 #ifdef __cplusplus
 }

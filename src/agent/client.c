@@ -46,10 +46,10 @@ struct kiln_agent_exec {
 	uint32_t window; /* stdin credit granted by STARTED */
 	uint32_t credit; /* stdin bytes we may send now */
 	int stdin_fd;
-	kiln_agent_output_fn on_output;
+	kiln_output_fn on_output;
 	void *opaque;
 	int out_fd[2];
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	int file_fd;
 	uint64_t size; /* put: bytes to send; get: the most we take */
 	uint64_t done; /* put: bytes queued; get: bytes received */
@@ -323,7 +323,7 @@ static int on_exit_frame(struct kiln_agent_exec *s, const uint8_t *p,
 			 size_t len)
 {
 	struct kiln_agent_exit m;
-	struct kiln_agent_result *r = &s->res;
+	struct kiln_exec_result *r = &s->res;
 
 	if (kiln_agent_exit_decode(p, len, &m) < 0)
 		return proto_fail(s->a, "bad EXIT for session %u", s->id);
@@ -950,15 +950,14 @@ void kiln_agent_close(struct kiln_agent *a)
 
 /* ---- execs ---- */
 
-void kiln_agent_exec_opts_init(struct kiln_agent_exec_opts *o)
+KILN_API void kiln_exec_opts_init(struct kiln_exec_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->uid = o->gid = -1;
 	o->stdin_fd = o->stdout_fd = o->stderr_fd = -1;
 }
 
-int kiln_agent_exec_start(struct kiln_agent *a,
-			  const struct kiln_agent_exec_opts *o,
+int kiln_agent_exec_start(struct kiln_agent *a, const struct kiln_exec_opts *o,
 			  struct kiln_agent_exec **out)
 {
 	struct kiln_agent_exec_req req = {0};
@@ -1101,7 +1100,7 @@ long kiln_agent_exec_pid(const struct kiln_agent_exec *e)
 }
 
 int kiln_agent_exec_wait(struct kiln_agent_exec *e, int timeout_ms,
-			 struct kiln_agent_result *res)
+			 struct kiln_exec_result *res)
 {
 	int err = pump_until(e->a, deadline_of(timeout_ms), is_done, e);
 
@@ -1116,8 +1115,8 @@ void kiln_agent_exec_free(struct kiln_agent_exec *e)
 		sess_cancel(e);
 }
 
-int kiln_agent_run(struct kiln_agent *a, const struct kiln_agent_exec_opts *o,
-		   int timeout_ms, struct kiln_agent_result *res)
+int kiln_agent_run(struct kiln_agent *a, const struct kiln_exec_opts *o,
+		   int timeout_ms, struct kiln_exec_result *res)
 {
 	struct kiln_agent_exec *e;
 	int err = kiln_agent_exec_start(a, o, &e);
@@ -1246,4 +1245,29 @@ int kiln_agent_get_file(struct kiln_agent *a, const char *path,
 	if (size)
 		*size = s->done;
 	return file_finish(s, err);
+}
+
+/* ---- the guest ---- */
+
+static bool out_sent(const struct kiln_agent *a,
+		     const struct kiln_agent_exec *s)
+{
+	(void)s;
+	return out_pending(a) == 0;
+}
+
+int kiln_agent_shutdown(struct kiln_agent *a, int timeout_ms)
+{
+	uint8_t flags[4] = {0};
+	int err;
+
+	if (a->err)
+		return a->err;
+	err = queue_frame(a, KILN_AGENT_SHUTDOWN, 0, flags, sizeof(flags));
+	if (err < 0)
+		return err;
+	flush_out(a);
+	err = pump_until(a, deadline_of(timeout_ms), out_sent, NULL);
+	/* the agent going away right after is what we asked for */
+	return err == -ETIMEDOUT ? err : 0;
 }

@@ -17,45 +17,12 @@
 #include <stdint.h>
 
 #include <kiln/agent_proto.h>
+#include <kiln/kiln.h>
 
 #include "util/log.h"
 
 struct kiln_agent;
 struct kiln_agent_exec;
-
-/* Receives output; stream is 1 (stdout) or 2 (stderr). */
-typedef void (*kiln_agent_output_fn)(void *opaque, int stream, const void *data,
-				     size_t len);
-
-struct kiln_agent_exec_opts {
-	const char *const *argv; /* NULL-terminated; argv[0] found in PATH */
-	const char *const *env;	 /* "NAME=value" added to the agent's; NULL */
-	const char *cwd;	 /* NULL: the agent's */
-	long uid;		 /* < 0: the agent's */
-	long gid;		 /* < 0: the agent's */
-	int pty;		 /* run on a new pseudo-terminal ... */
-	unsigned rows, cols;	 /* ... of this size (0: the default) */
-	unsigned timeout_ms;	 /* agent kills the process group; 0: none */
-	int stdin_fd;		 /* >= 0: forwarded until EOF, by the waits */
-	int stdin_pipe; /* stdin_fd < 0: fed by kiln_agent_exec_write_stdin */
-	kiln_agent_output_fn on_output; /* if set, gets all output */
-	void *opaque;
-	int stdout_fd; /* without on_output: output goes here; -1 drops it */
-	int stderr_fd;
-};
-
-/* How an exec ended. */
-struct kiln_agent_result {
-	int status;	/* CLI status: code, 128+N, 124, 126, 127 or 125 */
-	int started;	/* STARTED came; else `error` says why not */
-	int exited;	/* ended by exit(code) */
-	int code;	/* exit code */
-	int signo;	/* killing signal, or 0 */
-	int timed_out;	/* the agent's timeout_ms killed it */
-	int error;	/* errno of the agent's ERROR, or 0 */
-	int error_what; /* enum kiln_agent_error_what, or 0 */
-	char message[KILN_AGENT_MAX_MSG + 1]; /* the agent's ERROR message */
-};
 
 /* Reads the one READY frame an agent sends on the ready port from fd
  * (not closed), waiting at most timeout_ms (< 0: forever). */
@@ -91,11 +58,12 @@ const struct kiln_agent_ready *kiln_agent_peer(const struct kiln_agent *a);
  * agent kills whatever this connection still runs. */
 void kiln_agent_close(struct kiln_agent *a);
 
-/* Defaults: no env, cwd, ids, pty or timeout; no stdin; output dropped. */
-void kiln_agent_exec_opts_init(struct kiln_agent_exec_opts *o);
+/* Asks the agent to end the guest (SHUTDOWN): it signals every process,
+ * syncs and reboots, so the VM ends with outcome "reset". An agent that is
+ * not PID 1 (tests) exits instead. Returns once the frame is sent. */
+int kiln_agent_shutdown(struct kiln_agent *a, int timeout_ms);
 /* Sends an EXEC; the result (even "not found") comes from exec_wait. */
-int kiln_agent_exec_start(struct kiln_agent *a,
-			  const struct kiln_agent_exec_opts *o,
+int kiln_agent_exec_start(struct kiln_agent *a, const struct kiln_exec_opts *o,
 			  struct kiln_agent_exec **out);
 /* Queues stdin for an exec started with stdin_pipe, waiting for credit as
  * needed; -EPIPE once the exec ended or its stdin was closed; on -ETIMEDOUT
@@ -114,12 +82,12 @@ long kiln_agent_exec_pid(const struct kiln_agent_exec *e);
 /* Waits at most timeout_ms (< 0: forever) for the exec to end and fills
  * *res. -ETIMEDOUT leaves it running; connection errors are returned. */
 int kiln_agent_exec_wait(struct kiln_agent_exec *e, int timeout_ms,
-			 struct kiln_agent_result *res);
+			 struct kiln_exec_result *res);
 /* Frees an exec; one still running is killed (process group) first. */
 void kiln_agent_exec_free(struct kiln_agent_exec *e);
 /* exec_start, exec_wait and exec_free in one; on -ETIMEDOUT it is killed. */
-int kiln_agent_run(struct kiln_agent *a, const struct kiln_agent_exec_opts *o,
-		   int timeout_ms, struct kiln_agent_result *res);
+int kiln_agent_run(struct kiln_agent *a, const struct kiln_exec_opts *o,
+		   int timeout_ms, struct kiln_exec_result *res);
 
 /* Writes `size` bytes read from fd to `path` in the guest (absolute; made
  * atomically, with `mode`). Returns 0, the agent's error as -errno, or

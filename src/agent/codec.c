@@ -62,6 +62,7 @@ static const struct size_rule size_rules[] = {
 	{KILN_AGENT_PUT_DATA, 1, KILN_AGENT_MAX_FRAME},
 	{KILN_AGENT_FILE_GET, 16 + 4 + 2, 16 + 4 + KILN_AGENT_MAX_PATH},
 	{KILN_AGENT_CANCEL, 0, 0},
+	{KILN_AGENT_SHUTDOWN, 4, 4},
 	{KILN_AGENT_READY, 16, 16 + KILN_AGENT_MAX_NAME},
 	{KILN_AGENT_STARTED, 8, 8},
 	{KILN_AGENT_STDOUT, 1, KILN_AGENT_MAX_FRAME},
@@ -94,6 +95,7 @@ const char *kiln_agent_type_name(uint16_t type)
 	case KILN_AGENT_PUT_DATA: return "PUT_DATA";
 	case KILN_AGENT_FILE_GET: return "FILE_GET";
 	case KILN_AGENT_CANCEL: return "CANCEL";
+	case KILN_AGENT_SHUTDOWN: return "SHUTDOWN";
 	case KILN_AGENT_READY: return "READY";
 	case KILN_AGENT_STARTED: return "STARTED";
 	case KILN_AGENT_STDOUT: return "STDOUT";
@@ -139,6 +141,7 @@ int kiln_agent_hdr_decode(const uint8_t *buf, int responses,
 	switch (h->type) {
 	case KILN_AGENT_HELLO:
 	case KILN_AGENT_READY:
+	case KILN_AGENT_SHUTDOWN:
 		if (h->session != 0)
 			return -EPROTO;
 		break;

@@ -17,7 +17,7 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_access_fn fn,
 	}
 	if (b->nr == BUS_MAX_DEVICES)
 		return -ENOSPC;
-	b->devs[b->nr++] = (struct bus_device){ base, len, fn, opaque };
+	b->devs[b->nr++] = (struct bus_device){base, len, fn, opaque};
 	return 0;
 }
 

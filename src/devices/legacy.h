@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define I8042_DATA_PORT 0x60
-#define I8042_CMD_PORT 0x64
+#define I8042_DATA_PORT	   0x60
+#define I8042_CMD_PORT	   0x64
 #define RESET_CONTROL_PORT 0xCF9
 
 enum legacy_request { LEGACY_RESET, LEGACY_DEBUG_EXIT };

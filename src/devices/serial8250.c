@@ -4,8 +4,8 @@
 #include <string.h>
 
 /* Register offsets and bits (include/uapi/linux/serial_reg.h). */
-#define UART_RX 0
-#define UART_TX 0
+#define UART_RX	 0
+#define UART_TX	 0
 #define UART_IER 1
 #define UART_IIR 2
 #define UART_FCR 2
@@ -15,27 +15,27 @@
 #define UART_MSR 6
 #define UART_SCR 7
 
-#define IER_RDI 0x01
-#define IER_THRI 0x02
-#define IIR_NO_INT 0x01
-#define IIR_THRI 0x02
-#define IIR_RDI 0x04
+#define IER_RDI		 0x01
+#define IER_THRI	 0x02
+#define IIR_NO_INT	 0x01
+#define IIR_THRI	 0x02
+#define IIR_RDI		 0x04
 #define IIR_FIFO_ENABLED 0xC0
-#define FCR_ENABLE_FIFO 0x01
-#define FCR_CLEAR_RCVR 0x02
-#define LCR_DLAB 0x80
-#define MCR_DTR 0x01
-#define MCR_RTS 0x02
-#define MCR_OUT1 0x04
-#define MCR_OUT2 0x08
-#define MCR_LOOP 0x10
-#define LSR_DR 0x01
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
+#define FCR_ENABLE_FIFO	 0x01
+#define FCR_CLEAR_RCVR	 0x02
+#define LCR_DLAB	 0x80
+#define MCR_DTR		 0x01
+#define MCR_RTS		 0x02
+#define MCR_OUT1	 0x04
+#define MCR_OUT2	 0x08
+#define MCR_LOOP	 0x10
+#define LSR_DR		 0x01
+#define LSR_THRE	 0x20
+#define LSR_TEMT	 0x40
+#define MSR_CTS		 0x10
+#define MSR_DSR		 0x20
+#define MSR_RI		 0x40
+#define MSR_DCD		 0x80
 
 void serial8250_init(struct serial8250 *s, const struct serial8250_ops *ops,
 		     void *opaque)
@@ -119,8 +119,7 @@ static uint8_t read_reg_locked(struct serial8250 *s, unsigned reg,
 			s->rx_count--;
 			return c;
 		}
-	case UART_IER:
-		return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
+	case UART_IER: return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
 	case UART_IIR: {
 		uint8_t iir = iir_locked(s);
 
@@ -129,16 +128,13 @@ static uint8_t read_reg_locked(struct serial8250 *s, unsigned reg,
 			s->thre_pending = false;
 		return iir;
 	}
-	case UART_LCR:
-		return s->lcr;
-	case UART_MCR:
-		return s->mcr;
+	case UART_LCR: return s->lcr;
+	case UART_MCR: return s->mcr;
 	case UART_LSR:
-		return (uint8_t)(LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0));
-	case UART_MSR:
-		return msr_locked(s);
-	default:
-		return s->scr;
+		return (uint8_t)(LSR_THRE | LSR_TEMT |
+				 (s->rx_count ? LSR_DR : 0));
+	case UART_MSR: return msr_locked(s);
+	default: return s->scr;
 	}
 }
 
@@ -176,17 +172,10 @@ static void write_reg_locked(struct serial8250 *s, unsigned reg, uint8_t v,
 			s->rx_head = s->rx_count = 0;
 		}
 		return;
-	case UART_LCR:
-		s->lcr = v;
-		return;
-	case UART_MCR:
-		s->mcr = v & 0x1F;
-		return;
-	case UART_SCR:
-		s->scr = v;
-		return;
-	default:
-		return; /* LSR, MSR: read-only */
+	case UART_LCR: s->lcr = v; return;
+	case UART_MCR: s->mcr = v & 0x1F; return;
+	case UART_SCR: s->scr = v; return;
+	default: return; /* LSR, MSR: read-only */
 	}
 }
 
@@ -200,10 +189,12 @@ void serial8250_access(void *opaque, uint64_t offset, uint8_t *data,
 	/* Only byte accesses are meaningful; wider ones touch the first
 	 * register and read the rest as all-ones. */
 	if (is_write) {
-		write_reg_locked(s, (unsigned)offset & 7, data[0], &notify_space);
+		write_reg_locked(s, (unsigned)offset & 7, data[0],
+				 &notify_space);
 	} else {
 		memset(data, 0xff, size);
-		data[0] = read_reg_locked(s, (unsigned)offset & 7, &notify_space);
+		data[0] =
+			read_reg_locked(s, (unsigned)offset & 7, &notify_space);
 	}
 	update_irq_locked(s);
 	pthread_mutex_unlock(&s->lock);

@@ -15,7 +15,7 @@
 
 #define SERIAL8250_FIFO_SIZE 64
 #define SERIAL8250_COM1_PORT 0x3f8
-#define SERIAL8250_COM1_IRQ 4
+#define SERIAL8250_COM1_IRQ  4
 
 struct serial8250_ops {
 	/* Guest wrote bytes to the line. */

@@ -17,15 +17,15 @@ static const struct {
 	const char *name;
 	const char *why;
 } required_caps[] = {
-	{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", "guest RAM" },
-	{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "in-kernel APIC/IOAPIC/PIC" },
-	{ KVM_CAP_PIT2, "KVM_CAP_PIT2", "in-kernel timer" },
-	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", "x86 TSS area" },
-	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "CPUID setup" },
-	{ KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "halt detection" },
-	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", "interrupt routing" },
-	{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "device notifications" },
-	{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts" },
+	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", "guest RAM"},
+	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "in-kernel APIC/IOAPIC/PIC"},
+	{KVM_CAP_PIT2, "KVM_CAP_PIT2", "in-kernel timer"},
+	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", "x86 TSS area"},
+	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "CPUID setup"},
+	{KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "halt detection"},
+	{KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", "interrupt routing"},
+	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "device notifications"},
+	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts"},
 };
 
 int kvm_check_extension(int fd, unsigned long cap)
@@ -46,17 +46,20 @@ int kvm_system_open(struct kvm_system *sys, const char *path,
 		int err = errno;
 
 		if (err == ENOENT)
-			return kiln_errorf(log, -err,
-					   "%s does not exist: KVM is not loaded. Enable "
-					   "virtualization in the firmware and load the "
-					   "module (modprobe kvm_intel or modprobe kvm_amd)",
-					   path);
+			return kiln_errorf(
+				log, -err,
+				"%s does not exist: KVM is not loaded. Enable "
+				"virtualization in the firmware and load the "
+				"module (modprobe kvm_intel or modprobe "
+				"kvm_amd)",
+				path);
 		if (err == EACCES || err == EPERM)
-			return kiln_errorf(log, -err,
-					   "cannot open %s: permission denied. Add your "
-					   "user to the kvm group (usermod -aG kvm $USER, "
-					   "then log in again) or run as root",
-					   path);
+			return kiln_errorf(
+				log, -err,
+				"cannot open %s: permission denied. Add your "
+				"user to the kvm group (usermod -aG kvm $USER, "
+				"then log in again) or run as root",
+				path);
 		return kiln_errorf(log, -err, "cannot open %s: %s", path,
 				   strerror(err));
 	}
@@ -72,12 +75,13 @@ int kvm_system_open(struct kvm_system *sys, const char *path,
 	     i++) {
 		if (!kvm_check_extension(fd, required_caps[i].cap)) {
 			close(fd);
-			return kiln_errorf(log, -ENOTSUP,
-					   "KVM at %s lacks the required extension "
-					   "%s (needed for %s); a newer host kernel "
-					   "is needed",
-					   path, required_caps[i].name,
-					   required_caps[i].why);
+			return kiln_errorf(
+				log, -ENOTSUP,
+				"KVM at %s lacks the required extension "
+				"%s (needed for %s); a newer host kernel "
+				"is needed",
+				path, required_caps[i].name,
+				required_caps[i].why);
 		}
 	}
 	sys->vcpu_mmap_size = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -100,12 +104,12 @@ void kvm_system_close(struct kvm_system *sys)
 
 /* Addresses of the two pages KVM on Intel needs for real-mode emulation;
  * just below the IOAPIC/LAPIC/BIOS area, never RAM in kiln's layout. */
-#define KVM_TSS_ADDR 0xfffbd000ull
+#define KVM_TSS_ADDR	      0xfffbd000ull
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
 
 int kvm_vm_create(const struct kvm_system *sys, const struct kiln_log *log)
 {
-	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
 	int fd, err;
 
@@ -159,7 +163,7 @@ int kvm_vm_set_memory(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size,
 
 int kvm_vm_irq_line(int vm_fd, uint32_t gsi, int level)
 {
-	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
+	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
 
 	return ioctl(vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
 }
@@ -207,8 +211,8 @@ struct kvm_cpuid2 *kvm_supported_cpuid(const struct kvm_system *sys,
 {
 	/* KVM answers E2BIG until the buffer is large enough. */
 	for (unsigned nent = 64; nent <= 4096; nent *= 2) {
-		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) +
-							 nent * sizeof(c->entries[0]));
+		struct kvm_cpuid2 *c =
+			calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
 
 		if (!c) {
 			log_error(log, "out of memory for CPUID table");

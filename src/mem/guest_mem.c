@@ -7,17 +7,18 @@
 
 void guest_mem_init(struct guest_mem *m, uint8_t *host, uint64_t size)
 {
-	uint64_t low = size < GUEST_MMIO_HOLE_START ? size : GUEST_MMIO_HOLE_START;
+	uint64_t low =
+		size < GUEST_MMIO_HOLE_START ? size : GUEST_MMIO_HOLE_START;
 
 	memset(m, 0, sizeof(*m));
 	m->mapping = host;
 	m->size = size;
 	m->external = true;
-	m->regions[0] = (struct guest_mem_region){ 0, low, host };
+	m->regions[0] = (struct guest_mem_region){0, low, host};
 	m->nr_regions = 1;
 	if (size > low) {
-		m->regions[1] = (struct guest_mem_region){ GUEST_4GIB, size - low,
-							   host + low };
+		m->regions[1] = (struct guest_mem_region){
+			GUEST_4GIB, size - low, host + low};
 		m->nr_regions = 2;
 	}
 }
@@ -35,7 +36,8 @@ int guest_mem_add_region(struct guest_mem *m, uint64_t gpa, uint64_t size,
 	}
 	if (m->nr_regions == GUEST_MEM_MAX_REGIONS)
 		return -ENOSPC;
-	m->regions[m->nr_regions++] = (struct guest_mem_region){ gpa, size, host };
+	m->regions[m->nr_regions++] =
+		(struct guest_mem_region){gpa, size, host};
 	m->size += size;
 	m->external = true;
 	return 0;

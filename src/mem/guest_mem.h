@@ -13,7 +13,7 @@
 
 /* RAM above this address is moved above 4 GiB; [hole, 4 GiB) is for MMIO. */
 #define GUEST_MMIO_HOLE_START 0xC0000000ull
-#define GUEST_4GIB 0x100000000ull
+#define GUEST_4GIB	      0x100000000ull
 #define GUEST_MEM_MAX_REGIONS 8 /* vhost-user sends up to 8 */
 
 struct guest_mem_region {

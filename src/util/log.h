@@ -20,8 +20,8 @@ int kiln_errorf(const struct kiln_log *log, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 #define log_error(l, ...) kiln_logf((l), KILN_LOG_ERROR, __VA_ARGS__)
-#define log_warn(l, ...) kiln_logf((l), KILN_LOG_WARN, __VA_ARGS__)
-#define log_info(l, ...) kiln_logf((l), KILN_LOG_INFO, __VA_ARGS__)
+#define log_warn(l, ...)  kiln_logf((l), KILN_LOG_WARN, __VA_ARGS__)
+#define log_info(l, ...)  kiln_logf((l), KILN_LOG_INFO, __VA_ARGS__)
 #define log_debug(l, ...) kiln_logf((l), KILN_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -267,7 +267,7 @@ static int blk_run(struct virtio_blk *b, const struct blk_request *req,
 		b->stats.flushes++;
 		break;
 	case VIRTIO_BLK_T_GET_ID: {
-		uint8_t id[BLOCK_ID_BYTES] = { 0 };
+		uint8_t id[BLOCK_ID_BYTES] = {0};
 
 		/* NUL-padded to 20 bytes, shorter buffers get a prefix */
 		memcpy(id, be->id, strnlen(be->id, BLOCK_ID_BYTES));

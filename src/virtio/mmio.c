@@ -10,35 +10,35 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define MMIO_MAGIC 0x000
-#define MMIO_VERSION 0x004
-#define MMIO_DEVICE_ID 0x008
-#define MMIO_VENDOR_ID 0x00c
-#define MMIO_DEVICE_FEATURES 0x010
+#define MMIO_MAGIC		 0x000
+#define MMIO_VERSION		 0x004
+#define MMIO_DEVICE_ID		 0x008
+#define MMIO_VENDOR_ID		 0x00c
+#define MMIO_DEVICE_FEATURES	 0x010
 #define MMIO_DEVICE_FEATURES_SEL 0x014
-#define MMIO_DRIVER_FEATURES 0x020
+#define MMIO_DRIVER_FEATURES	 0x020
 #define MMIO_DRIVER_FEATURES_SEL 0x024
-#define MMIO_QUEUE_SEL 0x030
-#define MMIO_QUEUE_NUM_MAX 0x034
-#define MMIO_QUEUE_NUM 0x038
-#define MMIO_QUEUE_READY 0x044
-#define MMIO_QUEUE_NOTIFY 0x050
-#define MMIO_INTERRUPT_STATUS 0x060
-#define MMIO_INTERRUPT_ACK 0x064
-#define MMIO_STATUS 0x070
-#define MMIO_QUEUE_DESC_LOW 0x080
-#define MMIO_QUEUE_DESC_HIGH 0x084
-#define MMIO_QUEUE_AVAIL_LOW 0x090
-#define MMIO_QUEUE_AVAIL_HIGH 0x094
-#define MMIO_QUEUE_USED_LOW 0x0a0
-#define MMIO_QUEUE_USED_HIGH 0x0a4
-#define MMIO_CONFIG_GENERATION 0x0fc
-#define MMIO_CONFIG 0x100
+#define MMIO_QUEUE_SEL		 0x030
+#define MMIO_QUEUE_NUM_MAX	 0x034
+#define MMIO_QUEUE_NUM		 0x038
+#define MMIO_QUEUE_READY	 0x044
+#define MMIO_QUEUE_NOTIFY	 0x050
+#define MMIO_INTERRUPT_STATUS	 0x060
+#define MMIO_INTERRUPT_ACK	 0x064
+#define MMIO_STATUS		 0x070
+#define MMIO_QUEUE_DESC_LOW	 0x080
+#define MMIO_QUEUE_DESC_HIGH	 0x084
+#define MMIO_QUEUE_AVAIL_LOW	 0x090
+#define MMIO_QUEUE_AVAIL_HIGH	 0x094
+#define MMIO_QUEUE_USED_LOW	 0x0a0
+#define MMIO_QUEUE_USED_HIGH	 0x0a4
+#define MMIO_CONFIG_GENERATION	 0x0fc
+#define MMIO_CONFIG		 0x100
 
 #define MMIO_MAGIC_VALUE 0x74726976 /* "virt" */
 #define MMIO_VENDOR_KILN 0x4e4c494b /* "KILN" */
-#define ISR_USED 1
-#define ISR_CONFIG 2
+#define ISR_USED	 1
+#define ISR_CONFIG	 2
 
 static void mmio_notify_used(struct virtio_dev *d, unsigned q)
 {
@@ -95,7 +95,8 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct guest_mem *mem,
 	if (t->irq_fd < 0)
 		return -errno;
 	if (vm_fd >= 0) {
-		struct kvm_irqfd irqfd = { .fd = (uint32_t)t->irq_fd, .gsi = gsi };
+		struct kvm_irqfd irqfd = {.fd = (uint32_t)t->irq_fd,
+					  .gsi = gsi};
 
 		if (ioctl(vm_fd, KVM_IRQFD, &irqfd) < 0)
 			return kiln_errorf(log, -errno, "KVM_IRQFD for %s: %s",
@@ -116,7 +117,8 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct guest_mem *mem,
 			};
 
 			if (ioctl(vm_fd, KVM_IOEVENTFD, &io) < 0)
-				t->ioeventfd = false; /* bus handler writes it */
+				t->ioeventfd =
+					false; /* bus handler writes it */
 		}
 	}
 	return 0;
@@ -144,9 +146,10 @@ void virtio_mmio_destroy(struct virtio_mmio *t, int vm_fd)
 	}
 	if (t->irq_fd >= 0) {
 		if (vm_fd >= 0) {
-			struct kvm_irqfd irqfd = { .fd = (uint32_t)t->irq_fd,
-						   .gsi = t->gsi,
-						   .flags = KVM_IRQFD_FLAG_DEASSIGN };
+			struct kvm_irqfd irqfd = {
+				.fd = (uint32_t)t->irq_fd,
+				.gsi = t->gsi,
+				.flags = KVM_IRQFD_FLAG_DEASSIGN};
 
 			ioctl(vm_fd, KVM_IRQFD, &irqfd);
 		}
@@ -227,12 +230,11 @@ static uint32_t mmio_read(struct virtio_mmio *t, uint64_t off)
 	case MMIO_DEVICE_FEATURES:
 		if (t->dev_features_sel > 1)
 			return 0;
-		return (uint32_t)(virtio_dev_features(d) >> (32 * t->dev_features_sel));
+		return (uint32_t)(virtio_dev_features(d) >>
+				  (32 * t->dev_features_sel));
 	case MMIO_QUEUE_NUM_MAX:
 		return selected_queue(t) ? d->ops->queue_max_size : 0;
-	case MMIO_QUEUE_READY:
-		q = selected_queue(t);
-		return q && q->ready;
+	case MMIO_QUEUE_READY: q = selected_queue(t); return q && q->ready;
 	case MMIO_INTERRUPT_STATUS: return atomic_load(&t->isr);
 	case MMIO_STATUS: return d->status;
 	case MMIO_CONFIG_GENERATION: return t->config_generation;
@@ -250,7 +252,8 @@ static void mmio_write(struct virtio_mmio *t, uint64_t off, uint32_t v)
 	case MMIO_DRIVER_FEATURES_SEL: t->drv_features_sel = v; return;
 	case MMIO_DRIVER_FEATURES:
 		/* frozen once FEATURES_OK is set */
-		if (t->drv_features_sel > 1 || (d->status & VIRTIO_STATUS_FEATURES_OK))
+		if (t->drv_features_sel > 1 ||
+		    (d->status & VIRTIO_STATUS_FEATURES_OK))
 			return;
 		set_addr_half(&d->driver_features, v, t->drv_features_sel == 1);
 		return;
@@ -277,23 +280,23 @@ static void mmio_write(struct virtio_mmio *t, uint64_t off, uint32_t v)
 	case MMIO_QUEUE_DESC_LOW:
 	case MMIO_QUEUE_DESC_HIGH:
 		if ((q = configurable_queue(t)))
-			set_addr_half(&q->desc_gpa, v, off == MMIO_QUEUE_DESC_HIGH);
+			set_addr_half(&q->desc_gpa, v,
+				      off == MMIO_QUEUE_DESC_HIGH);
 		return;
 	case MMIO_QUEUE_AVAIL_LOW:
 	case MMIO_QUEUE_AVAIL_HIGH:
 		if ((q = configurable_queue(t)))
-			set_addr_half(&q->avail_gpa, v, off == MMIO_QUEUE_AVAIL_HIGH);
+			set_addr_half(&q->avail_gpa, v,
+				      off == MMIO_QUEUE_AVAIL_HIGH);
 		return;
 	case MMIO_QUEUE_USED_LOW:
 	case MMIO_QUEUE_USED_HIGH:
 		if ((q = configurable_queue(t)))
-			set_addr_half(&q->used_gpa, v, off == MMIO_QUEUE_USED_HIGH);
+			set_addr_half(&q->used_gpa, v,
+				      off == MMIO_QUEUE_USED_HIGH);
 		return;
-	case MMIO_STATUS:
-		write_status(t, v);
-		return;
-	default:
-		return;
+	case MMIO_STATUS: write_status(t, v); return;
+	default: return;
 	}
 }
 
@@ -307,7 +310,8 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data,
 	if (offset >= MMIO_CONFIG) {
 		uint64_t coff = offset - MMIO_CONFIG;
 
-		if (coff >= d->ops->config_size || size > d->ops->config_size - coff) {
+		if (coff >= d->ops->config_size ||
+		    size > d->ops->config_size - coff) {
 			if (!is_write)
 				memset(data, 0xff, size);
 			return;

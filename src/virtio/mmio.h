@@ -19,15 +19,15 @@
 
 struct virtio_mmio {
 	struct virtio_dev dev;
-	uint64_t base; /* guest-physical address of the registers */
-	uint32_t gsi;  /* interrupt line */
+	uint64_t base;	      /* guest-physical address of the registers */
+	uint32_t gsi;	      /* interrupt line */
 	pthread_mutex_t lock; /* registers and queue config (not ISR) */
 	atomic_uint isr;      /* InterruptStatus */
 	uint32_t dev_features_sel, drv_features_sel, queue_sel;
 	uint32_t config_generation;
-	int irq_fd;			    /* eventfd bound to gsi by irqfd */
+	int irq_fd;			  /* eventfd bound to gsi by irqfd */
 	int notify_fd[VIRTIO_MAX_QUEUES]; /* one eventfd per queue */
-	bool ioeventfd;			    /* KVM delivers notifies itself */
+	bool ioeventfd;			  /* KVM delivers notifies itself */
 };
 
 /* Sets up the transport around an already created device (dev->ops/priv

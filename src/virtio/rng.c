@@ -22,7 +22,8 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned qi)
 	while ((r = virtq_pop(q, &chain)) > 0) {
 		uint64_t written = 0;
 
-		for (unsigned i = 0; i < chain.n_in && written < RNG_MAX_PER_CHAIN; i++) {
+		for (unsigned i = 0;
+		     i < chain.n_in && written < RNG_MAX_PER_CHAIN; i++) {
 			size_t want = chain.in[i].iov_len;
 			ssize_t n;
 

@@ -16,26 +16,26 @@
 
 /* Device status bits (virtio 1.2, 2.1) */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
-#define VIRTIO_STATUS_DRIVER 2
-#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_DRIVER	  2
+#define VIRTIO_STATUS_DRIVER_OK	  4
 #define VIRTIO_STATUS_FEATURES_OK 8
 #define VIRTIO_STATUS_NEEDS_RESET 64
-#define VIRTIO_STATUS_FAILED 128
+#define VIRTIO_STATUS_FAILED	  128
 
 /* Feature bits every kiln device may offer */
 #define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_EVENT_IDX     29
+#define VIRTIO_F_VERSION_1     32
 
 #define VIRTIO_MAX_QUEUES 8
 
 /* Device ids (virtio 1.2, 5) */
-#define VIRTIO_ID_NET 1
-#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_NET	  1
+#define VIRTIO_ID_BLOCK	  2
 #define VIRTIO_ID_CONSOLE 3
-#define VIRTIO_ID_RNG 4
-#define VIRTIO_ID_VSOCK 19
-#define VIRTIO_ID_FS 26
+#define VIRTIO_ID_RNG	  4
+#define VIRTIO_ID_VSOCK	  19
+#define VIRTIO_ID_FS	  26
 
 struct virtio_dev;
 

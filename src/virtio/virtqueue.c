@@ -151,10 +151,10 @@ static int add_segment(struct virtq *q, struct virtq_chain *c,
 	if (!p || c->n_out + c->n_in >= VIRTQ_MAX_SEGS)
 		return -EINVAL;
 	if (flags & VIRTQ_DESC_F_WRITE) {
-		c->in[c->n_in++] = (struct iovec){ p, len };
+		c->in[c->n_in++] = (struct iovec){p, len};
 		c->in_len += len;
 	} else {
-		c->out[c->n_out++] = (struct iovec){ p, len };
+		c->out[c->n_out++] = (struct iovec){p, len};
 		c->out_len += len;
 	}
 	return 0;

@@ -22,11 +22,11 @@
 #define VIRTQ_MAX_SEGS VIRTQ_MAX_SIZE
 
 /* Descriptor flags (virtio 1.2, 2.7.5) */
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_DESC_F_NEXT	   1
+#define VIRTQ_DESC_F_WRITE	   2
+#define VIRTQ_DESC_F_INDIRECT	   4
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define VIRTQ_USED_F_NO_NOTIFY 1
+#define VIRTQ_USED_F_NO_NOTIFY	   1
 
 struct virtq {
 	/* configuration, written by the transport while the queue is off */

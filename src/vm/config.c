@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 KILN_API const char *kiln_version(void)
@@ -41,6 +42,7 @@ KILN_API void kiln_config_free(struct kiln_config *cfg)
 	for (unsigned i = 0; i < cfg->nr_shares; i++) {
 		free(cfg->shares[i].dir);
 		free(cfg->shares[i].tag);
+		free(cfg->shares[i].guest_path);
 	}
 	free(cfg);
 }
@@ -48,7 +50,7 @@ KILN_API void kiln_config_free(struct kiln_config *cfg)
 KILN_API void kiln_config_set_log(struct kiln_config *cfg, kiln_log_fn fn,
 				  void *opaque, enum kiln_log_level max_level)
 {
-	cfg->log = (struct kiln_log){ fn, opaque, max_level };
+	cfg->log = (struct kiln_log){fn, opaque, max_level};
 }
 
 static int replace_string(char **slot, const char *value)
@@ -79,8 +81,7 @@ KILN_API int kiln_config_set_initrd(struct kiln_config *cfg, const char *path)
 	return replace_string(&cfg->initrd_path, path);
 }
 
-KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg,
-				      const char *path)
+KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg, const char *path)
 {
 	if (!path || !*path)
 		return kiln_errorf(&cfg->log, -EINVAL, "empty KVM device path");
@@ -144,7 +145,8 @@ KILN_API int kiln_config_set_console_fds(struct kiln_config *cfg, int in_fd,
 KILN_API int kiln_config_set_console_escape(struct kiln_config *cfg, int ch)
 {
 	if (ch < 0 || ch > 0xFF)
-		return kiln_errorf(&cfg->log, -EINVAL, "bad escape byte %d", ch);
+		return kiln_errorf(&cfg->log, -EINVAL, "bad escape byte %d",
+				   ch);
 	cfg->console_escape = ch;
 	return 0;
 }
@@ -178,14 +180,43 @@ KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 	return 0;
 }
 
+/* True if s has no byte that would split a kernel command-line parameter or
+ * the agent's TAG:PATH[:ro] mount spec. */
+static bool cmdline_safe(const char *s)
+{
+	for (; *s; s++)
+		if (*s <= ' ' || *s == ':' || *s == '"' || *s == 0x7f)
+			return false;
+	return true;
+}
+
 KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
 				   const char *tag, int read_only)
+{
+	return kiln_config_add_share_at(cfg, dir, tag, read_only, NULL);
+}
+
+KILN_API int kiln_config_add_share_at(struct kiln_config *cfg, const char *dir,
+				      const char *tag, int read_only,
+				      const char *guest_path)
 {
 	struct kiln_share_config *sh;
 
 	if (!dir || !*dir || !tag || !*tag)
 		return kiln_errorf(&cfg->log, -EINVAL,
 				   "a share needs a host directory and a tag");
+	if (strlen(tag) > KILN_MAX_SHARE_TAG || !cmdline_safe(tag))
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "share tag '%s': at most %d bytes, no "
+				   "whitespace, ':' or '\"'",
+				   tag, KILN_MAX_SHARE_TAG);
+	if (guest_path && (guest_path[0] != '/' || strlen(guest_path) > 255 ||
+			   !cmdline_safe(guest_path)))
+		return kiln_errorf(
+			&cfg->log, -EINVAL,
+			"share guest path '%s': must be absolute, at "
+			"most 255 bytes, no whitespace, ':' or '\"'",
+			guest_path);
 	if (cfg->nr_shares == KILN_MAX_SHARES)
 		return kiln_errorf(&cfg->log, -E2BIG, "at most %d shares",
 				   KILN_MAX_SHARES);
@@ -196,15 +227,103 @@ KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
 	sh = &cfg->shares[cfg->nr_shares];
 	sh->dir = strdup(dir);
 	sh->tag = strdup(tag);
-	if (!sh->dir || !sh->tag) {
+	sh->guest_path = guest_path ? strdup(guest_path) : NULL;
+	if (!sh->dir || !sh->tag || (guest_path && !sh->guest_path)) {
 		free(sh->dir);
 		free(sh->tag);
-		sh->dir = sh->tag = NULL;
+		free(sh->guest_path);
+		sh->dir = sh->tag = sh->guest_path = NULL;
 		return -ENOMEM;
 	}
 	sh->read_only = read_only != 0;
 	cfg->nr_shares++;
 	return 0;
+}
+
+static bool regular_file(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+KILN_API int kiln_config_set_guest_dir(struct kiln_config *cfg, const char *dir)
+{
+	char *kernel = NULL, *initrd = NULL;
+	int err = -ENOMEM;
+
+	if (!dir || !*dir)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty guest directory");
+	if (asprintf(&kernel, "%s/vmlinux", dir) < 0) {
+		kernel = NULL;
+		goto out;
+	}
+	if (!regular_file(kernel)) {
+		free(kernel);
+		if (asprintf(&kernel, "%s/bzImage", dir) < 0) {
+			kernel = NULL;
+			goto out;
+		}
+	}
+	if (asprintf(&initrd, "%s/initramfs.cpio.gz", dir) < 0) {
+		initrd = NULL;
+		goto out;
+	}
+	if (!regular_file(kernel) || !regular_file(initrd)) {
+		err = kiln_errorf(&cfg->log, -ENOENT,
+				  "%s is not a kiln guest directory (needs "
+				  "vmlinux or bzImage, and initramfs.cpio.gz; "
+				  "run 'make guest')",
+				  dir);
+		goto out;
+	}
+	free(cfg->kernel_path);
+	free(cfg->initrd_path);
+	cfg->kernel_path = kernel;
+	cfg->initrd_path = initrd;
+	return 0;
+out:
+	free(kernel);
+	free(initrd);
+	return err;
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && !d)
+		*failed = true;
+	return d;
+}
+
+struct kiln_config *config_clone(const struct kiln_config *cfg)
+{
+	struct kiln_config *c = malloc(sizeof(*c));
+	bool failed = false;
+
+	if (!c)
+		return NULL;
+	*c = *cfg;
+	c->kernel_path = dup_or_null(cfg->kernel_path, &failed);
+	c->initrd_path = dup_or_null(cfg->initrd_path, &failed);
+	c->kvm_path = dup_or_null(cfg->kvm_path, &failed);
+	c->base_cmdline = dup_or_null(cfg->base_cmdline, &failed);
+	c->extra_cmdline = dup_or_null(cfg->extra_cmdline, &failed);
+	c->vsock_uds = dup_or_null(cfg->vsock_uds, &failed);
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		c->disks[i].path = dup_or_null(cfg->disks[i].path, &failed);
+	for (unsigned i = 0; i < cfg->nr_shares; i++) {
+		c->shares[i].dir = dup_or_null(cfg->shares[i].dir, &failed);
+		c->shares[i].tag = dup_or_null(cfg->shares[i].tag, &failed);
+		c->shares[i].guest_path =
+			dup_or_null(cfg->shares[i].guest_path, &failed);
+	}
+	if (failed) {
+		kiln_config_free(c);
+		return NULL;
+	}
+	return c;
 }
 
 KILN_API int kiln_config_set_vsock(struct kiln_config *cfg, uint64_t cid,
@@ -216,7 +335,8 @@ KILN_API int kiln_config_set_vsock(struct kiln_config *cfg, uint64_t cid,
 				   "(3..4294967294)",
 				   (unsigned long long)cid);
 	if (uds_path && !*uds_path)
-		return kiln_errorf(&cfg->log, -EINVAL, "empty vsock socket path");
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "empty vsock socket path");
 	cfg->vsock_cid = cid;
 	return replace_string(&cfg->vsock_uds, uds_path);
 }
@@ -240,8 +360,8 @@ char *config_build_cmdline(const struct kiln_config *cfg, const char *devices)
 			   : cfg->console == KILN_CONSOLE_VIRTIO
 				   ? KILN_VIRTIO_CONSOLE_BASE_CMDLINE
 				   : KILN_DEFAULT_BASE_CMDLINE;
-	const char *parts[3] = { base, devices ? devices : "",
-				 cfg->extra_cmdline ? cfg->extra_cmdline : "" };
+	const char *parts[3] = {base, devices ? devices : "",
+				cfg->extra_cmdline ? cfg->extra_cmdline : ""};
 	size_t len = 1;
 	char *s;
 

@@ -8,15 +8,20 @@
 
 #include "util/log.h"
 
-#define KILN_DEFAULT_BASE_CMDLINE "console=ttyS0 reboot=k panic=-1"
+#define KILN_DEFAULT_BASE_CMDLINE	 "console=ttyS0 reboot=k panic=-1"
 #define KILN_VIRTIO_CONSOLE_BASE_CMDLINE "console=hvc0 reboot=k panic=-1"
-#define KILN_DEFAULT_MEMORY_MIB 256u
+#define KILN_DEFAULT_MEMORY_MIB		 256u
 
-#define KILN_MAX_DISKS 16
+#define KILN_MAX_DISKS	16
 #define KILN_MAX_SHARES 8
+
+/* virtio-fs tag field size (virtio 1.2, 5.11.4) */
+#define KILN_MAX_SHARE_TAG 36
 
 struct kiln_share_config {
 	char *dir, *tag;
+	char *guest_path; /* where a sandbox's agent mounts it; NULL: /mnt/TAG
+			   */
 	bool read_only;
 };
 
@@ -46,6 +51,9 @@ struct kiln_config {
 	char *vsock_uds; /* NULL: no vsock device */
 	uint64_t vsock_cid;
 };
+
+/* A deep copy of cfg (same log); NULL on ENOMEM. */
+struct kiln_config *config_clone(const struct kiln_config *cfg);
 
 /* Builds "base devices extra": kiln's base (per console), what devices
  * need, then the user's arguments; NULL on ENOMEM. */

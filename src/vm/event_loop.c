@@ -11,7 +11,7 @@
 
 int event_loop_init(struct event_loop *l)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = {.events = EPOLLIN};
 
 	memset(l, 0, sizeof(*l));
 	l->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -27,7 +27,7 @@ int event_loop_init(struct event_loop *l)
 int event_loop_add(struct event_loop *l, int fd, unsigned events, event_fn fn,
 		   void *opaque)
 {
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 
 	if (l->running)
 		return -EBUSY;
@@ -36,7 +36,7 @@ int event_loop_add(struct event_loop *l, int fd, unsigned events, event_fn fn,
 	ev.data.u32 = l->nr;
 	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
-	l->handlers[l->nr++] = (struct event_handler){ fd, fn, opaque };
+	l->handlers[l->nr++] = (struct event_handler){fd, fn, opaque};
 	return 0;
 }
 

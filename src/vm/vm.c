@@ -44,7 +44,7 @@
 
 /* How often the monitor checks for a guest that can never run again. */
 #define HALT_PROBE_INTERVAL_MS 250
-#define HALT_PROBE_ANSWER_MS 100
+#define HALT_PROBE_ANSWER_MS   100
 
 struct vm_vcpu {
 	struct kiln_vm *vm;
@@ -59,9 +59,9 @@ struct vm_vcpu {
 
 /* virtio-mmio devices sit in the MMIO hole, one page each, with GSIs from 5
  * (4 is the UART) up to 23, the last IOAPIC pin. */
-#define VM_VIRTIO_MMIO_BASE 0xd0000000ull
+#define VM_VIRTIO_MMIO_BASE   0xd0000000ull
 #define VM_VIRTIO_MMIO_STRIDE 0x1000ull
-#define VM_VIRTIO_FIRST_GSI 5
+#define VM_VIRTIO_FIRST_GSI   5
 #define VM_VIRTIO_MAX_DEVICES 19
 
 enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK, VDEV_FS };
@@ -77,7 +77,7 @@ struct vm_vdev {
 	enum vm_vdev_kind kind;
 	bool transport_up;
 	struct vm_vdev_notify notify[VIRTIO_MAX_QUEUES];
-	struct virtio_console console;      /* VDEV_CONSOLE only */
+	struct virtio_console console;	   /* VDEV_CONSOLE only */
 	struct block_backend *blk_backend; /* VDEV_BLK only */
 };
 
@@ -143,8 +143,10 @@ KILN_API const char *kiln_host_limitation(void)
 		       "/proc/cpuinfo): guest kernel code is emulated one "
 		       "instruction at a time, so a stock Linux kernel cannot "
 		       "run at usable speed and stops at the first instruction "
-		       "the emulator lacks (xrstor, int3, cmpxchg16b). It needs "
-		       "a PVM-enabled guest kernel (CONFIG_PVM_GUEST) or a host "
+		       "the emulator lacks (xrstor, int3, cmpxchg16b). It "
+		       "needs "
+		       "a PVM-enabled guest kernel (CONFIG_PVM_GUEST) or a "
+		       "host "
 		       "with hardware virtualization";
 	return NULL;
 }
@@ -160,7 +162,8 @@ static void kick_all(struct kiln_vm *vm)
 
 /* Records the outcome (first caller wins) and stops everything. */
 static void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome,
-		      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+		      const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
 			   const char *detail)
@@ -171,7 +174,8 @@ static void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
 	pthread_mutex_lock(&vm->lock);
 	if (vm->exit.outcome == KILN_OUTCOME_NONE) {
 		vm->exit = *in;
-		snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail);
+		snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s",
+			 detail);
 		vm->exit.detail = vm->exit_detail;
 		first = true;
 	}
@@ -189,7 +193,7 @@ static void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
 static void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome,
 		      const char *fmt, ...)
 {
-	struct kiln_exit_info info = { .outcome = outcome };
+	struct kiln_exit_info info = {.outcome = outcome};
 	char detail[512];
 	va_list ap;
 
@@ -286,8 +290,9 @@ static void legacy_request(void *opaque, enum legacy_request req, int code)
 	if (req == LEGACY_RESET) {
 		vm_finish(vm, KILN_OUTCOME_RESET, "guest reset");
 	} else {
-		struct kiln_exit_info info = { .outcome = KILN_OUTCOME_DEBUG_EXIT,
-					       .debug_exit_code = code };
+		struct kiln_exit_info info = {.outcome =
+						      KILN_OUTCOME_DEBUG_EXIT,
+					      .debug_exit_code = code};
 		char detail[64];
 
 		snprintf(detail, sizeof(detail), "guest debug-exit %d", code);
@@ -347,17 +352,19 @@ static void *console_thread_main(void *arg)
 
 	while (!atomic_load(&vm->stopping)) {
 		struct pollfd fds[2] = {
-			{ .fd = vm->console_in_fd, .events = POLLIN },
-			{ .fd = vm->wake_fd, .events = POLLIN },
+			{.fd = vm->console_in_fd, .events = POLLIN},
+			{.fd = vm->wake_fd, .events = POLLIN},
 		};
-		uint8_t buf[SERIAL8250_FIFO_SIZE], out[SERIAL8250_FIFO_SIZE + 1];
+		uint8_t buf[SERIAL8250_FIFO_SIZE],
+			out[SERIAL8250_FIFO_SIZE + 1];
 		size_t room = 0, nout = 0;
 		ssize_t n;
 
 		/* Backpressure: read from the host only what the guest's
 		 * console takes. */
 		pthread_mutex_lock(&vm->lock);
-		while (!atomic_load(&vm->stopping) && (room = console_room(vm)) == 0)
+		while (!atomic_load(&vm->stopping) &&
+		       (room = console_room(vm)) == 0)
 			wait_console_room(vm);
 		pthread_mutex_unlock(&vm->lock);
 		if (atomic_load(&vm->stopping))
@@ -383,7 +390,8 @@ static void *console_thread_main(void *arg)
 					return NULL;
 				}
 				if (buf[i] != vm->console_escape)
-					out[nout++] = (uint8_t)vm->console_escape;
+					out[nout++] =
+						(uint8_t)vm->console_escape;
 			} else if (vm->console_escape &&
 				   buf[i] == vm->console_escape) {
 				escaped = true;
@@ -431,7 +439,7 @@ static int set_kvm_signal_mask(struct kiln_vm *vm, int vcpu_fd)
 
 static void consume_kick(struct kiln_vm *vm)
 {
-	struct timespec zero = { 0, 0 };
+	struct timespec zero = {0, 0};
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -488,7 +496,8 @@ static const char *internal_suberror_name(uint32_t s)
 {
 	switch (s) {
 	case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure";
-	case KVM_INTERNAL_ERROR_SIMUL_EX: return "exception while delivering an exception";
+	case KVM_INTERNAL_ERROR_SIMUL_EX:
+		return "exception while delivering an exception";
 	case KVM_INTERNAL_ERROR_DELIVERY_EV: return "event delivery failed";
 	default: return "unknown";
 	}
@@ -498,7 +507,7 @@ static void handle_internal_error(struct vm_vcpu *v)
 {
 	struct kiln_vm *vm = v->vm;
 	struct kvm_run *run = v->kvm.run;
-	struct kiln_exit_info info = { .outcome = KILN_OUTCOME_INTERNAL_ERROR };
+	struct kiln_exit_info info = {.outcome = KILN_OUTCOME_INTERNAL_ERROR};
 	char detail[512];
 	int len;
 	uint32_t ndata = run->internal.ndata;
@@ -508,12 +517,13 @@ static void handle_internal_error(struct vm_vcpu *v)
 	len = snprintf(detail, sizeof(detail),
 		       "KVM internal error on vCPU %u: %s (suberror %u) at "
 		       "guest RIP 0x%llx",
-		       v->kvm.index, internal_suberror_name(info.internal_suberror),
+		       v->kvm.index,
+		       internal_suberror_name(info.internal_suberror),
 		       info.internal_suberror, (unsigned long long)info.rip);
 	if (ndata > 16)
 		ndata = 16;
-	for (uint32_t i = 0; i < ndata && len > 0 && (size_t)len < sizeof(detail);
-	     i++)
+	for (uint32_t i = 0;
+	     i < ndata && len > 0 && (size_t)len < sizeof(detail); i++)
 		len += snprintf(detail + len, sizeof(detail) - (size_t)len,
 				"%s0x%llx", i ? " " : ", data ",
 				(unsigned long long)run->internal.data[i]);
@@ -532,7 +542,8 @@ static void handle_io(struct vm_vcpu *v)
 	    total > (uint64_t)v->kvm.run_size - run->io.data_offset)
 		return;
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size)
-		bus_access(&v->vm->pio, run->io.port, data, run->io.size, write);
+		bus_access(&v->vm->pio, run->io.port, data, run->io.size,
+			   write);
 }
 
 static void handle_mmio(struct vm_vcpu *v)
@@ -552,31 +563,26 @@ static void handle_exit(struct vm_vcpu *v)
 	struct kvm_run *run = v->kvm.run;
 
 	switch (run->exit_reason) {
-	case KVM_EXIT_IO:
-		handle_io(v);
-		break;
-	case KVM_EXIT_MMIO:
-		handle_mmio(v);
-		break;
+	case KVM_EXIT_IO: handle_io(v); break;
+	case KVM_EXIT_MMIO: handle_mmio(v); break;
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; the monitor decides. */
 		break;
-	case KVM_EXIT_INTR:
-		break;
+	case KVM_EXIT_INTR: break;
 	case KVM_EXIT_SHUTDOWN: {
-		struct kiln_exit_info info = { .outcome = KILN_OUTCOME_TRIPLE_FAULT,
-					       .rip = vcpu_rip(v) };
+		struct kiln_exit_info info = {.outcome =
+						      KILN_OUTCOME_TRIPLE_FAULT,
+					      .rip = vcpu_rip(v)};
 		char detail[128];
 
 		snprintf(detail, sizeof(detail),
-			 "guest triple fault (shutdown) on vCPU %u at RIP 0x%llx",
+			 "guest triple fault (shutdown) on vCPU %u at RIP "
+			 "0x%llx",
 			 v->kvm.index, (unsigned long long)info.rip);
 		vm_finish_info(vm, &info, detail);
 		break;
 	}
-	case KVM_EXIT_INTERNAL_ERROR:
-		handle_internal_error(v);
-		break;
+	case KVM_EXIT_INTERNAL_ERROR: handle_internal_error(v); break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
 			vm_finish(vm, KILN_OUTCOME_RESET, "guest reset");
@@ -592,14 +598,14 @@ static void handle_exit(struct vm_vcpu *v)
 			  "KVM could not enter the guest on vCPU %u (hardware "
 			  "reason 0x%llx)",
 			  v->kvm.index,
-			  (unsigned long long)
-				  run->fail_entry.hardware_entry_failure_reason);
+			  (unsigned long long)run->fail_entry
+				  .hardware_entry_failure_reason);
 		break;
 	default:
 		vm_finish(vm, KILN_OUTCOME_VMM_ERROR,
 			  "unexpected KVM exit %u (%s) on vCPU %u",
-			  run->exit_reason, kvm_exit_reason_name(run->exit_reason),
-			  v->kvm.index);
+			  run->exit_reason,
+			  kvm_exit_reason_name(run->exit_reason), v->kvm.index);
 		break;
 	}
 }
@@ -679,7 +685,8 @@ static void *monitor_thread_main(void *arg)
 			if (all_answered || !all_dead)
 				break;
 		} while (!atomic_load(&vm->stopping) &&
-			 pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == 0);
+			 pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) ==
+				 0);
 		if (all_answered && all_dead) {
 			pthread_mutex_unlock(&vm->lock);
 			vm_finish(vm, KILN_OUTCOME_HALT,
@@ -713,8 +720,9 @@ static int map_file(const char *path, const char *what, struct mapped_file *f,
 		int err = -errno;
 
 		if (err == -ENOENT)
-			return kiln_errorf(log, err, "%s file %s does not exist",
-					   what, path);
+			return kiln_errorf(log, err,
+					   "%s file %s does not exist", what,
+					   path);
 		return kiln_errorf(log, err, "cannot open %s file %s: %s", what,
 				   path, strerror(-err));
 	}
@@ -775,7 +783,7 @@ static int setup_devices(struct kiln_vm *vm)
 	int r;
 
 	serial8250_init(&vm->serial, &serial_ops, vm);
-	vm->legacy = (struct legacy_devices){ legacy_request, vm };
+	vm->legacy = (struct legacy_devices){legacy_request, vm};
 	r = bus_register(&vm->pio, SERIAL8250_COM1_PORT, 8, serial8250_access,
 			 &vm->serial);
 	if (r == 0)
@@ -793,14 +801,15 @@ static int setup_devices(struct kiln_vm *vm)
 }
 
 /* Disks: a raw-file block backend behind a virtio-blk device. */
-static int vm_blk_create(struct kiln_vm *vm, const struct kiln_disk_config *disk,
-			 struct vm_vdev *v)
+static int vm_blk_create(struct kiln_vm *vm,
+			 const struct kiln_disk_config *disk, struct vm_vdev *v)
 {
 	int r = block_raw_open(disk->path, disk->read_only, &vm->log,
 			       &v->blk_backend);
 
 	if (r < 0)
-		return kiln_errorf(&vm->log, r, "cannot use disk %s", disk->path);
+		return kiln_errorf(&vm->log, r, "cannot use disk %s",
+				   disk->path);
 	r = virtio_blk_create(v->blk_backend, disk->read_only, &v->mmio.dev);
 	if (r < 0)
 		return kiln_errorf(&vm->log, r, "cannot create disk %s",
@@ -880,8 +889,8 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			r = virtio_fs_create(sh->dir, sh->tag, sh->read_only,
 					     &vm->log, &v->mmio.dev);
 			if (r < 0)
-				return kiln_errorf(&vm->log, r, "cannot share %s",
-						   sh->dir);
+				return kiln_errorf(&vm->log, r,
+						   "cannot share %s", sh->dir);
 		} else if (i == 2 + cfg->nr_disks) {
 			struct virtio_vsock_config vc = {
 				.guest_cid = cfg->vsock_cid,
@@ -893,9 +902,10 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			vm->nr_vdevs = i + 1;
 			r = virtio_vsock_create(&vc, &v->mmio.dev);
 			if (r < 0)
-				return kiln_errorf(&vm->log, r,
-						   "cannot create vsock device at %s",
-						   cfg->vsock_uds);
+				return kiln_errorf(
+					&vm->log, r,
+					"cannot create vsock device at %s",
+					cfg->vsock_uds);
 		} else {
 			v->kind = VDEV_BLK;
 			v->mmio.dev.log = &vm->log; /* for the constructor */
@@ -913,8 +923,9 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 					   v->mmio.dev.ops->name, strerror(-r));
 		r = bus_register(&vm->mmio, base, VIRTIO_MMIO_SIZE,
 				 virtio_mmio_access, &v->mmio);
-		for (unsigned q = 0; r == 0 && q < v->mmio.dev.ops->num_queues; q++) {
-			v->notify[q] = (struct vm_vdev_notify){ v, q };
+		for (unsigned q = 0; r == 0 && q < v->mmio.dev.ops->num_queues;
+		     q++) {
+			v->notify[q] = (struct vm_vdev_notify){v, q};
 			r = event_loop_add(&vm->events, v->mmio.notify_fd[q],
 					   EPOLLIN, vdev_notify, &v->notify[q]);
 		}
@@ -961,9 +972,10 @@ static int setup_memory(struct kiln_vm *vm, uint64_t bytes)
 	int r = guest_mem_map(&vm->mem, bytes);
 
 	if (r < 0)
-		return kiln_errorf(&vm->log, r,
-				   "cannot reserve %llu MiB of guest memory: %s",
-				   (unsigned long long)(bytes >> 20), strerror(-r));
+		return kiln_errorf(
+			&vm->log, r,
+			"cannot reserve %llu MiB of guest memory: %s",
+			(unsigned long long)(bytes >> 20), strerror(-r));
 	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
 		const struct guest_mem_region *g = &vm->mem.regions[i];
 
@@ -978,7 +990,7 @@ static int setup_memory(struct kiln_vm *vm, uint64_t bytes)
 static int load_guest(struct kiln_vm *vm, const struct kiln_config *cfg,
 		      struct x86_entry *entry)
 {
-	struct mapped_file kernel, initrd = { 0 };
+	struct mapped_file kernel, initrd = {0};
 	struct x86_kernel k;
 	int r;
 
@@ -1019,16 +1031,17 @@ static int setup_vcpus(struct kiln_vm *vm, const struct x86_entry *entry)
 		v->vm = vm;
 		r = kvm_vcpu_create(&vm->kvm, vm->vm_fd, i, &v->kvm, &vm->log);
 		if (r == 0)
-			r = x86_vcpu_init(v->kvm.fd, cpuid, i, vm->ncpus, &vm->log);
+			r = x86_vcpu_init(v->kvm.fd, cpuid, i, vm->ncpus,
+					  &vm->log);
 	}
 	free(cpuid);
 	if (r == 0)
-		r = x86_vcpu_set_boot_regs(vm->vcpus[0].kvm.fd, entry, &vm->log);
+		r = x86_vcpu_set_boot_regs(vm->vcpus[0].kvm.fd, entry,
+					   &vm->log);
 	return r;
 }
 
-KILN_API int kiln_vm_create(const struct kiln_config *cfg,
-			    struct kiln_vm **out)
+KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 {
 	struct kiln_vm *vm;
 	struct x86_entry entry;
@@ -1072,8 +1085,8 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg,
 	r = setup_devices(vm);
 	if (r < 0)
 		goto fail;
-	r = kvm_system_open(&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm",
-			    &vm->log);
+	r = kvm_system_open(
+		&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm", &vm->log);
 	if (r < 0)
 		goto fail;
 	if (kiln_host_limitation())
@@ -1127,8 +1140,8 @@ KILN_API int kiln_vm_start(struct kiln_vm *vm)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (unsigned i = 0; i < vm->ncpus && r == 0; i++) {
-		r = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread_main,
-				    &vm->vcpus[i]);
+		r = -pthread_create(&vm->vcpus[i].thread, NULL,
+				    vcpu_thread_main, &vm->vcpus[i]);
 		vm->vcpus[i].started = r == 0;
 	}
 	if (r == 0)
@@ -1146,8 +1159,8 @@ KILN_API int kiln_vm_start(struct kiln_vm *vm)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	vm->running = true;
 	if (r < 0) {
-		vm_finish(vm, KILN_OUTCOME_VMM_ERROR, "cannot start threads: %s",
-			  strerror(-r));
+		vm_finish(vm, KILN_OUTCOME_VMM_ERROR,
+			  "cannot start threads: %s", strerror(-r));
 		return kiln_errorf(&vm->log, r, "cannot start VM threads: %s",
 				   strerror(-r));
 	}
@@ -1176,9 +1189,8 @@ KILN_API int kiln_vm_wait(struct kiln_vm *vm, int timeout_ms,
 	}
 	pthread_mutex_unlock(&vm->lock);
 	if (timed_out)
-		vm_finish(vm, KILN_OUTCOME_TIMEOUT,
-			  "timed out after %d.%03d s", timeout_ms / 1000,
-			  timeout_ms % 1000);
+		vm_finish(vm, KILN_OUTCOME_TIMEOUT, "timed out after %d.%03d s",
+			  timeout_ms / 1000, timeout_ms % 1000);
 	if (info) {
 		pthread_mutex_lock(&vm->lock);
 		*info = vm->exit;
@@ -1202,7 +1214,8 @@ KILN_API long kiln_vm_console_write(struct kiln_vm *vm, const void *buf,
 		done += n;
 		if (!n) {
 			pthread_mutex_lock(&vm->lock);
-			while (!atomic_load(&vm->stopping) && console_room(vm) == 0)
+			while (!atomic_load(&vm->stopping) &&
+			       console_room(vm) == 0)
 				wait_console_room(vm);
 			pthread_mutex_unlock(&vm->lock);
 		}
@@ -1234,7 +1247,8 @@ KILN_API int kiln_vm_console_wait_for(struct kiln_vm *vm, const char *pattern,
 				if (!*output)
 					r = -ENOMEM;
 			}
-			memmove(vm->cap, vm->cap + take, vm->cap_len - take + 1);
+			memmove(vm->cap, vm->cap + take,
+				vm->cap_len - take + 1);
 			vm->cap_len -= take;
 			break;
 		}
@@ -1329,4 +1343,15 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 	free(vm->cmdline);
 	free(vm->cap);
 	free(vm);
+}
+
+KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm)
+{
+	struct kiln_vm *v = (struct kiln_vm *)vm; /* the lock is not state */
+	enum kiln_outcome o;
+
+	pthread_mutex_lock(&v->lock);
+	o = v->exit.outcome;
+	pthread_mutex_unlock(&v->lock);
+	return o;
 }

@@ -141,10 +141,10 @@ static void on_output(void *opaque, int stream, const void *data, size_t len)
 		usleep(c->slow_us);
 }
 
-static void opts_for(struct kiln_agent_exec_opts *o, const char *const *argv,
+static void opts_for(struct kiln_exec_opts *o, const char *const *argv,
 		     struct capture *cap)
 {
-	kiln_agent_exec_opts_init(o);
+	kiln_exec_opts_init(o);
 	o->argv = argv;
 	o->on_output = on_output;
 	o->opaque = cap;
@@ -153,9 +153,9 @@ static void opts_for(struct kiln_agent_exec_opts *o, const char *const *argv,
 
 /* Runs argv on the main connection; -errno on a transport failure. */
 static int run(const char *const *argv, struct capture *cap,
-	       struct kiln_agent_result *res)
+	       struct kiln_exec_result *res)
 {
-	struct kiln_agent_exec_opts o;
+	struct kiln_exec_opts o;
 
 	opts_for(&o, argv, cap);
 	return kiln_agent_run(conn, &o, WAIT_MS, res);
@@ -310,7 +310,7 @@ static int start_agent(const char *bin, bool pid1)
 
 static void check_status(const char *name, const char *const *argv, int want)
 {
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture cap;
 	int err = run(argv, &cap, &res);
 
@@ -349,7 +349,7 @@ static void test_statuses(void)
 static void test_big_stdout(void)
 {
 	const char *name = "10 MiB of stdout byte-exact (FNV-1a)";
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture *cap = malloc(sizeof(*cap));
 	char path[300];
 	const char *argv[] = {"cat", path, NULL};
@@ -397,10 +397,10 @@ static long agent_hwm_kib(void)
 static void test_slow_reader(void)
 {
 	const char *name = "slow reader: 32 MiB stdout, agent memory bounded";
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture *cap = malloc(sizeof(*cap));
 	const char *argv[] = {"sh", "-c", "head -c 33554432 /dev/zero", NULL};
-	struct kiln_agent_exec_opts o;
+	struct kiln_exec_opts o;
 	long before = agent_hwm_kib(), after;
 	int err;
 
@@ -425,7 +425,7 @@ static void test_streams(void)
 	const char *name = "stdout and stderr kept apart";
 	const char *argv[] = {"sh", "-c", "echo out; echo err >&2; echo out2",
 			      NULL};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture cap;
 	int err = run(argv, &cap, &res);
 
@@ -443,8 +443,8 @@ static void test_stdin(void)
 	const char *name = "stdin piped: 1 MiB + 7 into wc -c";
 	const char *argv[] = {"wc", "-c", NULL};
 	static uint8_t data[(1u << 20) + 7];
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e = NULL;
 	struct capture cap;
 	int err;
@@ -470,8 +470,8 @@ static void test_stdin_fd(void)
 {
 	const char *name = "stdin from an fd: 3 MiB through cat byte-exact";
 	const char *argv[] = {"cat", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture *cap = malloc(sizeof(*cap));
 	char path[300];
 	uint64_t h;
@@ -503,8 +503,8 @@ static void test_env_cwd(void)
 	const char *argv[] = {"sh", "-c", "echo \"$KILN_X:$KILN_Y:$(pwd)\"",
 			      NULL};
 	const char *env[] = {"KILN_X=hello world", "KILN_Y=", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture cap;
 	char want[400];
 	int err;
@@ -536,8 +536,8 @@ static void test_timeout(void)
 {
 	const char *name = "timeout: sleep 10 with timeout 300 ms -> 124";
 	const char *argv[] = {"sh", "-c", "sleep 10; echo not killed", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture cap;
 	double t = now_s();
 	int err;
@@ -556,8 +556,8 @@ static void test_signal(void)
 {
 	const char *name = "SIGTERM to the process group -> 143";
 	const char *argv[] = {"sleep", "10", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	struct capture cap;
 	int err;
@@ -591,8 +591,8 @@ static void test_concurrent(void)
 	char envs[N][32];
 	const char *env[N][2];
 	const char *argv[] = {"sh", "-c", "sleep 0.5; echo \"n=$N\"", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	double t = now_s();
 	int bad = 0;
 
@@ -630,8 +630,8 @@ static void test_several_connections(void)
 	const char *name = "several connections at once";
 	struct kiln_agent *a[4];
 	const char *argv[] = {"sh", "-c", "echo hi", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture cap;
 	int bad = 0;
 
@@ -742,8 +742,8 @@ static void test_pty(void)
 	const char *argv[] = {"sh", "-c",
 			      "test -t 0 && test -t 1 && echo tty; stty size",
 			      NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture cap;
 	int err;
 
@@ -770,8 +770,8 @@ static void test_pty_stdin(void)
 	const char *name = "pty: stdin, resize, then EOF";
 	const char *argv[] = {"sh", "-c", "read x; stty size; cat; exit 7",
 			      NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e = NULL;
 	struct capture cap;
 	int err;
@@ -806,7 +806,7 @@ static void test_background_holder(void)
 	const char *name = "a background process keeping stdout open does not "
 			   "hold up EXIT";
 	const char *argv[] = {"sh", "-c", "sleep 5 & echo started", NULL};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture cap;
 	double t = now_s();
 	int err = run(argv, &cap, &res);
@@ -824,8 +824,8 @@ static void test_ids(void)
 {
 	const char *name = "uid and gid";
 	const char *argv[] = {"sh", "-c", "echo $(id -u):$(id -g)", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture cap;
 	int err;
 
@@ -850,8 +850,8 @@ static void test_disconnect_kills(void)
 	const char *name = "closing a connection kills its execs";
 	const char *argv[] = {"sleep", "30", NULL};
 	struct kiln_agent *a = new_conn();
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	struct capture cap;
 	long pid = 0;
@@ -881,8 +881,8 @@ static void test_session_limit(void)
 	const char *argv[] = {"sleep", "30", NULL};
 	struct kiln_agent *a = new_conn();
 	struct kiln_agent_exec *e[KILN_AGENT_MAX_SESSIONS + 1] = {0};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct capture cap;
 	int err;
 
@@ -991,8 +991,8 @@ static void hostile_stdin_overrun(void)
 static void test_hostile_clients(void)
 {
 	const char *argv[] = {"sh", "-c", "sleep 0.5; echo alive", NULL};
-	struct kiln_agent_exec_opts o;
-	struct kiln_agent_result res;
+	struct kiln_exec_opts o;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	struct capture cap;
 	uint8_t f[64];
@@ -1042,7 +1042,7 @@ static void test_pid1(void)
 			       NULL};
 	const char *orphan[] = {"sh", "-c", "sleep 0.2 & exit 0", NULL};
 	const char *states[] = {"sh", "-c", "cat /proc/[0-9]*/stat", NULL};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture cap;
 	char host[64], t1[64], t2[64];
 	unsigned flags = 0;
@@ -1110,7 +1110,7 @@ static void bench(void)
 	const char *env_n = getenv("AGENT_BENCH_N");
 	int n = env_n ? atoi(env_n) : 200, per;
 	double agent[ROUNDS], sh[ROUNDS], t;
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct capture cap;
 	char cmd[300];
 	int bad = 0;

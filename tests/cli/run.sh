@@ -24,7 +24,7 @@ check() {
 }
 
 check "no command" 2 "missing command" --
-check "help" 0 "Usage: kiln boot" -- --help
+check "help" 0 "Usage: kiln run" -- --help
 check "boot --help" 0 "--console-log" -- boot --help
 check "version" 0 "^kiln [0-9]+\.[0-9]+\.[0-9]+" -- --version
 check "unknown command" 2 "unknown command 'frobnicate'" -- frobnicate

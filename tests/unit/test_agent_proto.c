@@ -656,10 +656,10 @@ static struct kiln_agent_exec *
 start_true(struct fake *f, struct out_capture *cap, int stdin_pipe)
 {
 	static const char *argv[] = {"true", NULL};
-	struct kiln_agent_exec_opts o;
+	struct kiln_exec_opts o;
 	struct kiln_agent_exec *e;
 
-	kiln_agent_exec_opts_init(&o);
+	kiln_exec_opts_init(&o);
 	o.argv = argv;
 	o.on_output = on_output;
 	o.opaque = cap;
@@ -671,7 +671,7 @@ start_true(struct fake *f, struct out_capture *cap, int stdin_pipe)
 static void test_client_exec_ok(void **state)
 {
 	struct out_capture cap = {0};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	struct fake f;
 	static struct kiln_agent_exec_vec vec;
@@ -719,7 +719,7 @@ static void test_client_exec_ok(void **state)
 static void test_client_wait_timeout(void **state)
 {
 	struct out_capture cap = {0};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	struct fake f;
 
@@ -739,7 +739,7 @@ static void test_client_wait_timeout(void **state)
 static void expect_proto(void (*misdeed)(int fd), int stdin_pipe)
 {
 	struct out_capture cap = {0};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	struct fake f;
 
@@ -824,7 +824,7 @@ static void test_client_hostile_agent(void **state)
 	/* a frame after EXIT: the exec ended fine, the connection did not */
 	{
 		struct out_capture cap = {0};
-		struct kiln_agent_result res;
+		struct kiln_exec_result res;
 		struct kiln_agent_exec *e, *e2;
 		struct fake f;
 
@@ -843,7 +843,7 @@ static void test_client_hostile_agent(void **state)
 static void test_client_stdin_credit(void **state)
 {
 	struct out_capture cap = {0};
-	struct kiln_agent_result res;
+	struct kiln_exec_result res;
 	struct kiln_agent_exec *e;
 	static uint8_t data[100000];
 	struct fake f;

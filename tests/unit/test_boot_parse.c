@@ -519,9 +519,9 @@ static void test_elf_phdrs_past_eof(void **state)
 	/* The image ends in the middle of the program header table. */
 	assert_int_equal(parse(e->img, ELF_PHOFF + 2 * entsize, &k), -EINVAL);
 	assert_msg("program headers past");
-	assert_int_equal(parse(e->img, ELF_PHOFF + ELF_NR_PHDRS * entsize - 1,
-			       &k),
-			 -EINVAL);
+	assert_int_equal(
+		parse(e->img, ELF_PHOFF + ELF_NR_PHDRS * entsize - 1, &k),
+		-EINVAL);
 	if (e->is64) {
 		size_t phoff = offsetof(Elf64_Ehdr, e_phoff);
 
@@ -678,7 +678,8 @@ static void test_elf_overlap(void **state)
 	set_ph(e, 1, PT_LOAD, ELF_DATA_OFF, ELF_TEXT_PADDR + ELF_TEXT_SIZE,
 	       ELF_DATA_FILESZ, ELF_DATA_MEMSZ);
 	assert_int_equal(parse(e->img, e->size, &k), 0);
-	assert_int_equal(k.end, ELF_TEXT_PADDR + ELF_TEXT_SIZE + ELF_DATA_MEMSZ);
+	assert_int_equal(k.end,
+			 ELF_TEXT_PADDR + ELF_TEXT_SIZE + ELF_DATA_MEMSZ);
 }
 
 static void test_elf_empty_segment_ignored(void **state)
@@ -863,9 +864,9 @@ static void test_parse_without_log(void **state)
 }
 
 #define BZ_TEST(f) cmocka_unit_test_setup_teardown(f, bz_setup, bz_teardown)
-#define ELF64_TEST(f) \
+#define ELF64_TEST(f)                                                          \
 	cmocka_unit_test_setup_teardown(f, elf64_setup, elf_teardown)
-#define ELF32_TEST(f) \
+#define ELF32_TEST(f)                                                          \
 	cmocka_unit_test_setup_teardown(f, elf32_setup, elf_teardown)
 #define ELF_TESTS(f) ELF64_TEST(f), ELF32_TEST(f)
 
@@ -913,8 +914,8 @@ int main(void)
 		ELF_TESTS(test_elf_malformed_note),
 		ELF_TESTS(test_elf_note_segment_truncated),
 		ELF_TESTS(test_elf_entry_outside),
-		cmocka_unit_test_setup_teardown(test_elf_desc8_entry,
-						elf64_desc8_setup, elf_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_elf_desc8_entry, elf64_desc8_setup, elf_teardown),
 		ELF64_TEST(test_elf_is_not_bz),
 	};
 

@@ -18,8 +18,8 @@
 #include "arch/x86/layout.h"
 #include "boot_images.h"
 
-#define MIB (1024ull * 1024ull)
-#define GIB (1024ull * MIB)
+#define MIB	 (1024ull * 1024ull)
+#define GIB	 (1024ull * MIB)
 #define RAM_SIZE (64 * MIB)
 
 struct fixture {
@@ -64,8 +64,8 @@ static int teardown_ram(void **state)
 
 /* --- e820 --- */
 
-static void check_e820(const struct e820_entry *e, uint64_t addr,
-		       uint64_t size, uint32_t type)
+static void check_e820(const struct e820_entry *e, uint64_t addr, uint64_t size,
+		       uint32_t type)
 {
 	assert_int_equal(e->addr, addr);
 	assert_int_equal(e->size, size);
@@ -292,7 +292,7 @@ static void check_mptable(const struct fixture *f, unsigned ncpus)
 	while (e < end) {
 		entries++;
 		switch (e[0]) {
-		case 0: /* processor */
+		case 0:				      /* processor */
 			assert_int_equal(e[1], cpus); /* APIC id */
 			assert_true(e[3] & 0x01);     /* enabled */
 			assert_int_equal(!!(e[3] & 0x02), cpus == 0); /* BSP */
@@ -320,15 +320,14 @@ static void check_mptable(const struct fixture *f, unsigned ncpus)
 			irqs++;
 			e += 8;
 			break;
-		case 4: /* local interrupt */
-			assert_int_equal(e[6], 0xFF); /* all CPUs */
+		case 4:				       /* local interrupt */
+			assert_int_equal(e[6], 0xFF);  /* all CPUs */
 			assert_int_equal(e[7], lints); /* LINT0, LINT1 */
 			assert_int_equal(e[1], lints == 0 ? 3 : 1);
 			lints++;
 			e += 8;
 			break;
-		default:
-			fail_msg("unknown MP entry type %u", e[0]);
+		default: fail_msg("unknown MP entry type %u", e[0]);
 		}
 	}
 	assert_ptr_equal(e, end);
@@ -397,7 +396,7 @@ static void test_mptable_errors(void **state)
 
 /* --- x86_setup_boot: bzImage --- */
 
-#define CMDLINE "console=ttyS0 reboot=k panic=-1 quiet"
+#define CMDLINE	    "console=ttyS0 reboot=k panic=-1 quiet"
 #define INITRD_SIZE 10000u
 
 static uint8_t *make_initrd(uint64_t size)
@@ -410,9 +409,8 @@ static uint8_t *make_initrd(uint64_t size)
 	return p;
 }
 
-static void check_initrd(const struct fixture *f, uint64_t addr,
-			 uint64_t size, uint64_t kernel_end,
-			 uint64_t initrd_addr_max)
+static void check_initrd(const struct fixture *f, uint64_t addr, uint64_t size,
+			 uint64_t kernel_end, uint64_t initrd_addr_max)
 {
 	uint8_t *expect = make_initrd(size);
 	uint64_t limit = f->m.regions[0].size;
@@ -456,7 +454,7 @@ static int boot_kernel(struct fixture *f, struct boot *b, uint64_t initrd_size,
 static void test_setup_bzimage(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	struct e820_entry e820[E820_MAX_ENTRIES];
 	const uint8_t *zp = f->ram + X86_ZERO_PAGE_ADDR;
 	uint64_t initrd_addr;
@@ -496,8 +494,8 @@ static void test_setup_bzimage(void **state)
 		      (uint64_t)get32(zp + ZP_EXT_RAMDISK_IMAGE) << 32;
 	assert_int_equal(get32(zp + HDR_RAMDISK_SIZE), INITRD_SIZE);
 	assert_int_equal(get32(zp + ZP_EXT_RAMDISK_SIZE), 0);
-	check_initrd(f, initrd_addr, INITRD_SIZE, X86_HIMEM_START + BZ_INIT_SIZE,
-		     BZ_INITRD_MAX);
+	check_initrd(f, initrd_addr, INITRD_SIZE,
+		     X86_HIMEM_START + BZ_INIT_SIZE, BZ_INITRD_MAX);
 	assert_int_equal(initrd_addr, (RAM_SIZE - INITRD_SIZE) & ~4095ull);
 
 	/* e820 copied in. */
@@ -536,7 +534,7 @@ static void test_setup_bzimage(void **state)
 static void test_setup_bzimage_no_initrd(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	const uint8_t *zp = f->ram + X86_ZERO_PAGE_ADDR;
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
@@ -555,7 +553,7 @@ static void test_setup_bzimage_no_initrd(void **state)
 static void test_setup_bzimage_relocated(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
 	assert_non_null(b.img);
@@ -567,8 +565,7 @@ static void test_setup_bzimage_relocated(void **state)
 			    BZ_PAYLOAD);
 	/* Nothing at 1 MiB. */
 	assert_int_equal(f->ram[X86_HIMEM_START], 0);
-	check_initrd(f,
-		     get32(f->ram + X86_ZERO_PAGE_ADDR + HDR_RAMDISK_IMAGE),
+	check_initrd(f, get32(f->ram + X86_ZERO_PAGE_ADDR + HDR_RAMDISK_IMAGE),
 		     INITRD_SIZE, BZ_PREF + BZ_INIT_SIZE, BZ_INITRD_MAX);
 	free(b.img);
 }
@@ -576,7 +573,7 @@ static void test_setup_bzimage_relocated(void **state)
 static void test_setup_initrd_addr_max(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	uint64_t addr;
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
@@ -594,7 +591,7 @@ static void test_setup_initrd_addr_max(void **state)
 static void test_setup_initrd_fills_memory(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	uint64_t kend = X86_HIMEM_START + BZ_INIT_SIZE;
 	uint64_t size = RAM_SIZE - kend; /* page-aligned: fits exactly */
 	uint64_t addr;
@@ -614,7 +611,7 @@ static void test_setup_initrd_fills_memory(void **state)
 static void test_setup_initrd_too_big(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	uint64_t kend = X86_HIMEM_START + BZ_INIT_SIZE;
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
@@ -631,7 +628,7 @@ static void test_setup_initrd_too_big(void **state)
 static void test_setup_initrd_max_below_kernel(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
 	assert_non_null(b.img);
@@ -644,7 +641,7 @@ static void test_setup_initrd_max_below_kernel(void **state)
 static void test_setup_kernel_too_large(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
 	assert_non_null(b.img);
@@ -663,7 +660,7 @@ static void test_setup_kernel_too_large(void **state)
 static void test_setup_cmdline_too_long(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	char cmdline[64];
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
@@ -682,7 +679,7 @@ static void test_setup_cmdline_too_long(void **state)
 static void test_setup_cmdline_default_size(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	char cmdline[300];
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
@@ -699,7 +696,7 @@ static void test_setup_cmdline_default_size(void **state)
 static void test_setup_cmdline_max(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	char *cmdline = malloc(X86_CMDLINE_MAX + 1);
 
 	assert_non_null(cmdline);
@@ -726,7 +723,7 @@ static int setup_tiny(void **state)
 static void test_setup_memory_too_small(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
 	assert_non_null(b.img);
@@ -738,7 +735,7 @@ static void test_setup_memory_too_small(void **state)
 static void test_setup_bad_ncpus(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 
 	b.img = make_bzimage(BZ_PAYLOAD, &b.size);
 	assert_non_null(b.img);
@@ -751,7 +748,7 @@ static void test_setup_bad_ncpus(void **state)
 
 static void check_pvh(struct fixture *f, int is64, int with_initrd)
 {
-	struct boot b = { 0 };
+	struct boot b = {0};
 	struct e820_entry e820[E820_MAX_ENTRIES];
 	const uint8_t *si = f->ram + X86_PVH_START_INFO_ADDR;
 	const uint8_t *map = f->ram + X86_PVH_MEMMAP_ADDR;
@@ -840,7 +837,7 @@ static void test_setup_pvh_no_initrd(void **state)
 static void test_setup_pvh_cmdline_size(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 	char cmdline[2049];
 
 	b.img = make_pvh_elf(1, 0, &b.size);
@@ -856,7 +853,7 @@ static void test_setup_pvh_cmdline_size(void **state)
 static void test_setup_pvh_kernel_too_large(void **state)
 {
 	struct fixture *f = *state;
-	struct boot b = { 0 };
+	struct boot b = {0};
 
 	b.img = make_pvh_elf(1, 0, &b.size);
 	assert_non_null(b.img);

@@ -74,11 +74,11 @@ static char *cmdline(const struct kiln_config *cfg)
 	return s;
 }
 
-#define assert_cmdline(cfg, expect)                      \
-	do {                                             \
-		char *s_ = cmdline(cfg);                 \
-		assert_string_equal(s_, (expect));       \
-		free(s_);                                \
+#define assert_cmdline(cfg, expect)                                            \
+	do {                                                                   \
+		char *s_ = cmdline(cfg);                                       \
+		assert_string_equal(s_, (expect));                             \
+		free(s_);                                                      \
 	} while (0)
 
 static void test_version(void **state)
@@ -141,24 +141,22 @@ static void test_memory(void **state)
 	assert_int_equal(kiln_config_set_memory_mib(f->cfg, 0), -EINVAL);
 	assert_int_equal(f->cap.count, 1);
 	assert_non_null(strstr(f->cap.last, "memory size 0"));
-	assert_int_equal(kiln_config_set_memory_mib(f->cfg,
-						    KILN_MIN_MEMORY_MIB - 1),
-			 -EINVAL);
-	assert_int_equal(kiln_config_set_memory_mib(f->cfg,
-						    KILN_MAX_MEMORY_MIB + 1),
-			 -EINVAL);
+	assert_int_equal(
+		kiln_config_set_memory_mib(f->cfg, KILN_MIN_MEMORY_MIB - 1),
+		-EINVAL);
+	assert_int_equal(
+		kiln_config_set_memory_mib(f->cfg, KILN_MAX_MEMORY_MIB + 1),
+		-EINVAL);
 	assert_int_equal(kiln_config_set_memory_mib(f->cfg, UINT64_MAX),
 			 -EINVAL);
 	assert_int_equal(f->cap.count, 4);
 	assert_int_equal(f->cfg->memory_mib, 256);
 
-	assert_int_equal(kiln_config_set_memory_mib(f->cfg,
-						    KILN_MIN_MEMORY_MIB),
-			 0);
+	assert_int_equal(
+		kiln_config_set_memory_mib(f->cfg, KILN_MIN_MEMORY_MIB), 0);
 	assert_int_equal(f->cfg->memory_mib, KILN_MIN_MEMORY_MIB);
-	assert_int_equal(kiln_config_set_memory_mib(f->cfg,
-						    KILN_MAX_MEMORY_MIB),
-			 0);
+	assert_int_equal(
+		kiln_config_set_memory_mib(f->cfg, KILN_MAX_MEMORY_MIB), 0);
 	assert_int_equal(f->cfg->memory_mib, KILN_MAX_MEMORY_MIB);
 	assert_int_equal(f->cap.count, 4);
 }
@@ -206,8 +204,7 @@ static void test_cmdline_append(void **state)
 
 	assert_int_equal(kiln_config_append_cmdline(f->cfg, "quiet"), 0);
 	assert_cmdline(f->cfg, "console=ttyS0 reboot=k panic=-1 quiet");
-	assert_int_equal(kiln_config_append_cmdline(f->cfg, "init=/bin/sh"),
-			 0);
+	assert_int_equal(kiln_config_append_cmdline(f->cfg, "init=/bin/sh"), 0);
 	assert_cmdline(f->cfg,
 		       "console=ttyS0 reboot=k panic=-1 quiet init=/bin/sh");
 	/* Empty and NULL appends change nothing. */
@@ -316,15 +313,15 @@ static void test_outcome_names(void **state)
 		enum kiln_outcome o;
 		const char *name;
 	} names[] = {
-		{ KILN_OUTCOME_NONE, "none" },
-		{ KILN_OUTCOME_RESET, "reset" },
-		{ KILN_OUTCOME_HALT, "halt" },
-		{ KILN_OUTCOME_TRIPLE_FAULT, "triple-fault" },
-		{ KILN_OUTCOME_INTERNAL_ERROR, "internal-error" },
-		{ KILN_OUTCOME_DEBUG_EXIT, "debug-exit" },
-		{ KILN_OUTCOME_TIMEOUT, "timeout" },
-		{ KILN_OUTCOME_STOPPED, "stopped" },
-		{ KILN_OUTCOME_VMM_ERROR, "vmm-error" },
+		{KILN_OUTCOME_NONE, "none"},
+		{KILN_OUTCOME_RESET, "reset"},
+		{KILN_OUTCOME_HALT, "halt"},
+		{KILN_OUTCOME_TRIPLE_FAULT, "triple-fault"},
+		{KILN_OUTCOME_INTERNAL_ERROR, "internal-error"},
+		{KILN_OUTCOME_DEBUG_EXIT, "debug-exit"},
+		{KILN_OUTCOME_TIMEOUT, "timeout"},
+		{KILN_OUTCOME_STOPPED, "stopped"},
+		{KILN_OUTCOME_VMM_ERROR, "vmm-error"},
 	};
 
 	(void)state;
@@ -336,7 +333,7 @@ static void test_outcome_names(void **state)
 	/* Out of range: a string, never NULL. */
 	assert_string_equal(kiln_outcome_name((enum kiln_outcome)99),
 			    "unknown");
-	assert_string_equal(kiln_outcome_name((enum kiln_outcome)-1),
+	assert_string_equal(kiln_outcome_name((enum kiln_outcome) - 1),
 			    "unknown");
 }
 

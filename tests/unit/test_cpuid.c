@@ -15,36 +15,77 @@
 #include "arch/x86/cpu.h"
 
 #define HYPERVISOR (1u << 31)
-#define HTT (1u << 28)
+#define HTT	   (1u << 28)
 
 /* Leaves as a host might report them, with junk where kiln must write. */
 static const struct kvm_cpuid_entry2 template[] = {
-	{ .function = 0, .eax = 0x1F, .ebx = 0x756e6547 },
-	{ .function = 1, .eax = 0x000806F8, .ebx = 0xAB3F0800,
-	  .ecx = 0x7FFAF3BF, .edx = 0xBFEBFBFF },
-	{ .function = 4, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-	  .eax = 0xFC004121, .ebx = 0x02C0003F, .ecx = 0x3F },
-	{ .function = 4, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-	  .eax = 0xFC004122, .ebx = 0x01C0003F, .ecx = 0x3F },
-	{ .function = 4, .index = 3, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-	  .eax = 0xFC03C163, .ebx = 0x03C0003F, .ecx = 0xBFFF },
-	{ .function = 7, .ebx = 0x12345678, .ecx = 0x9ABCDEF0 },
-	{ .function = 0xA, .eax = 0x07300805, .ebx = 0x1, .ecx = 0x2,
-	  .edx = 0x8603 },
-	{ .function = 0xB, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-	  .eax = 1, .ebx = 2, .ecx = 0x100, .edx = 0x55 },
-	{ .function = 0xB, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-	  .eax = 7, .ebx = 112, .ecx = 0x201, .edx = 0x55 },
-	{ .function = 0xB, .index = 2, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-	  .eax = 9, .ebx = 9, .ecx = 0x302, .edx = 0x55 },
-	{ .function = 0x1F, .index = 0,
-	  .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1, .ebx = 2,
-	  .ecx = 0x100, .edx = 0x55 },
-	{ .function = 0x1F, .index = 1,
-	  .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 7, .ebx = 112,
-	  .ecx = 0x201, .edx = 0x55 },
-	{ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b },
-	{ .function = 0x80000001, .ecx = 0x121, .edx = 0x2C100800 },
+	{.function = 0, .eax = 0x1F, .ebx = 0x756e6547},
+	{.function = 1,
+	 .eax = 0x000806F8,
+	 .ebx = 0xAB3F0800,
+	 .ecx = 0x7FFAF3BF,
+	 .edx = 0xBFEBFBFF},
+	{.function = 4,
+	 .index = 0,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 0xFC004121,
+	 .ebx = 0x02C0003F,
+	 .ecx = 0x3F},
+	{.function = 4,
+	 .index = 1,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 0xFC004122,
+	 .ebx = 0x01C0003F,
+	 .ecx = 0x3F},
+	{.function = 4,
+	 .index = 3,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 0xFC03C163,
+	 .ebx = 0x03C0003F,
+	 .ecx = 0xBFFF},
+	{.function = 7, .ebx = 0x12345678, .ecx = 0x9ABCDEF0},
+	{.function = 0xA,
+	 .eax = 0x07300805,
+	 .ebx = 0x1,
+	 .ecx = 0x2,
+	 .edx = 0x8603},
+	{.function = 0xB,
+	 .index = 0,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 1,
+	 .ebx = 2,
+	 .ecx = 0x100,
+	 .edx = 0x55},
+	{.function = 0xB,
+	 .index = 1,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 7,
+	 .ebx = 112,
+	 .ecx = 0x201,
+	 .edx = 0x55},
+	{.function = 0xB,
+	 .index = 2,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 9,
+	 .ebx = 9,
+	 .ecx = 0x302,
+	 .edx = 0x55},
+	{.function = 0x1F,
+	 .index = 0,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 1,
+	 .ebx = 2,
+	 .ecx = 0x100,
+	 .edx = 0x55},
+	{.function = 0x1F,
+	 .index = 1,
+	 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+	 .eax = 7,
+	 .ebx = 112,
+	 .ecx = 0x201,
+	 .edx = 0x55},
+	{.function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b},
+	{.function = 0x80000001, .ecx = 0x121, .edx = 0x2C100800},
 };
 #define NENT (sizeof(template) / sizeof(template[0]))
 
@@ -63,7 +104,8 @@ static const struct kvm_cpuid_entry2 *leaf(const struct kvm_cpuid2 *c,
 					   uint32_t fn, uint32_t index)
 {
 	for (unsigned i = 0; i < c->nent; i++)
-		if (c->entries[i].function == fn && c->entries[i].index == index)
+		if (c->entries[i].function == fn &&
+		    c->entries[i].index == index)
 			return &c->entries[i];
 	fail_msg("leaf 0x%x.%u missing", fn, index);
 	return NULL;
@@ -89,7 +131,7 @@ static struct kvm_cpuid2 *adjusted(unsigned index, unsigned ncpus)
 static void test_leaf1_apic_id(void **state)
 {
 	static const unsigned cases[][2] = {
-		{ 0, 1 }, { 0, 2 }, { 1, 2 }, { 5, 8 }, { 63, 64 },
+		{0, 1}, {0, 2}, {1, 2}, {5, 8}, {63, 64},
 	};
 
 	(void)state;
@@ -136,7 +178,7 @@ static void test_leaf1_hypervisor_htt(void **state)
 
 static void test_leaf4_cores(void **state)
 {
-	static const unsigned subleaves[] = { 0, 1, 3 };
+	static const unsigned subleaves[] = {0, 1, 3};
 
 	(void)state;
 	for (unsigned n = 1; n <= 64; n *= 2) {
@@ -199,8 +241,8 @@ static void test_leaf_b_topology(void **state)
 {
 	static const unsigned cases[][3] = {
 		/* index, ncpus, bits */
-		{ 0, 1, 0 }, { 1, 2, 1 }, { 2, 3, 2 }, { 3, 4, 2 },
-		{ 4, 5, 3 }, { 7, 8, 3 }, { 40, 63, 6 }, { 63, 64, 6 },
+		{0, 1, 0}, {1, 2, 1}, {2, 3, 2},   {3, 4, 2},
+		{4, 5, 3}, {7, 8, 3}, {40, 63, 6}, {63, 64, 6},
 	};
 
 	(void)state;
@@ -225,7 +267,7 @@ static void test_leaf_b_topology(void **state)
 static void test_other_leaves_untouched(void **state)
 {
 	struct kvm_cpuid2 *c = adjusted(3, 4);
-	static const uint32_t fns[] = { 0, 7, 0x40000000, 0x80000001 };
+	static const uint32_t fns[] = {0, 7, 0x40000000, 0x80000001};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)

@@ -93,7 +93,7 @@ static void test_bus_full(void **state)
 static void test_bus_dispatch(void **state)
 {
 	struct bus b;
-	struct access_log a = { .fill = 0x11 }, c = { .fill = 0x22 };
+	struct access_log a = {.fill = 0x11}, c = {.fill = 0x22};
 	uint8_t data[8];
 
 	(void)state;
@@ -127,7 +127,7 @@ static void test_bus_dispatch(void **state)
 static void test_bus_unassigned(void **state)
 {
 	struct bus b;
-	struct access_log a = { .fill = 0x11 };
+	struct access_log a = {.fill = 0x11};
 	uint8_t data[8];
 
 	(void)state;
@@ -273,7 +273,7 @@ static void test_uart_output(void **state)
 static void test_uart_rx(void **state)
 {
 	struct uart *u = *state;
-	const uint8_t in[3] = { 'a', 'b', 'c' };
+	const uint8_t in[3] = {'a', 'b', 'c'};
 
 	assert_int_equal(rd(u, LSR) & 0x01, 0);
 	assert_int_equal(serial8250_rx_room(&u->s), SERIAL8250_FIFO_SIZE);
@@ -341,10 +341,10 @@ static void test_uart_fifo_full(void **state)
 
 static void test_uart_fifo_full_null_rx_space(void **state)
 {
-	static const struct serial8250_ops ops = { .output = obs_output,
-						   .set_irq = obs_set_irq };
+	static const struct serial8250_ops ops = {.output = obs_output,
+						  .set_irq = obs_set_irq};
 	struct uart *u = *state;
-	uint8_t in[SERIAL8250_FIFO_SIZE] = { 0 };
+	uint8_t in[SERIAL8250_FIFO_SIZE] = {0};
 
 	/* rx_space may be NULL. */
 	serial8250_destroy(&u->s);
@@ -358,7 +358,7 @@ static void test_uart_fifo_full_null_rx_space(void **state)
 static void test_uart_fifo_clear(void **state)
 {
 	struct uart *u = *state;
-	uint8_t in[4] = { 1, 2, 3, 4 };
+	uint8_t in[4] = {1, 2, 3, 4};
 
 	assert_int_equal(serial8250_push_input(&u->s, in, 4), 4);
 	/* FCR: enable FIFO + clear receiver. */
@@ -375,7 +375,7 @@ static void test_uart_fifo_clear(void **state)
 static void test_uart_fifo_clear_from_full_notifies(void **state)
 {
 	struct uart *u = *state;
-	uint8_t in[SERIAL8250_FIFO_SIZE] = { 0 };
+	uint8_t in[SERIAL8250_FIFO_SIZE] = {0};
 
 	assert_int_equal(serial8250_push_input(&u->s, in, sizeof(in)),
 			 SERIAL8250_FIFO_SIZE);
@@ -430,7 +430,7 @@ static void test_uart_thri(void **state)
 static void test_uart_rdi(void **state)
 {
 	struct uart *u = *state;
-	const uint8_t in[2] = { 'q', 'r' };
+	const uint8_t in[2] = {'q', 'r'};
 
 	/* Data without RDI enabled: no interrupt. */
 	assert_int_equal(serial8250_push_input(&u->s, in, 1), 1);
@@ -453,7 +453,7 @@ static void test_uart_rdi(void **state)
 static void test_uart_iir_priority(void **state)
 {
 	struct uart *u = *state;
-	const uint8_t in[1] = { 'z' };
+	const uint8_t in[1] = {'z'};
 
 	wr(u, IER, 0x03); /* RDI | THRI */
 	assert_int_equal(serial8250_push_input(&u->s, in, 1), 1);
@@ -526,7 +526,7 @@ static void test_uart_scratch(void **state)
 static void test_uart_dlab(void **state)
 {
 	struct uart *u = *state;
-	const uint8_t in[1] = { 'd' };
+	const uint8_t in[1] = {'d'};
 
 	/* Reset divisor: 12 (9600 baud). */
 	wr(u, LCR, 0x83);
@@ -574,7 +574,7 @@ static void test_uart_readonly_regs(void **state)
 static void test_uart_wide_access(void **state)
 {
 	struct uart *u = *state;
-	uint8_t data[4] = { 0 };
+	uint8_t data[4] = {0};
 
 	/* A 4-byte read returns the register in byte 0, ones above. */
 	serial8250_access(&u->s, LSR, data, 4, false);
@@ -629,8 +629,8 @@ static void on_request(void *opaque, enum legacy_request req, int code)
 
 static void test_i8042(void **state)
 {
-	struct requests r = { 0 };
-	struct legacy_devices l = { on_request, &r };
+	struct requests r = {0};
+	struct legacy_devices l = {on_request, &r};
 	uint8_t v;
 
 	(void)state;
@@ -658,8 +658,8 @@ static void test_i8042(void **state)
 
 static void test_i8042_on_bus(void **state)
 {
-	struct requests r = { 0 };
-	struct legacy_devices l = { on_request, &r };
+	struct requests r = {0};
+	struct legacy_devices l = {on_request, &r};
 	struct bus b;
 	uint8_t v = 0xFE;
 
@@ -676,8 +676,8 @@ static void test_i8042_on_bus(void **state)
 
 static void test_reset_control(void **state)
 {
-	struct requests r = { 0 };
-	struct legacy_devices l = { on_request, &r };
+	struct requests r = {0};
+	struct legacy_devices l = {on_request, &r};
 	uint8_t v;
 
 	(void)state;
@@ -702,8 +702,8 @@ static void test_reset_control(void **state)
 
 static void test_debug_exit(void **state)
 {
-	struct requests r = { 0 };
-	struct legacy_devices l = { on_request, &r };
+	struct requests r = {0};
+	struct legacy_devices l = {on_request, &r};
 	uint8_t v[4];
 
 	(void)state;
@@ -725,7 +725,7 @@ static void test_debug_exit(void **state)
 	assert_int_equal(r.code, 255);
 }
 
-#define UART_TEST(f) \
+#define UART_TEST(f)                                                           \
 	cmocka_unit_test_setup_teardown(f, uart_setup, uart_teardown)
 
 int main(void)

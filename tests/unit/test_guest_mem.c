@@ -15,8 +15,8 @@
 
 #include "mem/guest_mem.h"
 
-#define MIB (1024ull * 1024ull)
-#define GIB (1024ull * MIB)
+#define MIB	  (1024ull * 1024ull)
+#define GIB	  (1024ull * MIB)
 #define SMALL_RAM (2 * MIB)
 
 /* Offset of p from base, for pointers that may lie outside any object (the
@@ -109,7 +109,8 @@ static void test_ptr_small(void **state)
 	assert_ptr_equal(guest_mem_ptr(m, 0, SMALL_RAM), ram);
 	assert_ptr_equal(guest_mem_ptr(m, 0, 0), ram);
 	assert_ptr_equal(guest_mem_ptr(m, 4096, 100), ram + 4096);
-	assert_ptr_equal(guest_mem_ptr(m, SMALL_RAM - 1, 1), ram + SMALL_RAM - 1);
+	assert_ptr_equal(guest_mem_ptr(m, SMALL_RAM - 1, 1),
+			 ram + SMALL_RAM - 1);
 	/* len 0 at the end of RAM is allowed; anything past it is not. */
 	assert_ptr_equal(guest_mem_ptr(m, SMALL_RAM, 0), ram + SMALL_RAM);
 	assert_null(guest_mem_ptr(m, SMALL_RAM, 1));
@@ -178,10 +179,11 @@ static void test_read_write(void **state)
 {
 	struct guest_mem *m = *state;
 	uint8_t *ram = m->mapping;
-	const uint8_t pattern[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	const uint8_t pattern[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 	uint8_t out[8];
 
-	assert_int_equal(guest_mem_write(m, 0x1000, pattern, sizeof(pattern)), 0);
+	assert_int_equal(guest_mem_write(m, 0x1000, pattern, sizeof(pattern)),
+			 0);
 	assert_memory_equal(ram + 0x1000, pattern, sizeof(pattern));
 	memset(out, 0, sizeof(out));
 	assert_int_equal(guest_mem_read(m, 0x1000, out, sizeof(out)), 0);
@@ -199,7 +201,7 @@ static void test_read_write_efault(void **state)
 {
 	struct guest_mem *m = *state;
 	uint8_t *ram = m->mapping;
-	uint8_t buf[8] = { 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA };
+	uint8_t buf[8] = {0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA};
 	uint8_t out[8];
 
 	assert_int_equal(guest_mem_write(m, SMALL_RAM - 4, buf, 8), -EFAULT);
@@ -303,7 +305,8 @@ static void test_add_region_errors(void **state)
 	/* Overlaps, from either side, or contained, or containing. */
 	assert_int_equal(guest_mem_add_region(&m, 0x10000, 0x1000, buf),
 			 -EINVAL);
-	assert_int_equal(guest_mem_add_region(&m, 0xF000, 0x1001, buf), -EINVAL);
+	assert_int_equal(guest_mem_add_region(&m, 0xF000, 0x1001, buf),
+			 -EINVAL);
 	assert_int_equal(guest_mem_add_region(&m, 0x10FFF, 0x10, buf), -EINVAL);
 	assert_int_equal(guest_mem_add_region(&m, 0x10100, 0x10, buf), -EINVAL);
 	assert_int_equal(guest_mem_add_region(&m, 0, 0x100000, buf), -EINVAL);
@@ -311,9 +314,9 @@ static void test_add_region_errors(void **state)
 	assert_int_equal(m.size, 0x1000);
 	/* Fill the table: -ENOSPC. */
 	for (unsigned i = 1; i < GUEST_MEM_MAX_REGIONS; i++)
-		assert_int_equal(guest_mem_add_region(&m, 0x100000ull * i,
-						      0x1000, buf),
-				 0);
+		assert_int_equal(
+			guest_mem_add_region(&m, 0x100000ull * i, 0x1000, buf),
+			0);
 	assert_int_equal(guest_mem_add_region(&m, 0x10000000, 0x1000, buf),
 			 -ENOSPC);
 	assert_int_equal(m.nr_regions, GUEST_MEM_MAX_REGIONS);
@@ -328,9 +331,9 @@ static void test_add_region_in_hole(void **state)
 	(void)state;
 	/* A region in the MMIO hole of a fake 5 GiB layout (not adjacent). */
 	guest_mem_init(&m, buf, 5 * GIB);
-	assert_int_equal(guest_mem_add_region(&m, 3 * GIB + 0x1000,
-					      sizeof(mmio), mmio),
-			 0);
+	assert_int_equal(
+		guest_mem_add_region(&m, 3 * GIB + 0x1000, sizeof(mmio), mmio),
+		0);
 	assert_int_equal(m.nr_regions, 3);
 	assert_ptr_equal(guest_mem_ptr(&m, 3 * GIB + 0x1000, 4096), mmio);
 	assert_null(guest_mem_ptr(&m, 3 * GIB + 0x1000, 4097));

@@ -22,15 +22,15 @@
 #include "virtio/virtqueue.h"
 
 #define RAM_SIZE (1u << 20)
-#define DESC 0x1000u
-#define AVAIL 0x2000u
-#define USED 0x3000u
-#define BUF 0x10000u
-#define INDIR 0x20000u
-#define QSZ 8
+#define DESC	 0x1000u
+#define AVAIL	 0x2000u
+#define USED	 0x3000u
+#define BUF	 0x10000u
+#define INDIR	 0x20000u
+#define QSZ	 8
 
-#define F_NEXT VIRTQ_DESC_F_NEXT
-#define F_WRITE VIRTQ_DESC_F_WRITE
+#define F_NEXT	   VIRTQ_DESC_F_NEXT
+#define F_WRITE	   VIRTQ_DESC_F_WRITE
 #define F_INDIRECT VIRTQ_DESC_F_INDIRECT
 
 struct fx {
@@ -645,14 +645,20 @@ static void test_rings_not_in_ram(void **state)
 	avail_put(f, 0);
 	expect_broken(f);
 
-	f->q = (struct virtq){ .mem = &f->mem, .size = QSZ, .ready = true,
-			       .desc_gpa = DESC, .used_gpa = USED,
-			       .avail_gpa = RAM_SIZE - 8 };
+	f->q = (struct virtq){.mem = &f->mem,
+			      .size = QSZ,
+			      .ready = true,
+			      .desc_gpa = DESC,
+			      .used_gpa = USED,
+			      .avail_gpa = RAM_SIZE - 8};
 	expect_broken(f);
 
-	f->q = (struct virtq){ .mem = &f->mem, .size = QSZ, .ready = true,
-			       .desc_gpa = DESC, .avail_gpa = AVAIL,
-			       .used_gpa = GUEST_4GIB };
+	f->q = (struct virtq){.mem = &f->mem,
+			      .size = QSZ,
+			      .ready = true,
+			      .desc_gpa = DESC,
+			      .avail_gpa = AVAIL,
+			      .used_gpa = GUEST_4GIB};
 	assert_int_equal(virtq_push(&f->q, 0, 0), -EINVAL);
 	assert_true(f->q.broken);
 }
@@ -879,7 +885,7 @@ static void test_check_config(void **state)
 {
 	struct fx *f = *state;
 	struct virtq q = f->q;
-	static const uint16_t bad_sizes[] = { 0, 3, 6, 12, 100, 1023 };
+	static const uint16_t bad_sizes[] = {0, 3, 6, 12, 100, 1023};
 
 	assert_int_equal(virtq_check_config(&q, QSZ), 0);
 	q.size = 1;
@@ -1048,7 +1054,7 @@ static const struct virtio_transport_ops fake_transport = {
 	.needs_reset = ft_needs_reset,
 };
 
-static const struct kiln_log fake_log = { ft_log, NULL, KILN_LOG_DEBUG };
+static const struct kiln_log fake_log = {ft_log, NULL, KILN_LOG_DEBUG};
 
 static void dev_init(struct fx *f, struct virtio_dev *d)
 {
@@ -1072,8 +1078,8 @@ static void test_dev_features(void **state)
 	dev_init(f, &d);
 	assert_int_equal(virtio_dev_features(&d), all);
 	d.vqs[2].mem = NULL;
-	d.driver_features = 1ull << VIRTIO_F_VERSION_1 |
-			    1ull << VIRTIO_F_EVENT_IDX;
+	d.driver_features =
+		1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_EVENT_IDX;
 	virtio_dev_apply_features(&d);
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		assert_true(d.vqs[i].event_idx);
@@ -1169,7 +1175,7 @@ static void test_dev_reset(void **state)
 		assert_int_equal(d.vqs[i].size, 0);
 	}
 	/* Also without a device reset hook. */
-	static const struct virtio_dev_ops bare_ops = { .name = "bare" };
+	static const struct virtio_dev_ops bare_ops = {.name = "bare"};
 	d.ops = &bare_ops;
 	virtio_dev_reset(&d);
 	assert_int_equal(ft.dev_resets, 1);

@@ -17,39 +17,39 @@ static int is_pow2(uint64_t v)
 
 /* Offsets into the boot sector / zero page. */
 #define BP_EXT_RAMDISK_IMAGE 0x0C0
-#define BP_EXT_RAMDISK_SIZE 0x0C4
-#define BP_EXT_CMD_LINE_PTR 0x0C8
-#define BP_E820_ENTRIES 0x1E8
-#define BP_SETUP_SECTS 0x1F1
-#define BP_SYSSIZE 0x1F4
-#define BP_BOOT_FLAG 0x1FE
-#define BP_JUMP 0x200
-#define BP_HEADER 0x202
-#define BP_VERSION 0x206
-#define BP_TYPE_OF_LOADER 0x210
-#define BP_LOADFLAGS 0x211
-#define BP_CODE32_START 0x214
-#define BP_RAMDISK_IMAGE 0x218
-#define BP_RAMDISK_SIZE 0x21C
-#define BP_HEAP_END_PTR 0x224
-#define BP_CMD_LINE_PTR 0x228
-#define BP_INITRD_ADDR_MAX 0x22C
-#define BP_KERNEL_ALIGNMENT 0x230
-#define BP_RELOCATABLE 0x234
-#define BP_XLOADFLAGS 0x236
-#define BP_CMDLINE_SIZE 0x238
-#define BP_PREF_ADDRESS 0x258
-#define BP_INIT_SIZE 0x260
-#define BP_E820_TABLE 0x2D0
+#define BP_EXT_RAMDISK_SIZE  0x0C4
+#define BP_EXT_CMD_LINE_PTR  0x0C8
+#define BP_E820_ENTRIES	     0x1E8
+#define BP_SETUP_SECTS	     0x1F1
+#define BP_SYSSIZE	     0x1F4
+#define BP_BOOT_FLAG	     0x1FE
+#define BP_JUMP		     0x200
+#define BP_HEADER	     0x202
+#define BP_VERSION	     0x206
+#define BP_TYPE_OF_LOADER    0x210
+#define BP_LOADFLAGS	     0x211
+#define BP_CODE32_START	     0x214
+#define BP_RAMDISK_IMAGE     0x218
+#define BP_RAMDISK_SIZE	     0x21C
+#define BP_HEAP_END_PTR	     0x224
+#define BP_CMD_LINE_PTR	     0x228
+#define BP_INITRD_ADDR_MAX   0x22C
+#define BP_KERNEL_ALIGNMENT  0x230
+#define BP_RELOCATABLE	     0x234
+#define BP_XLOADFLAGS	     0x236
+#define BP_CMDLINE_SIZE	     0x238
+#define BP_PREF_ADDRESS	     0x258
+#define BP_INIT_SIZE	     0x260
+#define BP_E820_TABLE	     0x2D0
 
-#define LOADFLAG_LOADED_HIGH 0x01
-#define LOADFLAG_KEEP_SEGMENTS 0x40
-#define XLF_KERNEL_64 0x01
-#define BZ_MIN_VERSION 0x020C /* xloadflags: 64-bit entry is declared */
-#define BZ_HEADER_MIN 0x264   /* through init_size */
-#define BZ_DEFAULT_INITRD_MAX 0x37FFFFFFu
+#define LOADFLAG_LOADED_HIGH	0x01
+#define LOADFLAG_KEEP_SEGMENTS	0x40
+#define XLF_KERNEL_64		0x01
+#define BZ_MIN_VERSION		0x020C /* xloadflags: 64-bit entry is declared */
+#define BZ_HEADER_MIN		0x264  /* through init_size */
+#define BZ_DEFAULT_INITRD_MAX	0x37FFFFFFu
 #define BZ_DEFAULT_CMDLINE_SIZE 255u
-#define PVH_CMDLINE_SIZE 2047u
+#define PVH_CMDLINE_SIZE	2047u
 
 static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 			 const struct kiln_log *log)
@@ -58,16 +58,18 @@ static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 	uint64_t syssize_bytes, align;
 
 	if (size < BZ_HEADER_MIN)
-		return kiln_errorf(log, -EINVAL,
-				   "bzImage truncated: %zu bytes, the setup header "
-				   "alone needs %u",
-				   size, BZ_HEADER_MIN);
+		return kiln_errorf(
+			log, -EINVAL,
+			"bzImage truncated: %zu bytes, the setup header "
+			"alone needs %u",
+			size, BZ_HEADER_MIN);
 	k->version = get_le16(img + BP_VERSION);
 	if (k->version < BZ_MIN_VERSION)
-		return kiln_errorf(log, -EINVAL,
-				   "bzImage boot protocol %u.%02u is too old; kiln "
-				   "needs 2.12 or newer (64-bit entry)",
-				   k->version >> 8, k->version & 0xff);
+		return kiln_errorf(
+			log, -EINVAL,
+			"bzImage boot protocol %u.%02u is too old; kiln "
+			"needs 2.12 or newer (64-bit entry)",
+			k->version >> 8, k->version & 0xff);
 	if (!(img[BP_LOADFLAGS] & LOADFLAG_LOADED_HIGH))
 		return kiln_errorf(log, -EINVAL,
 				   "image is a zImage (not LOADED_HIGH); only "
@@ -79,27 +81,30 @@ static int parse_bzimage(const uint8_t *img, size_t size, struct x86_kernel *k,
 	setup_sects = img[BP_SETUP_SECTS] ? img[BP_SETUP_SECTS] : 4;
 	k->setup_size = (uint64_t)(setup_sects + 1) * 512;
 	if (k->setup_size >= size)
-		return kiln_errorf(log, -EINVAL,
-				   "bzImage truncated: %zu bytes, setup alone is "
-				   "%llu",
-				   size, (unsigned long long)k->setup_size);
+		return kiln_errorf(
+			log, -EINVAL,
+			"bzImage truncated: %zu bytes, setup alone is "
+			"%llu",
+			size, (unsigned long long)k->setup_size);
 	k->payload_size = size - k->setup_size;
 	syssize_bytes = (uint64_t)get_le32(img + BP_SYSSIZE) * 16;
 	if (syssize_bytes == 0)
 		return kiln_errorf(log, -EINVAL, "bzImage syssize is 0");
 	/* syssize is rounded up to 16 bytes; anything shorter is cut off. */
 	if (syssize_bytes > k->payload_size + 15)
-		return kiln_errorf(log, -EINVAL,
-				   "bzImage truncated: header says %llu bytes of "
-				   "kernel, file has %llu",
-				   (unsigned long long)syssize_bytes,
-				   (unsigned long long)k->payload_size);
+		return kiln_errorf(
+			log, -EINVAL,
+			"bzImage truncated: header says %llu bytes of "
+			"kernel, file has %llu",
+			(unsigned long long)syssize_bytes,
+			(unsigned long long)k->payload_size);
 	align = get_le32(img + BP_KERNEL_ALIGNMENT);
 	if (img[BP_RELOCATABLE] && !is_pow2(align))
-		return kiln_errorf(log, -EINVAL,
-				   "bzImage kernel_alignment 0x%llx is not a power "
-				   "of two",
-				   (unsigned long long)align);
+		return kiln_errorf(
+			log, -EINVAL,
+			"bzImage kernel_alignment 0x%llx is not a power "
+			"of two",
+			(unsigned long long)align);
 	k->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
 	if (!k->initrd_addr_max)
 		k->initrd_addr_max = BZ_DEFAULT_INITRD_MAX;
@@ -142,7 +147,8 @@ static int find_pvh_note(const uint8_t *p, uint64_t len, uint64_t *entry)
 	uint64_t off = 0;
 
 	while (len - off >= 12) {
-		uint32_t namesz = get_le32(p + off), descsz = get_le32(p + off + 4);
+		uint32_t namesz = get_le32(p + off),
+			 descsz = get_le32(p + off + 4);
 		uint32_t type = get_le32(p + off + 8);
 		uint64_t name_off = off + 12;
 		uint64_t desc_off = name_off + (((uint64_t)namesz + 3) & ~3ull);
@@ -179,11 +185,13 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 		return kiln_errorf(log, -EINVAL,
 				   "ELF kernel truncated: %zu bytes", size);
 	if (img[EI_DATA] != ELFDATA2LSB)
-		return kiln_errorf(log, -EINVAL, "ELF kernel is not little-endian");
+		return kiln_errorf(log, -EINVAL,
+				   "ELF kernel is not little-endian");
 	uint16_t machine = get_le16(img + 18);
 	if (machine != EM_X86_64 && machine != EM_386)
 		return kiln_errorf(log, -EINVAL,
-				   "ELF kernel is for machine %u, not x86", machine);
+				   "ELF kernel is for machine %u, not x86",
+				   machine);
 	if (is64) {
 		phoff = get_le64(img + offsetof(Elf64_Ehdr, e_phoff));
 		phentsize = get_le16(img + offsetof(Elf64_Ehdr, e_phentsize));
@@ -196,15 +204,17 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 		need_entsize = sizeof(Elf32_Phdr);
 	}
 	if (phentsize != need_entsize || phnum == 0 || phnum > 64)
-		return kiln_errorf(log, -EINVAL,
-				   "ELF kernel: bad program headers (%llu of %llu "
-				   "bytes)",
-				   (unsigned long long)phnum,
-				   (unsigned long long)phentsize);
+		return kiln_errorf(
+			log, -EINVAL,
+			"ELF kernel: bad program headers (%llu of %llu "
+			"bytes)",
+			(unsigned long long)phnum,
+			(unsigned long long)phentsize);
 	if (phoff > size || phnum * phentsize > size - phoff)
-		return kiln_errorf(log, -EINVAL,
-				   "ELF kernel truncated: program headers past the "
-				   "end of the file");
+		return kiln_errorf(
+			log, -EINVAL,
+			"ELF kernel truncated: program headers past the "
+			"end of the file");
 
 	memset(k, 0, sizeof(*k));
 	for (uint64_t i = 0; i < phnum; i++) {
@@ -227,10 +237,11 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 		if (type != PT_LOAD && type != PT_NOTE)
 			continue;
 		if (off > size || filesz > size - off)
-			return kiln_errorf(log, -EINVAL,
-					   "ELF kernel truncated: segment %llu "
-					   "needs bytes past the end of the file",
-					   (unsigned long long)i);
+			return kiln_errorf(
+				log, -EINVAL,
+				"ELF kernel truncated: segment %llu "
+				"needs bytes past the end of the file",
+				(unsigned long long)i);
 		if (type == PT_NOTE) {
 			int r = find_pvh_note(img + off, filesz, &k->pvh_entry);
 
@@ -245,18 +256,20 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 		if (memsz == 0)
 			continue;
 		if (filesz > memsz)
-			return kiln_errorf(log, -EINVAL,
-					   "ELF kernel: segment %llu has file size "
-					   "> memory size",
-					   (unsigned long long)i);
+			return kiln_errorf(
+				log, -EINVAL,
+				"ELF kernel: segment %llu has file size "
+				"> memory size",
+				(unsigned long long)i);
 		if (paddr < X86_HIMEM_START || paddr >= GUEST_MMIO_HOLE_START ||
 		    memsz > GUEST_MMIO_HOLE_START - paddr)
-			return kiln_errorf(log, -EINVAL,
-					   "ELF kernel: segment %llu at 0x%llx "
-					   "(+0x%llx) is outside [1 MiB, 3 GiB)",
-					   (unsigned long long)i,
-					   (unsigned long long)paddr,
-					   (unsigned long long)memsz);
+			return kiln_errorf(
+				log, -EINVAL,
+				"ELF kernel: segment %llu at 0x%llx "
+				"(+0x%llx) is outside [1 MiB, 3 GiB)",
+				(unsigned long long)i,
+				(unsigned long long)paddr,
+				(unsigned long long)memsz);
 		if (k->nr_segs == X86_MAX_ELF_SEGMENTS)
 			return kiln_errorf(log, -EINVAL,
 					   "ELF kernel: more than %d loadable "
@@ -267,19 +280,20 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 
 			if (paddr < s->paddr + s->mem_size &&
 			    s->paddr < paddr + memsz)
-				return kiln_errorf(log, -EINVAL,
-						   "ELF kernel: segments overlap at "
-						   "0x%llx",
-						   (unsigned long long)paddr);
+				return kiln_errorf(
+					log, -EINVAL,
+					"ELF kernel: segments overlap at "
+					"0x%llx",
+					(unsigned long long)paddr);
 		}
-		k->segs[k->nr_segs++] = (struct x86_elf_segment){
-			off, filesz, paddr, memsz
-		};
+		k->segs[k->nr_segs++] =
+			(struct x86_elf_segment){off, filesz, paddr, memsz};
 		if (paddr + memsz > k->end)
 			k->end = paddr + memsz;
 	}
 	if (!k->nr_segs)
-		return kiln_errorf(log, -EINVAL, "ELF kernel has no loadable segment");
+		return kiln_errorf(log, -EINVAL,
+				   "ELF kernel has no loadable segment");
 	if (!found)
 		return kiln_errorf(log, -EINVAL,
 				   "ELF kernel has no PVH entry note "
@@ -291,10 +305,11 @@ static int parse_elf(const uint8_t *img, size_t size, struct x86_kernel *k,
 		    k->pvh_entry - k->segs[j].paddr < k->segs[j].file_size)
 			inside = 1;
 	if (!inside)
-		return kiln_errorf(log, -EINVAL,
-				   "ELF kernel: PVH entry 0x%llx is not inside a "
-				   "loaded segment",
-				   (unsigned long long)k->pvh_entry);
+		return kiln_errorf(
+			log, -EINVAL,
+			"ELF kernel: PVH entry 0x%llx is not inside a "
+			"loaded segment",
+			(unsigned long long)k->pvh_entry);
 	k->cmdline_size = PVH_CMDLINE_SIZE;
 	k->initrd_addr_max = 0xFFFFFFFFu;
 	k->format = X86_KERNEL_PVH_ELF;
@@ -308,17 +323,19 @@ int x86_parse_kernel(const uint8_t *img, size_t size, struct x86_kernel *k,
 	if (size >= SELFMAG && memcmp(img, ELFMAG, SELFMAG) == 0) {
 		if (size < EI_NIDENT)
 			return kiln_errorf(log, -EINVAL,
-					   "ELF kernel truncated: %zu bytes", size);
+					   "ELF kernel truncated: %zu bytes",
+					   size);
 		return parse_elf(img, size, k, log);
 	}
 	if (size >= BP_HEADER + 4 && get_le16(img + BP_BOOT_FLAG) == 0xAA55 &&
 	    memcmp(img + BP_HEADER, "HdrS", 4) == 0)
 		return parse_bzimage(img, size, k, log);
 	if (size < BP_HEADER + 4)
-		return kiln_errorf(log, -ENOEXEC,
-				   "kernel image is %zu bytes: too short to be a "
-				   "bzImage or ELF kernel",
-				   size);
+		return kiln_errorf(
+			log, -ENOEXEC,
+			"kernel image is %zu bytes: too short to be a "
+			"bzImage or ELF kernel",
+			size);
 	return kiln_errorf(log, -ENOEXEC,
 			   "kernel image is neither a bzImage (no HdrS header) "
 			   "nor an ELF vmlinux");
@@ -334,27 +351,27 @@ int x86_build_e820(const struct guest_mem *m, struct e820_entry *out,
 
 	if (max < 4 || low <= X86_HIMEM_START)
 		return -EINVAL;
-	out[n++] = (struct e820_entry){ 0, X86_EBDA_START, E820_RAM };
-	out[n++] = (struct e820_entry){ X86_EBDA_START,
-					X86_HIMEM_START - X86_EBDA_START,
-					E820_RESERVED };
-	out[n++] = (struct e820_entry){ X86_HIMEM_START, low - X86_HIMEM_START,
-					E820_RAM };
+	out[n++] = (struct e820_entry){0, X86_EBDA_START, E820_RAM};
+	out[n++] = (struct e820_entry){X86_EBDA_START,
+				       X86_HIMEM_START - X86_EBDA_START,
+				       E820_RESERVED};
+	out[n++] = (struct e820_entry){X86_HIMEM_START, low - X86_HIMEM_START,
+				       E820_RAM};
 	if (m->nr_regions > 1)
-		out[n++] = (struct e820_entry){ m->regions[1].gpa,
-						m->regions[1].size, E820_RAM };
+		out[n++] = (struct e820_entry){m->regions[1].gpa,
+					       m->regions[1].size, E820_RAM};
 	return (int)n;
 }
 
 int x86_build_gdt(const struct guest_mem *m)
 {
 	static const uint64_t gdt[] = {
-		0,			/* null */
+		0,		       /* null */
 		0x00CF9B000000FFFFull, /* 0x08: code, 32-bit, flat */
 		0x00AF9B000000FFFFull, /* 0x10: code, 64-bit */
 		0x00CF93000000FFFFull, /* 0x18: data, flat */
 		0x00008B0000000067ull, /* 0x20: TSS (busy), base 0 */
-		0,			/* TSS upper half in long mode */
+		0,		       /* TSS upper half in long mode */
 	};
 	uint8_t *p = guest_mem_ptr(m, X86_GDT_ADDR, sizeof(gdt));
 
@@ -387,9 +404,9 @@ int x86_build_page_tables(const struct guest_mem *m)
 
 /* MP specification 1.4 structures, laid out by hand (all little-endian). */
 #define MPC_HEADER_SIZE 44
-#define MPC_CPU_SIZE 20
-#define MPC_SHORT_SIZE 8
-#define MP_IRQS 16
+#define MPC_CPU_SIZE	20
+#define MPC_SHORT_SIZE	8
+#define MP_IRQS		16
 
 static uint8_t mp_checksum(const uint8_t *p, size_t len)
 {
@@ -404,7 +421,8 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 {
 	const uint64_t fp_addr = X86_EBDA_START, mpc_addr = X86_EBDA_START + 16;
 	const unsigned ioapic_id = ncpus;
-	size_t len = MPC_HEADER_SIZE + ncpus * MPC_CPU_SIZE + MPC_SHORT_SIZE /* bus */
+	size_t len = MPC_HEADER_SIZE + ncpus * MPC_CPU_SIZE +
+		     MPC_SHORT_SIZE /* bus */
 		     + MPC_SHORT_SIZE /* ioapic */ + MP_IRQS * MPC_SHORT_SIZE +
 		     2 * MPC_SHORT_SIZE /* lint */;
 	unsigned entries = ncpus + 2 + MP_IRQS + 2;
@@ -429,9 +447,9 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 
 	e = mpc + MPC_HEADER_SIZE;
 	for (unsigned i = 0; i < ncpus; i++, e += MPC_CPU_SIZE) {
-		e[0] = 0;    /* processor */
+		e[0] = 0;	   /* processor */
 		e[1] = (uint8_t)i; /* local APIC id */
-		e[2] = 0x14; /* local APIC version */
+		e[2] = 0x14;	   /* local APIC version */
 		e[3] = (uint8_t)(0x01 | (i == 0 ? 0x02 : 0)); /* enabled, BSP */
 		put_le32(e + 4, 0x600); /* family 6 signature */
 		put_le32(e + 8, 0x201); /* FPU | APIC */
@@ -477,7 +495,8 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 /* Where the initrd goes: as high as allowed, page-aligned, above the kernel
  * and the low boot area. */
 static int place_initrd(const struct guest_mem *m, const struct x86_kernel *k,
-			uint64_t size, uint64_t *addr, const struct kiln_log *log)
+			uint64_t size, uint64_t *addr,
+			const struct kiln_log *log)
 {
 	uint64_t limit = guest_mem_low_end(m);
 	uint64_t floor = (k->end + 4095) & ~4095ull;
@@ -485,13 +504,14 @@ static int place_initrd(const struct guest_mem *m, const struct x86_kernel *k,
 	if ((uint64_t)k->initrd_addr_max + 1 < limit)
 		limit = (uint64_t)k->initrd_addr_max + 1;
 	if (size > limit || ((limit - size) & ~4095ull) < floor)
-		return kiln_errorf(log, -E2BIG,
-				   "initrd is too big: %llu bytes, but only %llu "
-				   "fit between the kernel and the top of guest "
-				   "RAM; raise --memory",
-				   (unsigned long long)size,
-				   limit > floor ? (unsigned long long)(limit - floor)
-						 : 0ull);
+		return kiln_errorf(
+			log, -E2BIG,
+			"initrd is too big: %llu bytes, but only %llu "
+			"fit between the kernel and the top of guest "
+			"RAM; raise --memory",
+			(unsigned long long)size,
+			limit > floor ? (unsigned long long)(limit - floor)
+				      : 0ull);
 	*addr = (limit - size) & ~4095ull;
 	return 0;
 }
@@ -502,12 +522,13 @@ static int load_kernel(const struct guest_mem *m, const struct x86_kernel *k,
 	uint64_t ram = guest_mem_low_end(m);
 
 	if (k->end > ram)
-		return kiln_errorf(log, -E2BIG,
-				   "kernel is too large for the memory size: it "
-				   "needs RAM up to %llu MiB, the guest has %llu "
-				   "MiB below 3 GiB; raise --memory",
-				   (unsigned long long)((k->end + (1 << 20) - 1) >> 20),
-				   (unsigned long long)(ram >> 20));
+		return kiln_errorf(
+			log, -E2BIG,
+			"kernel is too large for the memory size: it "
+			"needs RAM up to %llu MiB, the guest has %llu "
+			"MiB below 3 GiB; raise --memory",
+			(unsigned long long)((k->end + (1 << 20) - 1) >> 20),
+			(unsigned long long)(ram >> 20));
 	if (k->format == X86_KERNEL_BZIMAGE)
 		return guest_mem_write(m, k->load_addr, img + k->setup_size,
 				       k->payload_size);
@@ -539,7 +560,8 @@ static int setup_zero_page(const struct guest_mem *m, const uint8_t *img,
 		hdr_end = BP_E820_TABLE;
 	if (hdr_end < BZ_HEADER_MIN)
 		hdr_end = BZ_HEADER_MIN;
-	memcpy(zp + BP_SETUP_SECTS, img + BP_SETUP_SECTS, hdr_end - BP_SETUP_SECTS);
+	memcpy(zp + BP_SETUP_SECTS, img + BP_SETUP_SECTS,
+	       hdr_end - BP_SETUP_SECTS);
 	zp[BP_TYPE_OF_LOADER] = 0xFF;
 	zp[BP_LOADFLAGS] = (uint8_t)((zp[BP_LOADFLAGS] | LOADFLAG_LOADED_HIGH) &
 				     ~LOADFLAG_KEEP_SEGMENTS);
@@ -563,8 +585,8 @@ static int setup_pvh_start_info(const struct guest_mem *m,
 {
 	uint8_t *si = guest_mem_ptr(m, X86_PVH_START_INFO_ADDR, 56);
 	uint8_t *mod = guest_mem_ptr(m, X86_PVH_MODLIST_ADDR, 32);
-	uint8_t *map = guest_mem_ptr(m, X86_PVH_MEMMAP_ADDR,
-				     (uint64_t)n_e820 * 24);
+	uint8_t *map =
+		guest_mem_ptr(m, X86_PVH_MEMMAP_ADDR, (uint64_t)n_e820 * 24);
 
 	if (!si || !mod || !map)
 		return -EFAULT;
@@ -602,7 +624,8 @@ int x86_setup_boot(const struct guest_mem *m, const struct x86_kernel *k,
 	int n, r;
 
 	if (guest_mem_low_end(m) < 2 * X86_HIMEM_START)
-		return kiln_errorf(log, -EINVAL, "guest memory too small to boot");
+		return kiln_errorf(log, -EINVAL,
+				   "guest memory too small to boot");
 	if (cmdline_len > k->cmdline_size)
 		return kiln_errorf(log, -E2BIG,
 				   "kernel command line is %llu bytes; this "

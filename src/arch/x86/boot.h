@@ -15,9 +15,9 @@
 #include "mem/guest_mem.h"
 #include "util/log.h"
 
-#define E820_RAM 1
-#define E820_RESERVED 2
-#define E820_MAX_ENTRIES 128
+#define E820_RAM	     1
+#define E820_RESERVED	     2
+#define E820_MAX_ENTRIES     128
 #define X86_MAX_ELF_SEGMENTS 16
 
 struct e820_entry {
@@ -54,8 +54,8 @@ struct x86_kernel {
 /* Entry state for the boot vCPU. */
 struct x86_entry {
 	uint64_t rip;
-	uint64_t rsi; /* bzImage: zero page */
-	uint64_t rbx; /* PVH: start_info */
+	uint64_t rsi;  /* bzImage: zero page */
+	uint64_t rbx;  /* PVH: start_info */
 	int long_mode; /* 1: 64-bit protocol; 0: 32-bit protected (PVH) */
 };
 

@@ -9,7 +9,7 @@
 #include "arch/x86/layout.h"
 
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
-#define CPUID_1_EDX_HTT (1u << 28)
+#define CPUID_1_EDX_HTT	       (1u << 28)
 
 static unsigned bits_for(unsigned n)
 {
@@ -20,8 +20,7 @@ static unsigned bits_for(unsigned n)
 	return b;
 }
 
-void x86_cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned index,
-		      unsigned ncpus)
+void x86_cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus)
 {
 	for (unsigned i = 0; i < cpuid->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
@@ -64,16 +63,15 @@ void x86_cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned index,
 			}
 			e->edx = index;
 			break;
-		default:
-			break;
+		default: break;
 		}
 	}
 }
 
 /* LAPIC register offsets within struct kvm_lapic_state. */
-#define APIC_LVT0 0x350
-#define APIC_LVT1 0x360
-#define APIC_MODE_NMI 0x4
+#define APIC_LVT0	 0x350
+#define APIC_LVT1	 0x360
+#define APIC_MODE_NMI	 0x4
 #define APIC_MODE_EXTINT 0x7
 
 static void set_lvt_mode(struct kvm_lapic_state *l, int reg, uint32_t mode)
@@ -140,10 +138,10 @@ static struct kvm_segment flat_segment(uint16_t sel, uint8_t type, int code64,
 	};
 }
 
-#define CR0_PE 0x1ull
-#define CR0_ET 0x10ull
-#define CR0_PG 0x80000000ull
-#define CR4_PAE 0x20ull
+#define CR0_PE	 0x1ull
+#define CR0_ET	 0x10ull
+#define CR0_PG	 0x80000000ull
+#define CR4_PAE	 0x20ull
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
 
@@ -160,12 +158,12 @@ int x86_vcpu_set_boot_regs(int vcpu_fd, const struct x86_entry *e,
 	sregs.cs = e->long_mode ? flat_segment(X86_SEL_CODE64, 11, 1, 1)
 				: flat_segment(X86_SEL_CODE32, 11, 0, 1);
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.tr = (struct kvm_segment){ .selector = X86_SEL_TSS,
-					 .limit = 0x67,
-					 .type = 11,
-					 .present = 1 };
-	sregs.ldt = (struct kvm_segment){ .type = 2, .present = 1,
-					  .limit = 0xFFFF };
+	sregs.tr = (struct kvm_segment){.selector = X86_SEL_TSS,
+					.limit = 0x67,
+					.type = 11,
+					.present = 1};
+	sregs.ldt =
+		(struct kvm_segment){.type = 2, .present = 1, .limit = 0xFFFF};
 	sregs.gdt.base = X86_GDT_ADDR;
 	sregs.gdt.limit = 6 * 8 - 1;
 	sregs.idt.base = 0;

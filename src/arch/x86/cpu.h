@@ -10,8 +10,7 @@
 
 /* Adjusts a copy of KVM's supported CPUID for vCPU `index` of `ncpus`
  * (APIC IDs, topology, hypervisor bit, no PMU). Pure: unit-testable. */
-void x86_cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned index,
-		      unsigned ncpus);
+void x86_cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus);
 
 /* Applies CPUID (adjusted copy of `supported`) and the LAPIC LINT0/LINT1
  * setup to a vCPU. */

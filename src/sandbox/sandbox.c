@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sandboxes: a VM with kiln's agent as PID 1, reached over hybrid vsock.
+ *
+ * Boot: the agent listens on guest port KILN_AGENT_PORT and announces itself
+ * by connecting to host port KILN_AGENT_READY_PORT, i.e. to the Unix socket
+ * "<uds>_1025" we listen on before the VM starts (the host never polls the
+ * guest). Then we CONNECT to the agent through "<uds>" and speak the exec
+ * protocol (src/agent/client.c).
+ *
+ * A watcher thread waits for the VM to end and shuts the agent socket down,
+ * so no call blocks on a guest that is gone.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <kiln/kiln.h>
+
+#include "agent/client.h"
+#include "util/log.h"
+#include "vm/config.h"
+
+_Static_assert(KILN_EXEC_MESSAGE_MAX == KILN_AGENT_MAX_MSG,
+	       "kiln.h and agent_proto.h disagree on the message size");
+
+/* Guest CID of a sandbox's private vsock device. */
+#define SANDBOX_CID 3
+/* Slices in which waits look at the VM. */
+#define POLL_SLICE_MS 100
+
+struct kiln_sandbox {
+	struct kiln_log log;
+	struct kiln_vm *vm; /* NULL when attached */
+	char *private_dir;  /* ours to remove at destroy, or NULL */
+	char *uds;	    /* hybrid vsock socket */
+	char *ready_path;   /* "<uds>_1025" while we listen there */
+	int ready_fd;	    /* listening for the announcement, or -1 */
+	struct kiln_agent *agent;
+
+	pthread_t watcher;
+	bool watching;
+	pthread_mutex_t lock; /* guards agent_fd and vm_ended */
+	int agent_fd;	      /* the agent's socket, for the watcher */
+	bool vm_ended;
+};
+
+struct kiln_exec {
+	struct kiln_sandbox *sb;
+	struct kiln_agent_exec *e;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left until deadline (< 0: none), as a poll timeout. */
+static int left_ms(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - now_ms();
+	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+static void *watcher_main(void *arg)
+{
+	struct kiln_sandbox *sb = arg;
+
+	kiln_vm_wait(sb->vm, -1, NULL);
+	pthread_mutex_lock(&sb->lock);
+	sb->vm_ended = true;
+	if (sb->agent_fd >= 0)
+		shutdown(sb->agent_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&sb->lock);
+	return NULL;
+}
+
+static bool vm_ended(struct kiln_sandbox *sb)
+{
+	bool ended;
+
+	if (!sb->vm)
+		return false;
+	pthread_mutex_lock(&sb->lock);
+	ended = sb->vm_ended;
+	pthread_mutex_unlock(&sb->lock);
+	return ended || kiln_vm_outcome(sb->vm) != KILN_OUTCOME_NONE;
+}
+
+/* Logs how the VM ended; returns -EPIPE. */
+static int vm_gone(struct kiln_sandbox *sb, const char *while_doing)
+{
+	struct kiln_exit_info info = {0};
+
+	kiln_vm_wait(sb->vm, -1, &info);
+	return kiln_errorf(&sb->log, -EPIPE, "the VM ended %s: %s: %s",
+			   while_doing, kiln_outcome_name(info.outcome),
+			   info.detail ? info.detail : "");
+}
+
+static struct kiln_sandbox *sandbox_alloc(void)
+{
+	struct kiln_sandbox *sb = calloc(1, sizeof(*sb));
+
+	if (!sb)
+		return NULL;
+	sb->ready_fd = -1;
+	sb->agent_fd = -1;
+	pthread_mutex_init(&sb->lock, NULL);
+	return sb;
+}
+
+/* "rdinit=/sbin/kiln-agent quiet kiln.mount=TAG:PATH[:ro] ..." before the
+ * user's own arguments (so theirs win). */
+static int sandbox_cmdline(struct kiln_config *c)
+{
+	size_t cap = 64 + (c->extra_cmdline ? strlen(c->extra_cmdline) : 0);
+	char *s, *p;
+
+	for (unsigned i = 0; i < c->nr_shares; i++)
+		cap += 32 + strlen(c->shares[i].tag) * 2 +
+		       (c->shares[i].guest_path
+				? strlen(c->shares[i].guest_path)
+				: 0);
+	s = malloc(cap);
+	if (!s)
+		return -ENOMEM;
+	p = s + sprintf(s, "rdinit=/sbin/kiln-agent quiet");
+	for (unsigned i = 0; i < c->nr_shares; i++) {
+		const struct kiln_share_config *sh = &c->shares[i];
+
+		if (sh->guest_path)
+			p += sprintf(p, " kiln.mount=%s:%s", sh->tag,
+				     sh->guest_path);
+		else
+			p += sprintf(p, " kiln.mount=%s:/mnt/%s", sh->tag,
+				     sh->tag);
+		if (sh->read_only)
+			p += sprintf(p, ":ro");
+	}
+	if (c->extra_cmdline && *c->extra_cmdline)
+		sprintf(p, " %s", c->extra_cmdline);
+	free(c->extra_cmdline);
+	c->extra_cmdline = s;
+	return 0;
+}
+
+/* A private directory for the vsock sockets: $XDG_RUNTIME_DIR or /tmp. */
+static int make_private_dir(struct kiln_sandbox *sb)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+	char *tmpl;
+
+	if (!base || base[0] != '/' || stat(base, &st) < 0 ||
+	    !S_ISDIR(st.st_mode) || access(base, W_OK) < 0)
+		base = "/tmp";
+	if (asprintf(&tmpl, "%s/kiln-sandbox-XXXXXX", base) < 0)
+		return -ENOMEM;
+	if (!mkdtemp(tmpl)) {
+		int err = -errno;
+
+		free(tmpl);
+		return kiln_errorf(&sb->log, err,
+				   "sandbox: cannot make a directory in %s: %s",
+				   base, strerror(-err));
+	}
+	sb->private_dir = tmpl;
+	if (asprintf(&sb->uds, "%s/vsock", tmpl) < 0) {
+		sb->uds = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
+				 struct kiln_sandbox **out)
+{
+	struct kiln_sandbox *sb;
+	struct kiln_config *c;
+	int err;
+
+	*out = NULL;
+	if (!cfg->kernel_path)
+		return kiln_errorf(
+			&cfg->log, -EINVAL,
+			"sandbox: no kernel (use "
+			"kiln_config_set_guest_dir for kiln's guest)");
+	sb = sandbox_alloc();
+	c = sb ? config_clone(cfg) : NULL;
+	if (!c) {
+		free(sb);
+		return -ENOMEM;
+	}
+	sb->log = cfg->log;
+	err = sandbox_cmdline(c);
+	if (err < 0)
+		goto fail;
+	if (c->vsock_uds) {
+		sb->uds = strdup(c->vsock_uds);
+		err = sb->uds ? 0 : -ENOMEM;
+	} else {
+		err = make_private_dir(sb);
+		if (err == 0)
+			err = kiln_config_set_vsock(c, SANDBOX_CID, sb->uds);
+	}
+	if (err < 0)
+		goto fail;
+	if (asprintf(&sb->ready_path, "%s_%u", sb->uds, KILN_AGENT_READY_PORT) <
+	    0) {
+		sb->ready_path = NULL;
+		err = -ENOMEM;
+		goto fail;
+	}
+	/* before the VM starts: the agent announces itself only once */
+	sb->ready_fd = kiln_agent_listen_hybrid(sb->uds, KILN_AGENT_READY_PORT,
+						&sb->log);
+	if (sb->ready_fd < 0) {
+		err = sb->ready_fd;
+		goto fail;
+	}
+	err = kiln_vm_create(c, &sb->vm);
+	kiln_config_free(c);
+	c = NULL;
+	if (err < 0)
+		goto fail;
+	err = kiln_vm_start(sb->vm);
+	if (err < 0)
+		goto fail;
+	if (pthread_create(&sb->watcher, NULL, watcher_main, sb) != 0) {
+		err = kiln_errorf(&sb->log, -EAGAIN,
+				  "sandbox: cannot start a thread");
+		goto fail;
+	}
+	sb->watching = true;
+	*out = sb;
+	return 0;
+fail:
+	kiln_config_free(c);
+	kiln_sandbox_destroy(sb);
+	return err;
+}
+
+/* Dials the agent and says HELLO; the fd is published for the watcher. */
+static int connect_agent(struct kiln_sandbox *sb, int64_t deadline)
+{
+	int fd = kiln_agent_dial_hybrid(sb->uds, KILN_AGENT_PORT,
+					left_ms(deadline), &sb->log);
+	int err;
+
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&sb->lock);
+	sb->agent_fd = fd;
+	if (sb->vm_ended)
+		shutdown(fd, SHUT_RDWR);
+	pthread_mutex_unlock(&sb->lock);
+	/* connect takes the fd, and closes it on failure */
+	err = kiln_agent_connect(fd, &sb->log, left_ms(deadline), &sb->agent);
+	if (err < 0) {
+		pthread_mutex_lock(&sb->lock);
+		sb->agent_fd = -1;
+		pthread_mutex_unlock(&sb->lock);
+	}
+	return err;
+}
+
+KILN_API int kiln_sandbox_wait_ready(struct kiln_sandbox *sb, int timeout_ms)
+{
+	int64_t start = now_ms();
+	int64_t deadline = timeout_ms < 0 ? -1 : start + timeout_ms;
+	struct kiln_agent_ready ready;
+	int err;
+
+	if (sb->agent)
+		return 0;
+	if (!sb->vm || sb->ready_fd < 0)
+		return -EINVAL;
+	for (;;) {
+		struct pollfd pfd = {.fd = sb->ready_fd, .events = POLLIN};
+		int slice = left_ms(deadline);
+		int n;
+
+		if (vm_ended(sb))
+			return vm_gone(sb, "before its agent was ready");
+		if (slice < 0 || slice > POLL_SLICE_MS)
+			slice = POLL_SLICE_MS;
+		n = poll(&pfd, 1, slice);
+		if (n < 0 && errno != EINTR)
+			return kiln_errorf(&sb->log, -errno,
+					   "sandbox: poll: %s",
+					   strerror(errno));
+		if (n > 0)
+			break;
+		if (deadline >= 0 && now_ms() >= deadline)
+			return kiln_errorf(
+				&sb->log, -ETIMEDOUT,
+				"sandbox: the agent was not ready within %d ms "
+				"(the console log may say why; is the "
+				"initramfs "
+				"kiln's, with /sbin/kiln-agent?)",
+				timeout_ms);
+	}
+	err = kiln_agent_accept_ready(sb->ready_fd, left_ms(deadline), &sb->log,
+				      &ready);
+	if (err < 0)
+		return err;
+	close(sb->ready_fd);
+	sb->ready_fd = -1;
+	unlink(sb->ready_path);
+	err = connect_agent(sb, deadline);
+	if (err < 0)
+		return err;
+	log_debug(&sb->log, "sandbox: agent '%s' ready after %lld ms",
+		  kiln_agent_peer(sb->agent)->name,
+		  (long long)(now_ms() - start));
+	return 0;
+}
+
+KILN_API int kiln_sandbox_attach(const char *vsock_uds, kiln_log_fn log,
+				 void *opaque, enum kiln_log_level max_level,
+				 int timeout_ms, struct kiln_sandbox **out)
+{
+	struct kiln_sandbox *sb;
+	int err;
+
+	*out = NULL;
+	sb = sandbox_alloc();
+	if (!sb)
+		return -ENOMEM;
+	sb->log = (struct kiln_log){log, opaque, max_level};
+	if (!vsock_uds || !*vsock_uds) {
+		err = kiln_errorf(&sb->log, -EINVAL,
+				  "attach: empty socket path");
+		goto fail;
+	}
+	sb->uds = strdup(vsock_uds);
+	if (!sb->uds) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = connect_agent(sb, timeout_ms < 0 ? -1 : now_ms() + timeout_ms);
+	if (err < 0)
+		goto fail;
+	*out = sb;
+	return 0;
+fail:
+	kiln_sandbox_destroy(sb);
+	return err;
+}
+
+KILN_API struct kiln_vm *kiln_sandbox_vm(struct kiln_sandbox *sb)
+{
+	return sb->vm;
+}
+
+KILN_API const char *kiln_sandbox_vsock_path(const struct kiln_sandbox *sb)
+{
+	return sb->uds;
+}
+
+/* -EPIPE with the VM's fate when a connection error came from its end. */
+static int map_error(struct kiln_sandbox *sb, int err, const char *what)
+{
+	if (err < 0 && err != -ETIMEDOUT && vm_ended(sb))
+		return vm_gone(sb, what);
+	return err;
+}
+
+static int need_agent(struct kiln_sandbox *sb)
+{
+	if (sb->agent)
+		return 0;
+	return kiln_errorf(&sb->log, -ENOTCONN,
+			   "sandbox: the agent is not connected (call "
+			   "kiln_sandbox_wait_ready first)");
+}
+
+KILN_API int kiln_sandbox_exec(struct kiln_sandbox *sb,
+			       const struct kiln_exec_opts *o,
+			       struct kiln_exec **out)
+{
+	struct kiln_exec *x;
+	int err;
+
+	*out = NULL;
+	err = need_agent(sb);
+	if (err < 0)
+		return err;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->sb = sb;
+	err = kiln_agent_exec_start(sb->agent, o, &x->e);
+	if (err < 0) {
+		free(x);
+		return map_error(sb, err, "while starting a command");
+	}
+	*out = x;
+	return 0;
+}
+
+KILN_API int kiln_exec_write_stdin(struct kiln_exec *e, const void *buf,
+				   size_t len, int timeout_ms)
+{
+	return map_error(
+		e->sb, kiln_agent_exec_write_stdin(e->e, buf, len, timeout_ms),
+		"while writing stdin");
+}
+
+KILN_API int kiln_exec_close_stdin(struct kiln_exec *e)
+{
+	return map_error(e->sb, kiln_agent_exec_close_stdin(e->e),
+			 "while closing stdin");
+}
+
+KILN_API int kiln_exec_kill(struct kiln_exec *e, int signo)
+{
+	return kiln_agent_exec_signal(e->e, signo, 1);
+}
+
+KILN_API int kiln_exec_resize(struct kiln_exec *e, unsigned rows, unsigned cols)
+{
+	return kiln_agent_exec_resize(e->e, rows, cols);
+}
+
+KILN_API int kiln_exec_wait(struct kiln_exec *e, int timeout_ms,
+			    struct kiln_exec_result *res)
+{
+	return map_error(e->sb, kiln_agent_exec_wait(e->e, timeout_ms, res),
+			 "while a command ran");
+}
+
+KILN_API void kiln_exec_free(struct kiln_exec *e)
+{
+	if (!e)
+		return;
+	kiln_agent_exec_free(e->e);
+	free(e);
+}
+
+KILN_API int kiln_sandbox_run(struct kiln_sandbox *sb,
+			      const struct kiln_exec_opts *o, int timeout_ms,
+			      struct kiln_exec_result *res)
+{
+	struct kiln_exec *e;
+	int err = kiln_sandbox_exec(sb, o, &e);
+
+	if (err < 0)
+		return err;
+	err = kiln_exec_wait(e, timeout_ms, res);
+	kiln_exec_free(e);
+	return err;
+}
+
+KILN_API int kiln_sandbox_put_file(struct kiln_sandbox *sb, const char *path,
+				   unsigned mode, int fd, uint64_t size,
+				   int timeout_ms)
+{
+	int err = need_agent(sb);
+
+	if (err < 0)
+		return err;
+	return map_error(sb,
+			 kiln_agent_put_file(sb->agent, path, mode, fd, size,
+					     timeout_ms),
+			 "while copying a file in");
+}
+
+KILN_API int kiln_sandbox_get_file(struct kiln_sandbox *sb, const char *path,
+				   uint64_t max_size, int fd, int timeout_ms,
+				   uint64_t *size)
+{
+	int err = need_agent(sb);
+
+	if (err < 0)
+		return err;
+	return map_error(sb,
+			 kiln_agent_get_file(sb->agent, path, max_size, fd,
+					     timeout_ms, size),
+			 "while copying a file out");
+}
+
+KILN_API int kiln_sandbox_stop(struct kiln_sandbox *sb, int grace_ms,
+			       struct kiln_exit_info *info)
+{
+	int64_t deadline = now_ms() + (grace_ms < 0 ? 0 : grace_ms);
+
+	if (sb->agent)
+		kiln_agent_shutdown(sb->agent, grace_ms < 0 ? 0 : grace_ms);
+	if (!sb->vm)
+		return 0;
+	while (!vm_ended(sb) && now_ms() < deadline) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	if (!vm_ended(sb))
+		kiln_vm_stop(sb->vm);
+	return kiln_vm_wait(sb->vm, -1, info);
+}
+
+KILN_API void kiln_sandbox_destroy(struct kiln_sandbox *sb)
+{
+	if (!sb)
+		return;
+	if (sb->vm)
+		kiln_vm_stop(sb->vm);
+	if (sb->watching)
+		pthread_join(sb->watcher, NULL);
+	kiln_agent_close(sb->agent);
+	kiln_vm_destroy(sb->vm);
+	if (sb->ready_fd >= 0) {
+		close(sb->ready_fd);
+		unlink(sb->ready_path);
+	}
+	if (sb->private_dir) {
+		if (sb->uds)
+			unlink(sb->uds);
+		rmdir(sb->private_dir);
+	}
+	pthread_mutex_destroy(&sb->lock);
+	free(sb->private_dir);
+	free(sb->uds);
+	free(sb->ready_path);
+	free(sb);
+}

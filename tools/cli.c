@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef KILN_DATADIR
+#define KILN_DATADIR "/usr/local/share/kiln"
+#endif
+
+const char *cli_progname = "kiln";
+
+void cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", cli_progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n",
+		cli_progname);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", cli_progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void cli_log(void *opaque, enum kiln_log_level level, const char *msg)
+{
+	(void)opaque;
+	fprintf(stderr, "%s: %s%s\n", cli_progname,
+		level == KILN_LOG_WARN ? "warning: " : "", msg);
+}
+
+bool cli_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool cli_parse_seconds(const char *opt, const char *s, int *ms)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 2000000) {
+		cli_usage_error("%s: '%s' is not a positive number of seconds",
+				opt, s);
+		return false;
+	}
+	*ms = (int)(v * 1000);
+	if (*ms < 1)
+		*ms = 1;
+	return true;
+}
+
+/* Finds kiln's default guest: $KILN_GUEST_DIR, then guest/ beside the
+ * executable (the build tree), then the installed data directory. */
+static bool find_guest_dir(char *dir, size_t len)
+{
+	const char *env = getenv("KILN_GUEST_DIR");
+	char exe[PATH_MAX - 16];
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(dir, len, "%s", env);
+		return true;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		char *slash;
+
+		exe[n] = 0;
+		slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(dir, len, "%s/guest", exe);
+			if (access(dir, R_OK) == 0)
+				return true;
+		}
+	}
+	snprintf(dir, len, "%s/guest", KILN_DATADIR);
+	return access(dir, R_OK) == 0;
+}
+
+/* Shares hold one host fd per guest inode: allow as many as we may. */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* --disk PATH[,ro|,rw] */
+static int disk_option(struct kiln_config *cfg, const char *arg)
+{
+	char *path = strdup(arg), *comma;
+	bool ro = false;
+	int r;
+
+	if (!path)
+		return EXIT_KILN_FAILED;
+	comma = strrchr(path, ',');
+	if (comma && !strcmp(comma, ",ro")) {
+		*comma = 0;
+		ro = true;
+	} else if (comma && !strcmp(comma, ",rw")) {
+		*comma = 0;
+	}
+	if (!*path) {
+		free(path);
+		cli_usage_error("--disk: missing path");
+		return EXIT_USAGE;
+	}
+	r = kiln_config_add_disk(cfg, path, ro);
+	free(path);
+	return r < 0 ? EXIT_USAGE : 0;
+}
+
+/* --share HOST_DIR:TAG[:ro|:rw][:/GUEST/PATH] */
+static int share_option(struct kiln_config *cfg, const char *arg)
+{
+	char *spec = strdup(arg), *field[4] = {NULL};
+	const char *guest = NULL;
+	bool ro = false, ok = true;
+	unsigned n = 0;
+	int r;
+
+	if (!spec)
+		return EXIT_KILN_FAILED;
+	for (char *p = spec; p && ok; n++) {
+		char *colon = strchr(p, ':');
+
+		if (n == 4) {
+			ok = false;
+			break;
+		}
+		field[n] = p;
+		if (colon)
+			*colon++ = 0;
+		p = colon;
+	}
+	ok = ok && n >= 2 && *field[0] && *field[1];
+	for (unsigned i = 2; ok && i < n; i++) {
+		if (!strcmp(field[i], "ro") && i == 2)
+			ro = true;
+		else if (!strcmp(field[i], "rw") && i == 2)
+			ro = false;
+		else if (field[i][0] == '/' && i == n - 1)
+			guest = field[i];
+		else
+			ok = false;
+	}
+	if (!ok) {
+		cli_usage_error(
+			"--share: expected HOST_DIR:TAG[:ro][:/GUEST/PATH], "
+			"got '%s'",
+			arg);
+		free(spec);
+		return EXIT_USAGE;
+	}
+	r = kiln_config_add_share_at(cfg, field[0], field[1], ro, guest);
+	free(spec);
+	if (r < 0)
+		return EXIT_USAGE;
+	raise_nofile_limit();
+	return 0;
+}
+
+int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
+		  const char *arg)
+{
+	uint64_t v;
+
+	switch (c) {
+	case OPT_KERNEL: vm->kernel = arg; return 0;
+	case OPT_INITRD: vm->initrd = arg; return 0;
+	case OPT_CPUS:
+		if (!cli_parse_u64(arg, &v) || v > UINT_MAX) {
+			cli_usage_error("--cpus: '%s' is not a number", arg);
+			return EXIT_USAGE;
+		}
+		if (kiln_config_set_cpus(cfg, (unsigned)v) < 0)
+			return EXIT_USAGE;
+		vm->cpus = (unsigned)v;
+		return 0;
+	case OPT_MEMORY:
+		if (!cli_parse_u64(arg, &v)) {
+			cli_usage_error("--memory: '%s' is not a number of MiB",
+					arg);
+			return EXIT_USAGE;
+		}
+		if (kiln_config_set_memory_mib(cfg, v) < 0)
+			return EXIT_USAGE;
+		vm->memory_mib = v;
+		return 0;
+	case OPT_CMDLINE:
+		return kiln_config_append_cmdline(cfg, arg) < 0
+			       ? EXIT_KILN_FAILED
+			       : 0;
+	case OPT_DISK: return disk_option(cfg, arg);
+	case OPT_SHARE: return share_option(cfg, arg);
+	}
+	return EXIT_USAGE;
+}
+
+int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
+{
+	const char *kvm = getenv("KILN_KVM_DEVICE");
+
+	if (kvm && kiln_config_set_kvm_path(cfg, kvm) < 0)
+		return EXIT_KILN_FAILED;
+	if (!vm->kernel) {
+		char dir[PATH_MAX];
+
+		if (!find_guest_dir(dir, sizeof(dir))) {
+			cli_error(
+				"no --kernel given and kiln's default guest is "
+				"not installed (looked in $KILN_GUEST_DIR, "
+				"beside the kiln binary and in %s/guest); run "
+				"'make guest' or pass --kernel",
+				KILN_DATADIR);
+			return EXIT_KILN_FAILED;
+		}
+		if (kiln_config_set_guest_dir(cfg, dir) < 0)
+			return EXIT_KILN_FAILED;
+		if (vm->initrd && kiln_config_set_initrd(cfg, vm->initrd) < 0)
+			return EXIT_KILN_FAILED;
+		return 0;
+	}
+	if (kiln_config_set_kernel(cfg, vm->kernel) < 0 ||
+	    (vm->initrd && kiln_config_set_initrd(cfg, vm->initrd) < 0))
+		return EXIT_KILN_FAILED;
+	return 0;
+}

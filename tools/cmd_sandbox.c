@@ -1,0 +1,1295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sandbox commands, all built on libkiln's sandbox API (kiln.h):
+ *
+ *   kiln run    boot the default guest, run one command, stop
+ *   kiln start  boot a named sandbox in a background process
+ *   kiln exec   run a command in a named sandbox (or any agent's socket)
+ *   kiln cp     copy a file in or out
+ *   kiln ps     list named sandboxes
+ *   kiln stop   shut one down, killing it after a grace period
+ *
+ * A named sandbox lives in $XDG_RUNTIME_DIR/kiln/NAME (or /tmp/kiln-UID/NAME):
+ *   vsock        the hybrid vsock socket (kiln exec/cp connect here)
+ *   control      the background process's control socket (stop, status)
+ *   console.log  the guest's console
+ *   info         "pid cpus memory_mib start_time" of the background process
+ * The background process removes the directory when the VM ends.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <kiln/kiln.h>
+
+#include "cli.h"
+#include "commands.h"
+
+#define DEFAULT_BOOT_TIMEOUT_MS 30000
+#define DEFAULT_GRACE_MS	5000
+#define FILE_TIMEOUT_MS		(10 * 60 * 1000)
+#define MAX_FILE_BYTES		(1ull << 30)
+#define MAX_ENV			256
+#define MAX_COPIES		32
+#define MAX_NAME		32
+/* After the command's own --timeout, the host gives the agent this long to
+ * report the kill before it gives up on it. */
+#define TIMEOUT_SLACK_MS 5000
+
+/* ---- signals and the terminal ---- */
+
+static volatile sig_atomic_t pending_signal, pending_winch;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGWINCH)
+		pending_winch = 1;
+	else
+		pending_signal = sig;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: polls wake up */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGWINCH, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void tty_restore(void)
+{
+	if (tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+	tty_raw = false;
+}
+
+static void tty_make_raw(void)
+{
+	struct termios t;
+
+	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+		return;
+	t = saved_tty;
+	cfmakeraw(&t);
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		tty_raw = true;
+}
+
+static void tty_size(unsigned *rows, unsigned *cols)
+{
+	struct winsize ws;
+
+	*rows = *cols = 0;
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+		*rows = ws.ws_row;
+		*cols = ws.ws_col;
+	}
+}
+
+/* ---- running one command ---- */
+
+/* The exec options of run and exec. */
+struct cmd_opts {
+	const char *env[MAX_ENV + 1];
+	unsigned nenv;
+	const char *cwd;
+	int timeout_ms; /* -1: none */
+	bool interactive, tty;
+	char **argv;
+};
+
+/* -e/-w/--timeout/-i/-t; 0 if c was one of them (or an exit code). */
+static int cmd_option(struct cmd_opts *o, int c, const char *arg, bool *used)
+{
+	*used = true;
+	switch (c) {
+	case 'e':
+		if (!strchr(arg, '=') || arg[0] == '=') {
+			/* -e NAME passes the host's value, as docker does */
+			const char *v = getenv(arg);
+			char *kv;
+
+			if (arg[0] == '=' || !*arg || strchr(arg, '=')) {
+				cli_usage_error("-e: expected NAME=VALUE, got "
+						"'%s'",
+						arg);
+				return EXIT_USAGE;
+			}
+			if (!v)
+				return 0;
+			if (asprintf(&kv, "%s=%s", arg, v) < 0)
+				return EXIT_KILN_FAILED;
+			arg = kv; /* lives until exit */
+		}
+		if (o->nenv == MAX_ENV) {
+			cli_usage_error("-e: at most %d variables", MAX_ENV);
+			return EXIT_USAGE;
+		}
+		o->env[o->nenv++] = arg;
+		return 0;
+	case 'w':
+		if (arg[0] != '/') {
+			cli_usage_error("-w: '%s' is not an absolute path",
+					arg);
+			return EXIT_USAGE;
+		}
+		o->cwd = arg;
+		return 0;
+	case OPT_TIMEOUT:
+		return cli_parse_seconds("--timeout", arg, &o->timeout_ms)
+			       ? 0
+			       : EXIT_USAGE;
+	case 'i': o->interactive = true; return 0;
+	case 't': o->tty = true; return 0;
+	}
+	*used = false;
+	return 0;
+}
+
+/* The command after the options; none and a terminal: a shell. */
+static int cmd_argv(struct cmd_opts *o, int argc, char **argv)
+{
+	static char *shell[] = {"/bin/sh", NULL};
+
+	if (optind < argc) {
+		o->argv = argv + optind;
+		return 0;
+	}
+	if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+		o->argv = shell;
+		o->interactive = o->tty = true;
+		return 0;
+	}
+	cli_usage_error("missing command (kiln %s ... -- CMD [ARGS...])",
+			argv[0]);
+	return EXIT_USAGE;
+}
+
+/* Runs o's command in sb with this process's stdio; returns its status. */
+static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
+{
+	struct kiln_exec_opts eo;
+	struct kiln_exec_result res;
+	struct kiln_exec *e;
+	int64_t waited = 0, limit;
+	int err;
+
+	if (o->tty && !isatty(STDIN_FILENO)) {
+		cli_error("-t: stdin is not a terminal");
+		return EXIT_USAGE;
+	}
+	kiln_exec_opts_init(&eo);
+	eo.argv = (const char *const *)o->argv;
+	o->env[o->nenv] = NULL;
+	eo.env = o->nenv ? o->env : NULL;
+	eo.cwd = o->cwd;
+	eo.timeout_ms = o->timeout_ms > 0 ? (unsigned)o->timeout_ms : 0;
+	eo.pty = o->tty;
+	if (o->tty)
+		tty_size(&eo.rows, &eo.cols);
+	eo.stdin_fd = o->interactive ? STDIN_FILENO : -1;
+	eo.stdout_fd = STDOUT_FILENO;
+	eo.stderr_fd = STDERR_FILENO;
+	limit = o->timeout_ms > 0 ? o->timeout_ms + TIMEOUT_SLACK_MS : -1;
+
+	err = kiln_sandbox_exec(sb, &eo, &e);
+	if (err < 0)
+		return EXIT_KILN_FAILED;
+	if (o->tty)
+		tty_make_raw();
+	for (;;) {
+		err = kiln_exec_wait(e, 100, &res);
+		if (err != -ETIMEDOUT)
+			break;
+		waited += 100;
+		if (pending_signal) {
+			/* with a pty, ^C arrives as a byte; these come from
+			 * kill(1) and hang-ups: pass them on */
+			kiln_exec_kill(e, pending_signal);
+			pending_signal = 0;
+		}
+		if (pending_winch && o->tty) {
+			unsigned rows, cols;
+
+			pending_winch = 0;
+			tty_size(&rows, &cols);
+			kiln_exec_resize(e, rows, cols);
+		}
+		if (limit >= 0 && waited > limit) {
+			tty_restore();
+			cli_error("the command did not end %d ms after its "
+				  "timeout; giving up on it",
+				  TIMEOUT_SLACK_MS);
+			kiln_exec_free(e);
+			return EXIT_TIMEOUT;
+		}
+	}
+	tty_restore();
+	kiln_exec_free(e);
+	if (err < 0)
+		return EXIT_KILN_FAILED;
+	if (!res.started || res.error)
+		cli_error("%s: %s", o->argv[0],
+			  res.message[0] ? res.message : strerror(res.error));
+	else if (res.timed_out)
+		cli_error("%s: timed out, killed", o->argv[0]);
+	return res.status;
+}
+
+/* ---- copies ---- */
+
+struct copy {
+	const char *host, *guest;
+};
+
+/* HOST:GUEST (copy-in; GUEST absolute, split at the last ":/") or
+ * GUEST:HOST (copy-out; split at the first ':'). */
+static bool parse_copy(const char *arg, bool in, struct copy *c)
+{
+	char *s = strdup(arg), *sep;
+
+	if (!s)
+		return false;
+	if (in) {
+		sep = NULL;
+		for (char *p = strstr(s, ":/"); p; p = strstr(p + 1, ":/"))
+			sep = p;
+	} else {
+		sep = s[0] == '/' ? strchr(s, ':') : NULL;
+	}
+	if (!sep || sep == s || !sep[1]) {
+		free(s);
+		return false;
+	}
+	*sep = 0;
+	c->host = in ? s : sep + 1;
+	c->guest = in ? sep + 1 : s;
+	return true;
+}
+
+static int copy_in(struct kiln_sandbox *sb, const char *host, const char *guest)
+{
+	struct stat st;
+	int fd = open(host, O_RDONLY | O_CLOEXEC), err;
+
+	if (fd < 0) {
+		cli_error("copy in: %s: %s", host, strerror(errno));
+		return EXIT_KILN_FAILED;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		cli_error("copy in: %s is not a regular file", host);
+		close(fd);
+		return EXIT_KILN_FAILED;
+	}
+	err = kiln_sandbox_put_file(sb, guest, st.st_mode & 0777, fd,
+				    (uint64_t)st.st_size, FILE_TIMEOUT_MS);
+	close(fd);
+	if (err < 0) {
+		cli_error("copy in: %s -> %s: %s", host, guest, strerror(-err));
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
+/* Into a temp file beside `host`, renamed over it once complete, so a
+ * failed copy never clobbers what was there. */
+static int copy_out(struct kiln_sandbox *sb, const char *guest,
+		    const char *host)
+{
+	char tmp[PATH_MAX];
+	struct stat st;
+	int fd, err;
+
+	if (stat(host, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cli_error("copy out: %s is a directory; name the file", host);
+		return EXIT_KILN_FAILED;
+	}
+	if (snprintf(tmp, sizeof(tmp), "%s.kiln-XXXXXX", host) >=
+	    (int)sizeof(tmp)) {
+		cli_error("copy out: %s: name too long", host);
+		return EXIT_KILN_FAILED;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		cli_error("copy out: cannot create a file beside %s: %s", host,
+			  strerror(errno));
+		return EXIT_KILN_FAILED;
+	}
+	err = kiln_sandbox_get_file(sb, guest, MAX_FILE_BYTES, fd,
+				    FILE_TIMEOUT_MS, NULL);
+	if (err == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
+		err = -errno;
+	close(fd);
+	if (err == 0 && rename(tmp, host) < 0)
+		err = -errno;
+	if (err < 0) {
+		unlink(tmp);
+		cli_error("copy out: %s -> %s: %s", guest, host,
+			  strerror(-err));
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
+/* ---- booting ---- */
+
+/* Prints the end of the console log (why a boot failed, usually). */
+static void show_console_tail(int fd)
+{
+	char buf[4096];
+	off_t end = lseek(fd, 0, SEEK_END);
+	off_t from =
+		end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t n;
+
+	if (end <= 0)
+		return;
+	n = pread(fd, buf, sizeof(buf) - 1, from);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	fprintf(stderr, "%s: the guest's console ended with:\n%s%s",
+		cli_progname, buf, buf[n - 1] == '\n' ? "" : "\n");
+}
+
+/* Boots cfg as a sandbox and waits for its agent: 0, or an exit code after
+ * saying why (with the console's last words when it has them). */
+static int boot_sandbox(struct kiln_config *cfg, int boot_timeout_ms,
+			int console_fd, struct kiln_sandbox **out)
+{
+	int err = kiln_sandbox_create(cfg, out);
+
+	if (err < 0)
+		return err == -EINVAL ? EXIT_USAGE : EXIT_KILN_FAILED;
+	err = kiln_sandbox_wait_ready(*out, boot_timeout_ms);
+	if (err < 0) {
+		if (console_fd >= 0)
+			show_console_tail(console_fd);
+		if (kiln_host_limitation())
+			cli_error("note: %s", kiln_host_limitation());
+		kiln_sandbox_destroy(*out);
+		*out = NULL;
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
+/* A console log: the named file, or an anonymous one shown on failure. */
+static int open_console_log(const char *path)
+{
+	int fd;
+
+	if (path) {
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			cli_error("cannot open console log %s: %s", path,
+				  strerror(errno));
+		return fd;
+	}
+	fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	return fd < 0 ? open("/dev/null", O_RDWR | O_CLOEXEC) : fd;
+}
+
+static void print_run_help(void)
+{
+	printf("Usage: kiln run [OPTIONS] -- CMD [ARGS...]\n"
+	       "\n"
+	       "Boot kiln's guest, run CMD through its agent with this "
+	       "terminal's\n"
+	       "stdio, and exit with CMD's status (124 timeout, 125 kiln "
+	       "failed,\n"
+	       "126 not executable, 127 not found, 128+N killed by signal N).\n"
+	       "Without CMD on a terminal: an interactive shell.\n"
+	       "\n"
+	       "  --cpus N, --memory MIB, --disk PATH[,ro], --kernel, "
+	       "--initrd,\n"
+	       "  --cmdline ARGS       as for kiln boot\n"
+	       "  --share DIR:TAG[:ro][:/GUEST]  share DIR, mounted at "
+	       "/mnt/TAG\n"
+	       "                       (or GUEST) in the sandbox\n"
+	       "  -e NAME=VALUE        environment (-e NAME: the host's "
+	       "value)\n"
+	       "  -w DIR               working directory in the guest\n"
+	       "  --timeout SECONDS    kill CMD after SECONDS (exit 124)\n"
+	       "  -i                   pass stdin to CMD\n"
+	       "  -t                   run CMD on a pseudo-terminal\n"
+	       "  --copy-in HOST:GUEST   copy a file in before CMD runs\n"
+	       "  --copy-out GUEST:HOST  copy a file out after CMD ended\n"
+	       "  --console-log FILE   keep the guest's console in FILE\n"
+	       "  --boot-timeout SECONDS  wait this long for the agent (30)\n"
+	       "  -v                   say what kiln does\n");
+}
+
+#define OPT_BOOT_TIMEOUT (OPT_GRACE + 1)
+#define CMD_OPTIONS                                                            \
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},                     \
+		{"env", required_argument, NULL, 'e'},                         \
+		{"workdir", required_argument, NULL, 'w'},                     \
+		{"interactive", no_argument, NULL, 'i'},                       \
+	{                                                                      \
+		"tty", no_argument, NULL, 't'                                  \
+	}
+
+int kiln_cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_VM_OPTIONS,
+		CMD_OPTIONS,
+		{"copy-in", required_argument, NULL, OPT_COPY_IN},
+		{"copy-out", required_argument, NULL, OPT_COPY_OUT},
+		{"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
+		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct cmd_opts co = {.timeout_ms = -1};
+	struct copy ins[MAX_COPIES], outs[MAX_COPIES];
+	unsigned nin = 0, nout = 0;
+	struct cli_vm vmopt = {0};
+	struct kiln_sandbox *sb = NULL;
+	struct kiln_config *cfg = kiln_config_new();
+	const char *console_path = NULL;
+	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, console_fd = -1;
+	int c, code = EXIT_KILN_FAILED;
+	bool used;
+
+	if (!cfg)
+		return EXIT_KILN_FAILED;
+	kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_WARN);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+e:w:itvh", opts, NULL)) != -1) {
+		code = cmd_option(&co, c, optarg, &used);
+		if (used) {
+			if (code)
+				goto out;
+			continue;
+		}
+		code = EXIT_USAGE;
+		switch (c) {
+		case OPT_COPY_IN:
+		case OPT_COPY_OUT: {
+			bool in = c == OPT_COPY_IN;
+			struct copy *cp = in ? &ins[nin] : &outs[nout];
+
+			if ((in ? nin : nout) == MAX_COPIES) {
+				cli_usage_error("at most %d copies each way",
+						MAX_COPIES);
+				goto out;
+			}
+			if (!parse_copy(optarg, in, cp)) {
+				cli_usage_error(
+					"--copy-%s: expected %s, got '%s'",
+					in ? "in" : "out",
+					in ? "HOST:/GUEST/PATH"
+					   : "/GUEST/PATH:HOST",
+					optarg);
+				goto out;
+			}
+			if (in)
+				nin++;
+			else
+				nout++;
+			break;
+		}
+		case OPT_CONSOLE_LOG: console_path = optarg; break;
+		case OPT_BOOT_TIMEOUT:
+			if (!cli_parse_seconds("--boot-timeout", optarg,
+					       &boot_timeout_ms))
+				goto out;
+			break;
+		case 'v':
+			kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
+			break;
+		case 'h':
+			print_run_help();
+			code = 0;
+			goto out;
+		default:
+			if (c >= OPT_KERNEL && c <= OPT_VM_LAST) {
+				code = cli_vm_option(cfg, &vmopt, c, optarg);
+				if (code)
+					goto out;
+				break;
+			}
+			fprintf(stderr, "Try 'kiln run --help' for more "
+					"information.\n");
+			goto out;
+		}
+	}
+	code = cmd_argv(&co, argc, argv);
+	if (code)
+		goto out;
+	code = cli_vm_finish(cfg, &vmopt);
+	if (code)
+		goto out;
+	console_fd = open_console_log(console_path);
+	if (console_fd < 0) {
+		code = EXIT_KILN_FAILED;
+		goto out;
+	}
+	kiln_config_set_console_fds(cfg, -1, console_fd);
+	catch_signals();
+	code = boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb);
+	if (code)
+		goto out;
+	for (unsigned i = 0; i < nin && !code; i++)
+		code = copy_in(sb, ins[i].host, ins[i].guest);
+	if (!code) {
+		code = run_command(sb, &co);
+		for (unsigned i = 0; i < nout; i++) {
+			int r = copy_out(sb, outs[i].guest, outs[i].host);
+
+			if (r)
+				code = r;
+		}
+	}
+	kiln_sandbox_stop(sb, 1000, NULL);
+out:
+	kiln_sandbox_destroy(sb);
+	kiln_config_free(cfg);
+	if (console_fd >= 0)
+		close(console_fd);
+	return code;
+}
+
+/* ---- named sandboxes ---- */
+
+/* $XDG_RUNTIME_DIR/kiln, or /tmp/kiln-UID (ours, 0700, not a link). */
+static int state_root(char *buf, size_t len, bool create)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (xdg && xdg[0] == '/' && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(buf, len, "%s/kiln", xdg);
+	else
+		snprintf(buf, len, "/tmp/kiln-%u", (unsigned)getuid());
+	if (create && mkdir(buf, 0700) < 0 && errno != EEXIST) {
+		cli_error("cannot create %s: %s", buf, strerror(errno));
+		return -1;
+	}
+	if (lstat(buf, &st) < 0)
+		return create ? -1 : 1; /* 1: nothing there yet */
+	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+	    (st.st_mode & 077)) {
+		cli_error("%s is not a private directory of this user; "
+			  "refusing to use it",
+			  buf);
+		return -1;
+	}
+	return 0;
+}
+
+static bool valid_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > MAX_NAME || name[0] == '.' || name[0] == '-')
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+		    !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-' &&
+		    *p != '.')
+			return false;
+	return true;
+}
+
+/* The state directory of an existing sandbox, or an exit code. */
+static int sandbox_dir(const char *name, char *dir, size_t len)
+{
+	char root[PATH_MAX - 64];
+	struct stat st;
+	int r;
+
+	if (!valid_name(name)) {
+		cli_usage_error("'%s' is not a sandbox name (1..%d of "
+				"A-Z a-z 0-9 _ - ., not starting with . or -)",
+				name, MAX_NAME);
+		return EXIT_USAGE;
+	}
+	r = state_root(root, sizeof(root), false);
+	if (r < 0)
+		return EXIT_KILN_FAILED;
+	snprintf(dir, len, "%s/%s", root, name);
+	if (r == 1 || stat(dir, &st) < 0) {
+		cli_error("no sandbox named '%s' (kiln ps lists them)", name);
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
+/* The background process's pid from DIR/info, or 0. */
+static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
+		      long long *started)
+{
+	char path[PATH_MAX];
+	long long pid = 0, t = 0;
+	unsigned c = 0;
+	unsigned long m = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/info", dir);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%lld %u %lu %lld", &pid, &c, &m, &t) != 4)
+		pid = 0;
+	fclose(f);
+	if (cpus)
+		*cpus = c;
+	if (mib)
+		*mib = m;
+	if (started)
+		*started = t;
+	return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+static bool alive(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* Removes DIR and the files kiln puts there (nothing else). */
+static void remove_state(const char *dir)
+{
+	static const char *const files[] = {
+		"vsock", "control", "console.log", "info", "kiln.log", NULL,
+	};
+	char path[PATH_MAX];
+	DIR *d;
+	struct dirent *de;
+
+	for (unsigned i = 0; files[i]; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	/* vsock_PORT sockets of host-side listeners */
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, "vsock_", 6))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int unix_listen(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+			listen(fd, 8) < 0)) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads a line (without '\n') from fd within timeout_ms: 0 or -1. */
+static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+	size_t n = 0;
+
+	while (n + 1 < cap) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t got;
+		int r = poll(&pfd, 1, timeout_ms);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got = read(fd, buf + n, 1);
+		if (got <= 0)
+			return -1;
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = 0;
+	return 0;
+}
+
+/* The background process of `kiln start`: owns the VM, answers the
+ * control socket, removes the state directory when the VM ends. */
+static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
+			 int control_fd)
+{
+	struct kiln_exit_info info = {0};
+	int grace_ms = DEFAULT_GRACE_MS;
+	int reply_fd = -1;
+
+	while (kiln_vm_outcome(kiln_sandbox_vm(sb)) == KILN_OUTCOME_NONE) {
+		struct pollfd pfd = {.fd = control_fd, .events = POLLIN};
+		char line[64];
+		int fd;
+
+		if (pending_signal)
+			break;
+		if (poll(&pfd, 1, 200) <= 0)
+			continue;
+		fd = accept4(control_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (read_line(fd, line, sizeof(line), 1000) < 0) {
+			close(fd);
+			continue;
+		}
+		if (!strcmp(line, "status")) {
+			dprintf(fd, "running\n");
+			close(fd);
+		} else if (!strncmp(line, "stop ", 5)) {
+			grace_ms = atoi(line + 5);
+			if (grace_ms < 0 || grace_ms > 3600000)
+				grace_ms = DEFAULT_GRACE_MS;
+			reply_fd = fd;
+			break;
+		} else {
+			dprintf(fd, "error unknown request\n");
+			close(fd);
+		}
+	}
+	close(control_fd);
+	kiln_sandbox_stop(sb, grace_ms, &info);
+	kiln_sandbox_destroy(sb);
+	remove_state(dir);
+	if (reply_fd >= 0) {
+		dprintf(reply_fd, "stopped %s\n",
+			kiln_outcome_name(info.outcome));
+		close(reply_fd);
+	}
+	return 0;
+}
+
+static void print_start_help(void)
+{
+	printf("Usage: kiln start [--name NAME] [OPTIONS]\n"
+	       "\n"
+	       "Boot a sandbox in the background; return (printing its name)\n"
+	       "once its agent is ready. Options as for kiln run (--cpus,\n"
+	       "--memory, --disk, --share, --kernel, --initrd, --cmdline,\n"
+	       "--boot-timeout, -v). Then: kiln exec NAME -- CMD, kiln cp,\n"
+	       "kiln ps, kiln stop NAME.\n");
+}
+
+int kiln_cmd_start(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_VM_OPTIONS,
+		{"name", required_argument, NULL, OPT_NAME},
+		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct cli_vm vmopt = {0};
+	struct kiln_config *cfg = kiln_config_new();
+	struct kiln_sandbox *sb = NULL;
+	const char *name = NULL;
+	char root[PATH_MAX - 128], dir[PATH_MAX - 64], path[PATH_MAX];
+	char autoname[16], status = 0;
+	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, c, code = EXIT_USAGE;
+	int pipefd[2] = {-1, -1}, console_fd, control_fd;
+	pid_t pid;
+	FILE *f;
+
+	if (!cfg)
+		return EXIT_KILN_FAILED;
+	kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_WARN);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_NAME:
+			if (!valid_name(optarg)) {
+				cli_usage_error(
+					"--name: '%s' is not a sandbox "
+					"name (1..%d of A-Z a-z 0-9 _ - "
+					"., not starting with . or -)",
+					optarg, MAX_NAME);
+				goto out;
+			}
+			name = optarg;
+			break;
+		case OPT_BOOT_TIMEOUT:
+			if (!cli_parse_seconds("--boot-timeout", optarg,
+					       &boot_timeout_ms))
+				goto out;
+			break;
+		case 'v':
+			kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
+			break;
+		case 'h':
+			print_start_help();
+			code = 0;
+			goto out;
+		default:
+			if (c >= OPT_KERNEL && c <= OPT_VM_LAST) {
+				code = cli_vm_option(cfg, &vmopt, c, optarg);
+				if (code)
+					goto out;
+				code = EXIT_USAGE;
+				break;
+			}
+			fprintf(stderr, "Try 'kiln start --help' for more "
+					"information.\n");
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		cli_usage_error("start: unexpected argument '%s'",
+				argv[optind]);
+		goto out;
+	}
+	code = cli_vm_finish(cfg, &vmopt);
+	if (code)
+		goto out;
+	code = EXIT_KILN_FAILED;
+	if (state_root(root, sizeof(root), true) < 0)
+		goto out;
+	/* claim the name: mkdir is atomic; a dead owner's leftovers go */
+	for (unsigned n = 1; !name || n == 1; n++) {
+		const char *try = name;
+
+		if (!name) {
+			snprintf(autoname, sizeof(autoname), "%u", n);
+			try = autoname;
+		}
+		snprintf(dir, sizeof(dir), "%s/%s", root, try);
+		if (mkdir(dir, 0700) == 0) {
+			name = try;
+			break;
+		}
+		if (errno == EEXIST &&
+		    !alive(info_pid(dir, NULL, NULL, NULL)) &&
+		    access(dir, F_OK) == 0) {
+			struct stat st;
+
+			/* the owner died, or is still booting (no info yet):
+			 * only take it over once it is old enough */
+			if (stat(dir, &st) == 0 &&
+			    time(NULL) - st.st_mtime >
+				    boot_timeout_ms / 1000 + 10) {
+				remove_state(dir);
+				if (mkdir(dir, 0700) == 0) {
+					name = try;
+					break;
+				}
+			}
+		}
+		if (name) {
+			cli_error("a sandbox named '%s' exists (kiln stop %s)",
+				  name, name);
+			goto out;
+		}
+		if (n > 10000) {
+			cli_error("no free sandbox name in %s", root);
+			goto out;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/console.log", dir);
+	console_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	snprintf(path, sizeof(path), "%s/vsock", dir);
+	if (console_fd < 0 || kiln_config_set_vsock(cfg, 3, path) < 0 ||
+	    pipe2(pipefd, O_CLOEXEC) < 0) {
+		cli_error("cannot set up %s: %s", dir, strerror(errno));
+		remove_state(dir);
+		goto out;
+	}
+	kiln_config_set_console_fds(cfg, -1, console_fd);
+
+	pid = fork();
+	if (pid < 0) {
+		cli_error("fork: %s", strerror(errno));
+		remove_state(dir);
+		goto out;
+	}
+	if (pid > 0) {
+		/* the parent: wait for "ready" (or the child's failure) */
+		close(pipefd[1]);
+		if (read(pipefd[0], &status, 1) == 1 && status == 'R') {
+			printf("%s\n", name);
+			code = 0;
+		} else {
+			waitpid(pid, NULL, 0);
+		}
+		close(pipefd[0]);
+		close(console_fd);
+		goto out;
+	}
+	/* the background process: its own session, errors to the parent's
+	 * stderr until ready */
+	close(pipefd[0]);
+	setsid();
+	catch_signals();
+	signal(SIGHUP, SIG_IGN);
+	if (boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb)) {
+		remove_state(dir);
+		_exit(EXIT_KILN_FAILED);
+	}
+	snprintf(path, sizeof(path), "%s/control", dir);
+	control_fd = unix_listen(path);
+	snprintf(path, sizeof(path), "%s/info", dir);
+	f = fopen(path, "we");
+	if (control_fd < 0 || !f) {
+		cli_error("cannot set up %s: %s", dir, strerror(errno));
+		kiln_sandbox_destroy(sb);
+		remove_state(dir);
+		_exit(EXIT_KILN_FAILED);
+	}
+	fprintf(f, "%d %u %lu %lld\n", (int)getpid(),
+		vmopt.cpus ? vmopt.cpus : 1,
+		(unsigned long)(vmopt.memory_mib ? vmopt.memory_mib : 256),
+		(long long)time(NULL));
+	fclose(f);
+	kiln_config_free(cfg);
+	/* ready: detach from the terminal */
+	{
+		int null = open("/dev/null", O_RDWR);
+
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			if (null > 2)
+				close(null);
+		}
+	}
+	if (write(pipefd[1], "R", 1) != 1)
+		pending_signal = SIGTERM; /* the parent is gone: stop */
+	close(pipefd[1]);
+	_exit(serve_sandbox(sb, dir, control_fd));
+out:
+	kiln_config_free(cfg);
+	return code;
+}
+
+/* Connects to NAME's agent (or to --vsock PATH): 0 or an exit code. */
+static int attach(const char *name, const char *vsock, struct kiln_sandbox **sb)
+{
+	char dir[PATH_MAX - 16], path[PATH_MAX];
+	int code;
+
+	if (!vsock) {
+		code = sandbox_dir(name, dir, sizeof(dir));
+		if (code)
+			return code;
+		snprintf(path, sizeof(path), "%s/vsock", dir);
+		vsock = path;
+	}
+	if (kiln_sandbox_attach(vsock, cli_log, NULL, KILN_LOG_WARN, 10000,
+				sb) < 0) {
+		if (name)
+			cli_error("cannot reach sandbox '%s'", name);
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
+int kiln_cmd_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CMD_OPTIONS,
+		{"vsock", required_argument, NULL, OPT_VSOCK},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct cmd_opts co = {.timeout_ms = -1};
+	struct kiln_sandbox *sb = NULL;
+	const char *vsock = NULL, *name = NULL;
+	int c, code;
+	bool used;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+e:w:ith", opts, NULL)) != -1) {
+		code = cmd_option(&co, c, optarg, &used);
+		if (used) {
+			if (code)
+				return code;
+			continue;
+		}
+		if (c == OPT_VSOCK) {
+			vsock = optarg;
+		} else if (c == 'h') {
+			printf("Usage: kiln exec NAME [OPTIONS] -- CMD "
+			       "[ARGS...]\n"
+			       "       kiln exec --vsock PATH [OPTIONS] -- CMD "
+			       "[ARGS...]\n"
+			       "\nRun CMD in a running sandbox (or the agent "
+			       "behind a hybrid vsock\nsocket). Options: -e, "
+			       "-w, "
+			       "--timeout, -i, -t as for kiln run.\n");
+			return 0;
+		} else {
+			fprintf(stderr, "Try 'kiln exec --help' for more "
+					"information.\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (!vsock) {
+		if (optind >= argc || !strcmp(argv[optind - 1], "--")) {
+			cli_usage_error("exec: missing sandbox name");
+			return EXIT_USAGE;
+		}
+		name = argv[optind++];
+		/* options may follow the name too */
+		while ((c = getopt_long(argc, argv, "+e:w:ith", opts, NULL)) !=
+		       -1) {
+			code = cmd_option(&co, c, optarg, &used);
+			if (!used || c == OPT_VSOCK) {
+				cli_usage_error("exec: unexpected option after "
+						"the name");
+				return EXIT_USAGE;
+			}
+			if (code)
+				return code;
+		}
+	}
+	code = cmd_argv(&co, argc, argv);
+	if (code)
+		return code;
+	code = attach(name, vsock, &sb);
+	if (code)
+		return code;
+	catch_signals();
+	code = run_command(sb, &co);
+	kiln_sandbox_destroy(sb);
+	return code;
+}
+
+int kiln_cmd_cp(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"vsock", required_argument, NULL, OPT_VSOCK},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *vsock = NULL, *src, *dst;
+	struct kiln_sandbox *sb = NULL;
+	char name[MAX_NAME + 2];
+	const char *guest, *host, *colon;
+	bool in;
+	int c, code;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (c == OPT_VSOCK) {
+			vsock = optarg;
+		} else if (c == 'h') {
+			printf("Usage: kiln cp NAME:/GUEST/PATH HOST_PATH\n"
+			       "       kiln cp HOST_PATH NAME:/GUEST/PATH\n"
+			       "       kiln cp --vsock PATH SRC DST   (the "
+			       "guest "
+			       "side written :/GUEST/PATH)\n");
+			return 0;
+		} else {
+			fprintf(stderr, "Try 'kiln cp --help' for more "
+					"information.\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		cli_usage_error("cp: expected SRC and DST");
+		return EXIT_USAGE;
+	}
+	src = argv[optind];
+	dst = argv[optind + 1];
+	/* the sandbox side is NAME:/PATH (with --vsock, :/PATH) */
+	colon = strstr(src, ":/");
+	in = !colon || (size_t)(colon - src) > MAX_NAME;
+	if (in) {
+		colon = strstr(dst, ":/");
+		if (!colon || (size_t)(colon - dst) > MAX_NAME) {
+			cli_usage_error(
+				"cp: one side must be NAME:/GUEST/PATH");
+			return EXIT_USAGE;
+		}
+		host = src;
+		guest = colon + 1;
+		snprintf(name, sizeof(name), "%.*s", (int)(colon - dst), dst);
+	} else {
+		host = dst;
+		guest = colon + 1;
+		snprintf(name, sizeof(name), "%.*s", (int)(colon - src), src);
+	}
+	if (!vsock && !name[0]) {
+		cli_usage_error(
+			"cp: the sandbox side needs a NAME (or --vsock)");
+		return EXIT_USAGE;
+	}
+	code = attach(vsock ? NULL : name, vsock, &sb);
+	if (code)
+		return code;
+	code = in ? copy_in(sb, host, guest) : copy_out(sb, guest, host);
+	kiln_sandbox_destroy(sb);
+	return code;
+}
+
+int kiln_cmd_ps(int argc, char **argv)
+{
+	char root[PATH_MAX - 128], dir[PATH_MAX - 64];
+	DIR *d;
+	struct dirent *de;
+	int r;
+
+	(void)argv;
+	if (argc > 1) {
+		cli_usage_error("ps: takes no arguments");
+		return EXIT_USAGE;
+	}
+	r = state_root(root, sizeof(root), false);
+	if (r < 0)
+		return EXIT_KILN_FAILED;
+	printf("%-16s %8s %5s %8s %9s  %s\n", "NAME", "PID", "CPUS", "MEMORY",
+	       "UPTIME", "STATE");
+	d = r == 1 ? NULL : opendir(root);
+	while (d && (de = readdir(d))) {
+		unsigned cpus = 0;
+		unsigned long mib = 0;
+		long long started = 0;
+		pid_t pid;
+
+		if (!valid_name(de->d_name))
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%.32s", root, de->d_name);
+		pid = info_pid(dir, &cpus, &mib, &started);
+		if (!pid) {
+			printf("%-16s %8s %5s %8s %9s  %s\n", de->d_name, "-",
+			       "-", "-", "-", "starting");
+			continue;
+		}
+		printf("%-16s %8d %5u %6luMi %8llds  %s\n", de->d_name,
+		       (int)pid, cpus, mib, (long long)time(NULL) - started,
+		       alive(pid) ? "running" : "dead (kiln stop cleans up)");
+	}
+	if (d)
+		closedir(d);
+	return 0;
+}
+
+int kiln_cmd_stop(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"grace", required_argument, NULL, OPT_GRACE},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int grace_ms = DEFAULT_GRACE_MS, c, code = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (c == OPT_GRACE) {
+			if (!cli_parse_seconds("--grace", optarg, &grace_ms))
+				return EXIT_USAGE;
+		} else if (c == 'h') {
+			printf("Usage: kiln stop [--grace SECONDS] NAME...\n"
+			       "\nAsk each sandbox's guest to shut down; kill "
+			       "it "
+			       "after SECONDS (default %d).\n",
+			       DEFAULT_GRACE_MS / 1000);
+			return 0;
+		} else {
+			fprintf(stderr, "Try 'kiln stop --help' for more "
+					"information.\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		cli_usage_error("stop: missing sandbox name");
+		return EXIT_USAGE;
+	}
+	for (int i = optind; i < argc; i++) {
+		char dir[PATH_MAX - 16], path[PATH_MAX], line[64];
+		pid_t pid;
+		int r = sandbox_dir(argv[i], dir, sizeof(dir)), fd;
+
+		if (r) {
+			code = r;
+			continue;
+		}
+		pid = info_pid(dir, NULL, NULL, NULL);
+		snprintf(path, sizeof(path), "%s/control", dir);
+		fd = unix_connect(path);
+		if (fd >= 0) {
+			dprintf(fd, "stop %d\n", grace_ms);
+			/* the reply comes once the VM is gone */
+			if (read_line(fd, line, sizeof(line),
+				      grace_ms + 5000) == 0) {
+				close(fd);
+				continue;
+			}
+			close(fd);
+		}
+		/* no answer: end the background process ourselves */
+		if (alive(pid)) {
+			kill(pid, SIGTERM);
+			for (int t = 0; t < grace_ms / 50 && alive(pid); t++)
+				usleep(50000);
+			if (alive(pid)) {
+				kill(pid, SIGKILL);
+				usleep(100000);
+			}
+		}
+		remove_state(dir);
+	}
+	return code;
+}
