@@ -113,7 +113,8 @@ $(BUILD)/tests/fnv1a: tests/support/fnv1a.c
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $<
 
 # KVM-tier programs written against the public API.
-KVM_TEST_BINS := $(BUILD)/tests/multi_vm $(BUILD)/tests/console_api
+KVM_TEST_BINS := $(BUILD)/tests/multi_vm $(BUILD)/tests/console_api \
+	$(BUILD)/tests/agent_probe
 $(BUILD)/tests/%: tests/support/%.c $(LIB_A)
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)

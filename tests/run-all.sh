@@ -47,8 +47,8 @@ for f in "$BUILD"/fuzz/fuzz_*; do
 done
 
 # Shell tiers print "ok - ", "not ok - " and "SKIP: " lines; count them.
-for tier in tests/cli/run.sh tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh \
-	tests/linux/early-boot.sh tests/linux/boot.sh; do
+for tier in tests/cli/run.sh tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh tests/linux/vhost-user-vsock.sh \
+	tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh; do
 	echo "== $tier"
 	log=$(mktemp)
 	bash "$tier" 2>&1 | tee "$log"

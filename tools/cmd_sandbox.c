@@ -388,10 +388,9 @@ static int boot_sandbox(struct kiln_config *cfg, int boot_timeout_ms,
 		return err == -EINVAL ? EXIT_USAGE : EXIT_KILN_FAILED;
 	err = kiln_sandbox_wait_ready(*out, boot_timeout_ms);
 	if (err < 0) {
+		/* (a host limitation was already reported as a warning) */
 		if (console_fd >= 0)
 			show_console_tail(console_fd);
-		if (kiln_host_limitation())
-			cli_error("note: %s", kiln_host_limitation());
 		kiln_sandbox_destroy(*out);
 		*out = NULL;
 		return EXIT_KILN_FAILED;

@@ -51,7 +51,7 @@
 
 #define AGENT_NAME "kiln-agent 0.1.0"
 
-#define MAX_CONNS 16
+#define MAX_CONNS 128
 /* Frames are only produced while fewer bytes than this wait to be sent. */
 #define OUT_HIGH     (256u * 1024u)
 #define IN_CAP	     (64u * 1024u)

@@ -69,6 +69,39 @@ check "mkimage missing dir" 125 "is not a directory" -- mkimage "$T/nodir" "$T/x
 check "mkimage bad size" 2 "--size: '0' is not a size" -- mkimage "$T/tree" "$T/y.img" --size 0
 check "mkimage arguments" 2 "expected DIR and IMAGE" -- mkimage "$T/tree"
 
+# sandbox commands: argument errors (the runs themselves: tests/linux/)
+export XDG_RUNTIME_DIR="$T/xdg"
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
+check "run without a command (no tty)" 2 "missing command" -- run
+check "run -w relative" 2 "-w: 'tmp' is not an absolute path" -- run -w tmp -- true
+check "run -e =x" 2 "-e: expected NAME=VALUE" -- run -e =x -- true
+check "run --timeout 0" 2 "--timeout: '0' is not a positive" -- run --timeout 0 -- true
+check "run --copy-in without guest path" 2 "--copy-in: expected HOST:/GUEST/PATH" -- run --copy-in "$T/x" -- true
+check "run --copy-out relative guest path" 2 "--copy-out: expected /GUEST/PATH:HOST" -- run --copy-out "x:$T/x" -- true
+check "run --share relative guest path" 2 "expected HOST_DIR:TAG" -- run --share "$T:data:rel" -- true
+check "run --share bad tag" 2 "share tag" -- run --share "$T:a b" -- true
+check "run --share missing dir" 125 "$T/nope" -- run --share "$T/nope:data" --kernel "$BZ" -- true
+check "run --cpus 0" 2 "cpu" -- run --cpus 0 -- true
+check "run unknown option" 2 "kiln run --help" -- run --bogus -- true
+check "start with a bad name" 2 "is not a sandbox name" -- start --name ../x
+check "start with an argument" 2 "unexpected argument" -- start extra
+check "exec without a name" 2 "missing sandbox name" -- exec -- true
+check "exec of an unknown sandbox" 125 "no sandbox named 'nope'" -- exec nope -- true
+check "exec with a bad name" 2 "is not a sandbox name" -- exec ../x -- true
+check "exec --vsock to nothing" 125 "agent: connecting to $T/none" -- exec --vsock "$T/none" -- true
+check "cp without a sandbox side" 2 "one side must be NAME:/GUEST/PATH" -- cp "$T/a" "$T/b"
+check "cp with one argument" 2 "expected SRC and DST" -- cp "$T/a"
+check "cp to an unknown sandbox" 125 "no sandbox named 'nope'" -- cp "$T/a" nope:/tmp/a
+check "stop without a name" 2 "missing sandbox name" -- stop
+check "stop an unknown sandbox" 125 "no sandbox named 'nope'" -- stop nope
+check "ps with nothing running" 0 "NAME +PID" -- ps
+mkdir -m 0700 "$XDG_RUNTIME_DIR/kiln" && mkdir "$XDG_RUNTIME_DIR/kiln/ghost"
+echo "999999 1 256 0" >"$XDG_RUNTIME_DIR/kiln/ghost/info"
+check "ps shows a dead sandbox" 0 "ghost .*dead" -- ps
+check "stop cleans up a dead sandbox" 0 "" -- stop ghost
+expect "stop removed the dead sandbox's state" "state dir left" test ! -e "$XDG_RUNTIME_DIR/kiln/ghost"
+unset XDG_RUNTIME_DIR
+
 check "kernel missing" 125 "kernel file $T/nope does not exist" -- boot --kernel "$T/nope"
 : >"$T/empty"
 check "kernel empty" 125 "kernel file $T/empty is empty" -- boot --kernel "$T/empty"
