@@ -1092,6 +1092,53 @@ static void test_pid1(void)
 		pass("PID 1: orphans are reaped");
 }
 
+/* SHUTDOWN: an agent that is not PID 1 ends its execs and exits 0. */
+static void test_shutdown(void)
+{
+	const char *argv[] = {"sleep", "60", NULL};
+	struct kiln_agent *other = new_conn();
+	struct kiln_exec_result res;
+	struct kiln_agent_exec *e = NULL;
+	struct kiln_exec_opts o;
+	struct capture cap;
+	int status = -1, err;
+	double t0 = now_s();
+
+	if (!other) {
+		fail("shutdown", "no second connection");
+		return;
+	}
+	capture_init(&cap);
+	opts_for(&o, argv, &cap);
+	if (kiln_agent_exec_start(other, &o, &e) < 0 ||
+	    kiln_agent_exec_wait(e, 200, &res) != -ETIMEDOUT) {
+		fail("shutdown", "could not start sleep 60");
+		goto out;
+	}
+	if (kiln_agent_shutdown(conn, 5000) < 0) {
+		fail("shutdown", "SHUTDOWN not sent");
+		goto out;
+	}
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(agent_pid, &status, WNOHANG) == agent_pid)
+			break;
+		usleep(50000);
+	}
+	err = kiln_agent_exec_wait(e, 5000, &res);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("shutdown", "agent did not exit 0 (status 0x%x)", status);
+	else if (err == -ETIMEDOUT)
+		fail("shutdown", "the running exec's connection stayed open");
+	else
+		passf("SHUTDOWN: the agent (not PID 1) killed its execs and "
+		      "exited 0 in %.0f ms",
+		      (now_s() - t0) * 1000);
+	agent_pid = -1;
+out:
+	kiln_agent_exec_free(e);
+	kiln_agent_close(other);
+}
+
 /* ---- timing ---- */
 
 static int cmp_double(const void *a, const void *b)
@@ -1186,10 +1233,13 @@ int main(int argc, char **argv)
 	test_session_limit();
 	test_hostile_clients();
 	bench();
+	test_shutdown();
 out:
 	kiln_agent_close(conn);
 	/* SIGKILL: unshare blocks SIGTERM while it waits */
-	kill(agent_pid, SIGKILL);
-	waitpid(agent_pid, NULL, 0);
+	if (agent_pid > 0) {
+		kill(agent_pid, SIGKILL);
+		waitpid(agent_pid, NULL, 0);
+	}
 	return 0;
 }

@@ -94,6 +94,31 @@ static void test_hdr_bad_fields(void **state)
 	assert_int_equal(kiln_agent_hdr_decode(frame, 1, &h), 0);
 }
 
+/* SHUTDOWN: a request on session 0 only, with exactly 4 bytes of flags. */
+static void test_shutdown_frame(void **state)
+{
+	struct kiln_agent_hdr h;
+	const uint8_t *p = NULL;
+
+	(void)state;
+	memset(frame, 0, 16 + 8);
+	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 0, 4);
+	assert_int_equal(kiln_agent_frame_next(frame, 20, 0, &h, &p), 20);
+	assert_int_equal(h.type, KILN_AGENT_SHUTDOWN);
+	assert_string_equal(kiln_agent_type_name(KILN_AGENT_SHUTDOWN),
+			    "SHUTDOWN");
+	/* from the agent's side it is not a response */
+	assert_int_equal(kiln_agent_frame_next(frame, 20, 1, &h, &p), -EPROTO);
+	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 1, 4);
+	assert_int_equal(kiln_agent_frame_next(frame, 20, 0, &h, &p), -EPROTO);
+	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 0, 0);
+	assert_int_equal(kiln_agent_frame_next(frame, 16, 0, &h, &p),
+			 -EBADMSG);
+	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 0, 8);
+	assert_int_equal(kiln_agent_frame_next(frame, 24, 0, &h, &p),
+			 -EBADMSG);
+}
+
 static void test_frame_truncated(void **state)
 {
 	struct kiln_agent_hdr h;
@@ -1124,6 +1149,7 @@ int main(void)
 		cmocka_unit_test(test_error_payload),
 		cmocka_unit_test(test_file_req),
 		cmocka_unit_test(test_status_mapping),
+		cmocka_unit_test(test_shutdown_frame),
 		cmocka_unit_test(test_client_exec_ok),
 		cmocka_unit_test(test_client_wait_timeout),
 		cmocka_unit_test(test_client_hostile_agent),
