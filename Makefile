@@ -41,6 +41,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
 
+# the library finds the installed default guest under DATADIR
+$(BUILD)/obj/src/vm/config.o: LIB_CFLAGS += -DKILN_DATADIR='"$(DATADIR)/kiln"'
+
 $(LIB_A): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^

@@ -127,7 +127,8 @@ KILN_API int kiln_config_add_share_at(struct kiln_config *cfg, const char *dir,
 				      const char *tag, int read_only,
 				      const char *guest_path);
 /* Uses kiln's default guest from dir: dir/vmlinux (or dir/bzImage) as the
- * kernel and dir/initramfs.cpio.gz (with the agent) as the initrd. */
+ * kernel and dir/initramfs.cpio.gz (with the agent) as the initrd. NULL:
+ * $KILN_GUEST_DIR, else the installed one (DATADIR/kiln/guest). */
 KILN_API int kiln_config_set_guest_dir(struct kiln_config *cfg,
 				       const char *dir);
 /* Adds a virtio-vsock device with guest CID `cid` (3..2^32-2) in the hybrid
