@@ -247,12 +247,21 @@ static bool regular_file(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+#ifndef KILN_DATADIR
+#define KILN_DATADIR "/usr/local/share/kiln"
+#endif
+
 KILN_API int kiln_config_set_guest_dir(struct kiln_config *cfg, const char *dir)
 {
 	char *kernel = NULL, *initrd = NULL;
 	int err = -ENOMEM;
 
-	if (!dir || !*dir)
+	if (!dir) {
+		dir = getenv("KILN_GUEST_DIR");
+		if (!dir || !*dir)
+			dir = KILN_DATADIR "/guest";
+	}
+	if (!*dir)
 		return kiln_errorf(&cfg->log, -EINVAL, "empty guest directory");
 	if (asprintf(&kernel, "%s/vmlinux", dir) < 0) {
 		kernel = NULL;
