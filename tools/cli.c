@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #ifndef KILN_DATADIR
@@ -261,4 +262,28 @@ int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
 	    (vm->initrd && kiln_config_set_initrd(cfg, vm->initrd) < 0))
 		return EXIT_KILN_FAILED;
 	return 0;
+}
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+void cli_tty_restore(void)
+{
+	if (tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+	tty_raw = false;
+}
+
+void cli_tty_raw(bool keep_output_processing)
+{
+	struct termios t;
+
+	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+		return;
+	t = saved_tty;
+	cfmakeraw(&t);
+	if (keep_output_processing)
+		t.c_oflag |= OPOST | ONLCR;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		tty_raw = true;
 }

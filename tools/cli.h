@@ -75,4 +75,10 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
  * KVM device ($KILN_KVM_DEVICE): 0 or EXIT_KILN_FAILED after a message. */
 int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm);
 
+/* Puts the terminal on stdin in raw mode (keeping the host's newline
+ * handling if keep_output_processing), until cli_tty_restore. */
+void cli_tty_raw(bool keep_output_processing);
+/* Restores the terminal cli_tty_raw changed; harmless otherwise. */
+void cli_tty_restore(void);
+
 #endif

@@ -78,28 +78,6 @@ static void catch_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static struct termios saved_tty;
-static bool tty_raw;
-
-static void tty_restore(void)
-{
-	if (tty_raw)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
-	tty_raw = false;
-}
-
-static void tty_make_raw(void)
-{
-	struct termios t;
-
-	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
-		return;
-	t = saved_tty;
-	cfmakeraw(&t);
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
-		tty_raw = true;
-}
-
 static void tty_size(unsigned *rows, unsigned *cols)
 {
 	struct winsize ws;
@@ -221,7 +199,7 @@ static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
 	if (err < 0)
 		return EXIT_KILN_FAILED;
 	if (o->tty)
-		tty_make_raw();
+		cli_tty_raw(false);
 	for (;;) {
 		err = kiln_exec_wait(e, 100, &res);
 		if (err != -ETIMEDOUT)
@@ -241,7 +219,7 @@ static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
 			kiln_exec_resize(e, rows, cols);
 		}
 		if (limit >= 0 && waited > limit) {
-			tty_restore();
+			cli_tty_restore();
 			cli_error("the command did not end %d ms after its "
 				  "timeout; giving up on it",
 				  TIMEOUT_SLACK_MS);
@@ -249,7 +227,7 @@ static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
 			return EXIT_TIMEOUT;
 		}
 	}
-	tty_restore();
+	cli_tty_restore();
 	kiln_exec_free(e);
 	if (err < 0)
 		return EXIT_KILN_FAILED;

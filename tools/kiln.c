@@ -97,29 +97,6 @@ static void print_help(FILE *f)
 		KILN_DEBUG_EXIT_PORT);
 }
 
-static struct termios saved_tty;
-static bool tty_raw;
-
-static void tty_restore(void)
-{
-	if (tty_raw)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
-	tty_raw = false;
-}
-
-static void tty_make_raw(void)
-{
-	struct termios t;
-
-	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
-		return;
-	t = saved_tty;
-	cfmakeraw(&t);
-	t.c_oflag |= OPOST | ONLCR; /* keep the host's newline handling */
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
-		tty_raw = true;
-}
-
 struct signal_waiter {
 	struct kiln_vm *vm;
 	sigset_t set;
@@ -297,11 +274,11 @@ static int cmd_boot(int argc, char **argv)
 		goto fail;
 	}
 	if (isatty(STDIN_FILENO))
-		tty_make_raw();
+		cli_tty_raw(true);
 	r = kiln_vm_start(vm);
 	if (r == 0)
 		r = kiln_vm_wait(vm, timeout_ms, &info);
-	tty_restore();
+	cli_tty_restore();
 	/* sigwait is a cancellation point: the waiter must not outlive vm. */
 	pthread_cancel(sig_thread);
 	pthread_join(sig_thread, NULL);
@@ -323,7 +300,7 @@ usage:
 	kiln_config_free(cfg);
 	return EXIT_USAGE;
 fail:
-	tty_restore();
+	cli_tty_restore();
 	kiln_config_free(cfg);
 	kiln_vm_destroy(vm);
 	return EXIT_KILN_FAILED;
