@@ -35,6 +35,7 @@ enum {
 	OPT_COPY_IN,
 	OPT_COPY_OUT,
 	OPT_GRACE,
+	OPT_BOOT_TIMEOUT,
 };
 
 /* getopt_long entries for the VM options (spread into an option table). */

@@ -422,7 +422,6 @@ static void print_run_help(void)
 	       "  -v                   say what kiln does\n");
 }
 
-#define OPT_BOOT_TIMEOUT (OPT_GRACE + 1)
 #define CMD_OPTIONS                                                            \
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},                     \
 		{"env", required_argument, NULL, 'e'},                         \
@@ -431,6 +430,27 @@ static void print_run_help(void)
 	{                                                                      \
 		"tty", no_argument, NULL, 't'                                  \
 	}
+
+/* Options run and start share: the VM's, --boot-timeout and -v. Returns 0
+ * (*handled says whether c was one of them) or an exit code. */
+static int boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
+		       const char *arg, int *boot_timeout_ms, bool *handled)
+{
+	*handled = true;
+	if (c >= OPT_KERNEL && c <= OPT_VM_LAST)
+		return cli_vm_option(cfg, vm, c, arg);
+	switch (c) {
+	case OPT_BOOT_TIMEOUT:
+		return cli_parse_seconds("--boot-timeout", arg, boot_timeout_ms)
+			       ? 0
+			       : EXIT_USAGE;
+	case 'v':
+		kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
+		return 0;
+	}
+	*handled = false;
+	return 0;
+}
 
 int kiln_cmd_run(int argc, char **argv)
 {
@@ -462,6 +482,9 @@ int kiln_cmd_run(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+e:w:itvh", opts, NULL)) != -1) {
 		code = cmd_option(&co, c, optarg, &used);
+		if (!used)
+			code = boot_option(cfg, &vmopt, c, optarg,
+					   &boot_timeout_ms, &used);
 		if (used) {
 			if (code)
 				goto out;
@@ -495,25 +518,11 @@ int kiln_cmd_run(int argc, char **argv)
 			break;
 		}
 		case OPT_CONSOLE_LOG: console_path = optarg; break;
-		case OPT_BOOT_TIMEOUT:
-			if (!cli_parse_seconds("--boot-timeout", optarg,
-					       &boot_timeout_ms))
-				goto out;
-			break;
-		case 'v':
-			kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
-			break;
 		case 'h':
 			print_run_help();
 			code = 0;
 			goto out;
 		default:
-			if (c >= OPT_KERNEL && c <= OPT_VM_LAST) {
-				code = cli_vm_option(cfg, &vmopt, c, optarg);
-				if (code)
-					goto out;
-				break;
-			}
 			fprintf(stderr, "Try 'kiln run --help' for more "
 					"information.\n");
 			goto out;
@@ -679,10 +688,11 @@ static void remove_state(const char *dir)
 	rmdir(dir);
 }
 
-static int unix_connect(const char *path)
+/* A Unix stream socket connected to, or listening on, path; -1 + errno. */
+static int unix_socket(const char *path, bool listening)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
+	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		errno = ENAMETOOLONG;
@@ -690,29 +700,16 @@ static int unix_connect(const char *path)
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
+	if (fd < 0)
 		return -1;
-	}
-	return fd;
-}
-
-static int unix_listen(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-			listen(fd, 8) < 0)) {
+	if (listening)
+		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+				    listen(fd, 8) < 0
+			    ? -1
+			    : 0;
+	else
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r < 0) {
 		int e = errno;
 
 		close(fd);
@@ -835,6 +832,16 @@ int kiln_cmd_start(int argc, char **argv)
 	kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_WARN);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+		bool used;
+
+		code = boot_option(cfg, &vmopt, c, optarg, &boot_timeout_ms,
+				   &used);
+		if (used) {
+			if (code)
+				goto out;
+			continue;
+		}
+		code = EXIT_USAGE;
 		switch (c) {
 		case OPT_NAME:
 			if (!valid_name(optarg)) {
@@ -847,26 +854,11 @@ int kiln_cmd_start(int argc, char **argv)
 			}
 			name = optarg;
 			break;
-		case OPT_BOOT_TIMEOUT:
-			if (!cli_parse_seconds("--boot-timeout", optarg,
-					       &boot_timeout_ms))
-				goto out;
-			break;
-		case 'v':
-			kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
-			break;
 		case 'h':
 			print_start_help();
 			code = 0;
 			goto out;
 		default:
-			if (c >= OPT_KERNEL && c <= OPT_VM_LAST) {
-				code = cli_vm_option(cfg, &vmopt, c, optarg);
-				if (code)
-					goto out;
-				code = EXIT_USAGE;
-				break;
-			}
 			fprintf(stderr, "Try 'kiln start --help' for more "
 					"information.\n");
 			goto out;
@@ -964,7 +956,7 @@ int kiln_cmd_start(int argc, char **argv)
 		_exit(EXIT_KILN_FAILED);
 	}
 	snprintf(path, sizeof(path), "%s/control", dir);
-	control_fd = unix_listen(path);
+	control_fd = unix_socket(path, true);
 	snprintf(path, sizeof(path), "%s/info", dir);
 	f = fopen(path, "we");
 	if (control_fd < 0 || !f) {
@@ -1245,7 +1237,7 @@ int kiln_cmd_stop(int argc, char **argv)
 		}
 		pid = info_pid(dir, NULL, NULL, NULL);
 		snprintf(path, sizeof(path), "%s/control", dir);
-		fd = unix_connect(path);
+		fd = unix_socket(path, false);
 		if (fd >= 0) {
 			dprintf(fd, "stop %d\n", grace_ms);
 			/* the reply comes once the VM is gone */

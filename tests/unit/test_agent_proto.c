@@ -112,11 +112,9 @@ static void test_shutdown_frame(void **state)
 	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 1, 4);
 	assert_int_equal(kiln_agent_frame_next(frame, 20, 0, &h, &p), -EPROTO);
 	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 0, 0);
-	assert_int_equal(kiln_agent_frame_next(frame, 16, 0, &h, &p),
-			 -EBADMSG);
+	assert_int_equal(kiln_agent_frame_next(frame, 16, 0, &h, &p), -EBADMSG);
 	kiln_agent_hdr_encode(frame, KILN_AGENT_SHUTDOWN, 0, 8);
-	assert_int_equal(kiln_agent_frame_next(frame, 24, 0, &h, &p),
-			 -EBADMSG);
+	assert_int_equal(kiln_agent_frame_next(frame, 24, 0, &h, &p), -EBADMSG);
 }
 
 static void test_frame_truncated(void **state)
