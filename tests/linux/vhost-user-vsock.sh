@@ -10,7 +10,7 @@
 #   exit codes (0, 3, 127 not found, 126 not executable) and signals (137)
 #   10 MiB of stdout byte-exact (md5 in the guest vs on the host)
 #   1 MiB of stdin piped byte-exact
-#   env (-e) and cwd (-w)
+#   env (-e) and cwd (-w); a command on a pty of the asked size
 #   timeout kill (--timeout 1 on sleep 30: 124 in well under 30 s)
 #   20 concurrent execs, each with its own answer
 #   file put and get of 5 MiB, byte-exact both ways; errors for a missing
@@ -190,6 +190,13 @@ if [ "$rc" != 0 ] && grep -qi "chdir" <<<"$err"; then
 	ok "missing cwd is an error ($rc: $err)"
 else
 	not_ok "missing cwd" "rc=$rc err=$err"
+fi
+
+p=$(timeout 60 "$PROBE" pty "$V" 2>&1 | tr -d '\r')
+if grep -q '^/dev/pts/[0-9]' <<<"$p" && grep -qx '30 100' <<<"$p"; then
+	ok "exec on a pty (UNIX98 ptys in the guest kernel): $(oneline "$p")"
+else
+	not_ok "exec on a pty" "$(oneline "$p")"
 fi
 
 # --- timeout ---

@@ -9,6 +9,9 @@
  *                                    "closed" once the agent hangs up
  *   agent_probe shutdown UDS         send SHUTDOWN through the sandbox API's
  *                                    client
+ *   agent_probe pty UDS              runs `tty; stty size` on a pty of 30x100 (stdout is the pty;
+ *                                    without stdin, stdin is not)
+ *                                    and prints what it said
  *   agent_probe bench UDS N          exec /bin/true N times over one
  *                                    connection vs a shell loop of N in the
  *                                    guest; prints the overhead ratio
@@ -112,6 +115,38 @@ static int cmd_shutdown(const char *uds)
 	return 0;
 }
 
+static void print_output(void *opaque, int stream, const void *data,
+			 size_t len)
+{
+	(void)opaque;
+	(void)stream;
+	fwrite(data, 1, len, stdout);
+}
+
+static int cmd_pty(const char *uds)
+{
+	static const char *const argv[] = {"/bin/sh", "-c",
+					   "tty <&1; stty size <&1",
+					   NULL};
+	struct kiln_exec_result res;
+	struct kiln_exec_opts o;
+	struct kiln_sandbox *sb;
+	int err;
+
+	if (kiln_sandbox_attach(uds, log_stderr, NULL, KILN_LOG_INFO, 10000,
+				&sb) < 0)
+		return 1;
+	kiln_exec_opts_init(&o);
+	o.argv = argv;
+	o.pty = 1;
+	o.rows = 30;
+	o.cols = 100;
+	o.on_output = print_output;
+	err = kiln_sandbox_run(sb, &o, 60000, &res);
+	kiln_sandbox_destroy(sb);
+	return err < 0 || res.status != 0;
+}
+
 static int cmd_bench(const char *uds, int n)
 {
 	static const char *const true_argv[] = {"/bin/true", NULL};
@@ -161,9 +196,11 @@ int main(int argc, char **argv)
 		return cmd_garbage(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "shutdown"))
 		return cmd_shutdown(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "pty"))
+		return cmd_pty(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "bench"))
 		return cmd_bench(argv[2], atoi(argv[3]));
 	fprintf(stderr, "usage: agent_probe ready UDS SECONDS | garbage UDS | "
-			"shutdown UDS | bench UDS N\n");
+			"shutdown UDS | pty UDS | bench UDS N\n");
 	return 2;
 }
