@@ -107,17 +107,16 @@ static int cmd_option(struct cmd_opts *o, int c, const char *arg, bool *used)
 	*used = true;
 	switch (c) {
 	case 'e':
-		if (!strchr(arg, '=') || arg[0] == '=') {
+		if (!*arg || arg[0] == '=') {
+			cli_usage_error("-e: expected NAME=VALUE, got '%s'",
+					arg);
+			return EXIT_USAGE;
+		}
+		if (!strchr(arg, '=')) {
 			/* -e NAME passes the host's value, as docker does */
 			const char *v = getenv(arg);
 			char *kv;
 
-			if (arg[0] == '=' || !*arg || strchr(arg, '=')) {
-				cli_usage_error("-e: expected NAME=VALUE, got "
-						"'%s'",
-						arg);
-				return EXIT_USAGE;
-			}
 			if (!v)
 				return 0;
 			if (asprintf(&kv, "%s=%s", arg, v) < 0)

@@ -66,8 +66,6 @@
 #define NOFILE_LIMIT   65536
 /* SHUTDOWN: processes get this long after SIGTERM before SIGKILL. */
 #define SHUTDOWN_GRACE_MS 1000
-/* kiln.mount=TAG:PATH[:ro] parameters honoured at start. */
-#define MAX_MOUNTS 16
 
 /* What the child reports on the status pipe when it cannot exec. */
 enum stage { ST_EXEC, ST_PTY, ST_DUP, ST_CHDIR, ST_GROUPS, ST_GID, ST_UID };
@@ -1092,18 +1090,15 @@ static void session_frame(struct conn *c, const struct kiln_agent_hdr *h,
 static void shutdown_guest(void)
 {
 	logmsg("shutting down");
-	for (struct conn *c = ag.conns; c; c = c->next)
-		for (struct sess *s = c->sessions; s; s = s->next)
-			if (s->kind == SESS_EXEC)
-				kill_exec(s, SIGTERM);
 	if (!ag.pid1) {
-		/* tests: the agent is an ordinary process */
+		/* tests: the agent is an ordinary process; only its execs go */
 		for (struct conn *c = ag.conns; c; c = c->next)
 			for (struct sess *s = c->sessions; s; s = s->next)
 				if (s->kind == SESS_EXEC)
 					kill_exec(s, SIGKILL);
 		exit(0);
 	}
+	/* PID 1: every other process, the execs' groups included */
 	kill(-1, SIGTERM);
 	/* give them a moment to exit, reaping as they do */
 	for (int i = 0; i < SHUTDOWN_GRACE_MS / 10; i++) {

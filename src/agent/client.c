@@ -8,6 +8,7 @@
  * used.
  */
 #include "agent/client.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,14 +70,6 @@ struct kiln_agent {
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t deadline_of(int timeout_ms)
 {

@@ -28,6 +28,7 @@
 #include "agent/client.h"
 #include "util/log.h"
 #include "vm/config.h"
+#include "util/clock.h"
 
 _Static_assert(KILN_EXEC_MESSAGE_MAX == KILN_AGENT_MAX_MSG,
 	       "kiln.h and agent_proto.h disagree on the message size");
@@ -48,23 +49,15 @@ struct kiln_sandbox {
 
 	pthread_t watcher;
 	bool watching;
-	pthread_mutex_t lock; /* guards agent_fd and vm_ended */
+	pthread_mutex_t lock; /* guards agent_fd and watcher_saw_end */
 	int agent_fd;	      /* the agent's socket, for the watcher */
-	bool vm_ended;
+	bool watcher_saw_end; /* so a late agent_fd is shut down too */
 };
 
 struct kiln_exec {
 	struct kiln_sandbox *sb;
 	struct kiln_agent_exec *e;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Milliseconds left until deadline (< 0: none), as a poll timeout. */
 static int left_ms(int64_t deadline)
@@ -83,7 +76,7 @@ static void *watcher_main(void *arg)
 
 	kiln_vm_wait(sb->vm, -1, NULL);
 	pthread_mutex_lock(&sb->lock);
-	sb->vm_ended = true;
+	sb->watcher_saw_end = true;
 	if (sb->agent_fd >= 0)
 		shutdown(sb->agent_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&sb->lock);
@@ -92,14 +85,7 @@ static void *watcher_main(void *arg)
 
 static bool vm_ended(struct kiln_sandbox *sb)
 {
-	bool ended;
-
-	if (!sb->vm)
-		return false;
-	pthread_mutex_lock(&sb->lock);
-	ended = sb->vm_ended;
-	pthread_mutex_unlock(&sb->lock);
-	return ended || kiln_vm_outcome(sb->vm) != KILN_OUTCOME_NONE;
+	return sb->vm && kiln_vm_outcome(sb->vm) != KILN_OUTCOME_NONE;
 }
 
 /* Logs how the VM ended; returns -EPIPE. */
@@ -267,7 +253,7 @@ static int connect_agent(struct kiln_sandbox *sb, int64_t deadline)
 		return fd;
 	pthread_mutex_lock(&sb->lock);
 	sb->agent_fd = fd;
-	if (sb->vm_ended)
+	if (sb->watcher_saw_end)
 		shutdown(fd, SHUT_RDWR);
 	pthread_mutex_unlock(&sb->lock);
 	/* connect takes the fd, and closes it on failure */

@@ -11,6 +11,7 @@
  * the first ring starts and reset when the last one stops.
  */
 #include "server.h"
+#include "util/clock.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -185,14 +186,6 @@ static int refuse(struct vhost_user_server *s, int err, const char *fmt, ...)
 	va_end(ap);
 	log_warn(s->log, "vhost-user: %s", msg);
 	return err;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void close_fd(int *fd)

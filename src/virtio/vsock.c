@@ -18,6 +18,7 @@
  */
 #include "vsock.h"
 #include "util/le.h"
+#include "util/clock.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -120,14 +121,6 @@ struct vsock {
 };
 
 static const struct virtio_dev_ops vsock_ops;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool would_block(int err)
 {
