@@ -60,11 +60,10 @@ $(BUILD)/tools/kiln.o: tools/kiln.c tools/commands.h tools/cli.h include/kiln/ki
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
-# cli.c finds the installed default guest under DATADIR.
 $(BUILD)/tools/cli.o: tools/cli.c tools/cli.h include/kiln/kiln.h
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DKILN_DATADIR='"$(DATADIR)/kiln"' -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 # Subcommands in their own files; they may use libkiln's internal headers.
 TOOL_OBJS := $(BUILD)/tools/cli.o $(BUILD)/tools/cmd_vhost_user.o \

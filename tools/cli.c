@@ -12,10 +12,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-#ifndef KILN_DATADIR
-#define KILN_DATADIR "/usr/local/share/kiln"
-#endif
-
 const char *cli_progname = "kiln";
 
 void cli_usage_error(const char *fmt, ...)
@@ -81,33 +77,28 @@ bool cli_parse_seconds(const char *opt, const char *s, int *ms)
 	return true;
 }
 
-/* Finds kiln's default guest: $KILN_GUEST_DIR, then guest/ beside the
- * executable (the build tree), then the installed data directory. */
-static bool find_guest_dir(char *dir, size_t len)
+/* guest/ beside the executable (the build tree), unless $KILN_GUEST_DIR
+ * says otherwise; NULL lets the library look ($KILN_GUEST_DIR, then the
+ * installed data directory). */
+static const char *build_tree_guest_dir(char *dir, size_t len)
 {
 	const char *env = getenv("KILN_GUEST_DIR");
 	char exe[PATH_MAX - 16];
+	char *slash;
 	ssize_t n;
 
-	if (env && *env) {
-		snprintf(dir, len, "%s", env);
-		return true;
-	}
+	if (env && *env)
+		return NULL;
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		char *slash;
-
-		exe[n] = 0;
-		slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = 0;
-			snprintf(dir, len, "%s/guest", exe);
-			if (access(dir, R_OK) == 0)
-				return true;
-		}
-	}
-	snprintf(dir, len, "%s/guest", KILN_DATADIR);
-	return access(dir, R_OK) == 0;
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	snprintf(dir, len, "%s/guest", exe);
+	return access(dir, R_OK) == 0 ? dir : NULL;
 }
 
 /* Shares hold one host fd per guest inode: allow as many as we may. */
@@ -243,17 +234,15 @@ int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
 	if (!vm->kernel) {
 		char dir[PATH_MAX];
 
-		if (!find_guest_dir(dir, sizeof(dir))) {
+		if (kiln_config_set_guest_dir(
+			    cfg, build_tree_guest_dir(dir, sizeof(dir))) < 0) {
 			cli_error(
-				"no --kernel given and kiln's default guest is "
-				"not installed (looked in $KILN_GUEST_DIR, "
-				"beside the kiln binary and in %s/guest); run "
-				"'make guest' or pass --kernel",
-				KILN_DATADIR);
+				"no --kernel given and kiln's default guest "
+				"was not found ($KILN_GUEST_DIR, guest/ beside "
+				"the kiln binary, or the installed one); run "
+				"'make guest' or pass --kernel");
 			return EXIT_KILN_FAILED;
 		}
-		if (kiln_config_set_guest_dir(cfg, dir) < 0)
-			return EXIT_KILN_FAILED;
 		if (vm->initrd && kiln_config_set_initrd(cfg, vm->initrd) < 0)
 			return EXIT_KILN_FAILED;
 		return 0;
