@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Prints the FNV-1a 32-bit hash of a file as 0x%08x: the test guests report
- * the initrd they received the same way. */
+/* Prints the FNV-1a 32-bit hash of a file as "0x" + lowercase hex without
+ * leading zeros: exactly how the test guests' uart_puthex reports the initrd
+ * they received (a zero-padded form failed whenever the hash was below
+ * 0x10000000). */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,6 +19,6 @@ int main(int argc, char **argv)
 	while ((c = getc(f)) != EOF)
 		h = (h ^ (uint8_t)c) * 16777619u;
 	fclose(f);
-	printf("0x%08x\n", h);
+	printf("0x%x\n", h);
 	return 0;
 }
