@@ -6,9 +6,13 @@
 #   make guests        build every guest image and the mkbzimage host tool
 #   make guests-pvh    also build PVH ELF variants of the bzImage-only guests
 #                      (<name>.pvh.elf; for debugging under QEMU, not tests)
-#   make guests-clean  remove build/tests/guests
+#   make guests-clean  remove $(BUILD)/tests/guests
 #
-# Outputs (build/tests/guests/):
+# The guests are freestanding x86 images, not host programs: CPPFLAGS,
+# CFLAGS and LDFLAGS apply only to the mkbzimage host tool. WERROR=0 drops
+# -Werror for both.
+#
+# Outputs ($(BUILD)/tests/guests/, build/ by default):
 #   bootcheck.bzimage bootcheck.elf smp.bzimage triplefault.bzimage
 #   badio.bzimage clihlt.bzimage spin.bzimage reset.bzimage echo.bzimage
 #   exit0.elf mkbzimage
@@ -17,17 +21,18 @@
 GUESTS_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 GUESTS_SRCDIR := tests/guests
-GUESTS_OUTDIR := build/tests/guests
+GUESTS_OUTDIR := $(or $(BUILD),build)/tests/guests
 GUESTS_OBJDIR := $(GUESTS_OUTDIR)/obj
 
 GUESTS_CC = $(CC)
+GUESTS_WERROR := $(if $(filter 0,$(WERROR)),,-Werror)
 GUESTS_HOSTCC ?= cc
 GUESTS_OBJCOPY ?= objcopy
 GUESTS_NM ?= nm
 
 GUESTS_CFLAGS := -std=c11 -ffreestanding -nostdlib -fno-pic -fno-pie -no-pie \
 	-mno-red-zone -mgeneral-regs-only -fno-stack-protector -O2 \
-	-Wall -Wextra -Werror \
+	-Wall -Wextra $(GUESTS_WERROR) \
 	-mcmodel=small -fno-asynchronous-unwind-tables -fno-unwind-tables \
 	-fcf-protection=none -fno-tree-loop-distribute-patterns -fno-common \
 	-MMD -MP
@@ -35,7 +40,7 @@ GUESTS_ASFLAGS := $(GUESTS_CFLAGS)
 GUESTS_LDFLAGS := -ffreestanding -nostdlib -static -no-pie \
 	-Wl,--build-id=none -Wl,-z,max-page-size=4096 -Wl,-z,noexecstack \
 	-Wl,--no-warn-rwx-segments
-GUESTS_HOSTCFLAGS ?= -std=c11 -O2 -Wall -Wextra -Werror
+GUESTS_HOSTCFLAGS ?= -std=c11 -O2 -Wall -Wextra $(GUESTS_WERROR)
 
 GUESTS_MKBZIMAGE := $(GUESTS_OUTDIR)/mkbzimage
 
@@ -82,7 +87,7 @@ $(GUESTS_OBJDIR)/%.o: $(GUESTS_SRCDIR)/%.S | $(GUESTS_OBJDIR)
 	$(Q)$(GUESTS_CC) $(GUESTS_ASFLAGS) -c -o $@ $<
 
 $(GUESTS_MKBZIMAGE): $(GUESTS_SRCDIR)/mkbzimage.c | $(GUESTS_OUTDIR)
-	$(Q)$(GUESTS_HOSTCC) $(GUESTS_HOSTCFLAGS) -o $@ $<
+	$(Q)$(GUESTS_HOSTCC) $(GUESTS_HOSTCFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # $(1) = guest name.  ELF (linked at 0x100000, entry at +0x200) -> flat
 # payload -> bzImage with init_size from the linker symbol _init_size.
