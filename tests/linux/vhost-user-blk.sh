@@ -21,187 +21,27 @@
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
+# shellcheck source=tests/lib/qemu.sh
+. tests/lib/qemu.sh
 
-BUILD=${BUILD:-build}
-KILN=${KILN:-$BUILD/kiln}
-marker="kiln-guest: init ready"
-passed=0
-failed=0
-
-ok() {
-	echo "ok - vhost-user-blk: $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - vhost-user-blk: $1: $2"
-	failed=$((failed + 1))
-}
-finish() {
-	echo "vhost-user-blk: $passed passed, $failed failed"
-	exit 0
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-secs() { printf '%d.%02d' $(($1 / 1000)) $(($1 % 1000 / 10)); }
-
-# --- prerequisites ---
-if ! command -v qemu-system-x86_64 >/dev/null; then
-	not_ok "prerequisites" "qemu-system-x86_64 not found (run scripts/install-deps.sh)"
-	finish
-fi
+marker=$QEMU_MARKER
+qemu_tier vhost-user-blk
+qemu_prereqs vhost-user-blk
 if ! "$KILN" vhost-user --help >/dev/null 2>&1; then
 	not_ok "prerequisites" "$KILN has no working 'vhost-user' command"
 	finish
 fi
-if ! guest_line=$(scripts/build-guest.sh "$BUILD/guest"); then
-	not_ok "prerequisites" "scripts/build-guest.sh $BUILD/guest failed"
-	finish
-fi
-echo "# $guest_line"
+qemu_guest
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-vu-blk.XXXXXX")
-sock=$T/vu.sock
+sock=$T/vu.sock # start_server/stop_server: one server on $sock, pid in kiln_pid
 img=$T/disk.img
-fifo=$T/console.in
-con=$T/console.log
 kiln_pid=
-qemu_pid=
-con_fd=
 
-# shellcheck disable=SC2317 # called from the trap
-cleanup() {
-	[ -n "$qemu_pid" ] && { pkill -KILL -P "$qemu_pid" 2>/dev/null; kill -KILL "$qemu_pid" 2>/dev/null; }
-	[ -n "$kiln_pid" ] && kill -KILL "$kiln_pid" 2>/dev/null
-	wait 2>/dev/null
-	if [ "${KEEP_TMP:-0}" = 1 ] || [ "$failed" -gt 0 ]; then
-		echo "# logs kept in $T"
-	else
-		rm -rf "$T"
-	fi
-}
-trap cleanup EXIT
-
-# start_server SPEC: kiln vhost-user in the background; waits for the socket.
-start_server() {
-	"$KILN" vhost-user --socket "$sock" --device "$1" 2>>"$T/kiln.log" &
-	kiln_pid=$!
-	local _
-	for _ in $(seq 1 100); do
-		[ -S "$sock" ] && return 0
-		kill -0 "$kiln_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	return 1
-}
-
-# stop_server: SIGTERM, at most 5 s; sets stop_rc.
-stop_server() {
-	local _
-	stop_rc=
-	kill -TERM "$kiln_pid" 2>/dev/null
-	for _ in $(seq 1 50); do
-		if ! kill -0 "$kiln_pid" 2>/dev/null; then
-			wait "$kiln_pid"
-			stop_rc=$?
-			kiln_pid=
-			return 0
-		fi
-		sleep 0.1
-	done
-	kill -KILL "$kiln_pid" 2>/dev/null
-	wait "$kiln_pid" 2>/dev/null
-	kiln_pid=
-	return 1
-}
-
-# boot [APPEND]: QEMU exactly as in the testing notes, console on a fifo.
+# boot [APPEND]: QEMU as in the testing notes, the disk as vhost-user-blk,
+# console on a fifo.
 boot() {
-	rm -f "$fifo" "$con"
-	mkfifo "$fifo"
-	: >"$con"
-	# Read-write open: never blocks and QEMU never sees EOF.
-	exec {con_fd}<>"$fifo"
-	boot_start=$(now_ms)
-	timeout -k 5 180 qemu-system-x86_64 \
-		-M microvm,acpi=off,memory-backend=mem,x-option-roms=off,rtc=on,isa-serial=on \
-		-global virtio-mmio.force-legacy=false -accel tcg -cpu max -m 256 \
-		-object memory-backend-memfd,id=mem,size=256M,share=on \
-		-nodefaults -no-user-config -nographic -no-reboot -serial stdio \
-		-device i8042 \
-		-chardev socket,id=c0,path="$sock" -device vhost-user-blk,chardev=c0 \
-		-kernel "$BUILD/guest/vmlinux" -initrd "$BUILD/guest/initramfs.cpio.gz" \
-		-append "console=ttyS0 reboot=k panic=-1 ${1:-}" \
-		<"$fifo" >"$con" 2>&1 &
-	qemu_pid=$!
-}
-
-# wait_for REGEX SECONDS: polls the console log (carriage returns removed).
-wait_for() {
-	local end=$(($(now_ms) + $2 * 1000))
-	while [ "$(now_ms)" -lt "$end" ]; do
-		tr -d '\r' <"$con" | grep -qE -- "$1" && return 0
-		kill -0 "$qemu_pid" 2>/dev/null || {
-			tr -d '\r' <"$con" | grep -qE -- "$1"
-			return
-		}
-		sleep 0.1
-	done
-	return 1
-}
-
-# Waits for init's marker, then for the shell to answer.
-shell_ready() {
-	wait_for "$marker" 60 || return 1
-	local _
-	for _ in $(seq 1 20); do
-		echo 'echo @@@"ready"' >&"$con_fd"
-		wait_for '^@@@ready' 1 && break
-	done
-	tr -d '\r' <"$con" | grep -q '^@@@ready' || return 1
-	echo 'stty -echo' >&"$con_fd"
-	return 0
-}
-
-# gsh SECONDS CMD: runs CMD in the guest shell; sets out (its output) and
-# grc (its status, or "timeout" if it did not finish in time).
-cmd_no=0
-gsh() {
-	local limit=$1
-	shift
-	cmd_no=$((cmd_no + 1))
-	local start
-	start=$(wc -c <"$con")
-	printf '%s; echo @@@"done%d" rc=$?\n' "$*" "$cmd_no" >&"$con_fd"
-	if ! wait_for "@@@done$cmd_no rc=[0-9]+" "$limit"; then
-		out=$(tail -c +$((start + 1)) "$con" | tr -d '\r')
-		grc=timeout
-		return 124
-	fi
-	out=$(tail -c +$((start + 1)) "$con" | tr -d '\r')
-	grc=$(sed -n "s/.*@@@done$cmd_no rc=\([0-9]*\).*/\1/p" <<<"$out" | tail -1)
-	out=$(sed "/@@@done$cmd_no rc=/d" <<<"$out")
-	return "$grc"
-}
-
-# end_boot: reboot -f and wait for QEMU to exit; sets boot_ms, qemu_rc.
-end_boot() {
-	echo 'reboot -f' >&"$con_fd"
-	local _
-	for _ in $(seq 1 300); do
-		kill -0 "$qemu_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	pkill -KILL -P "$qemu_pid" 2>/dev/null # QEMU runs under timeout
-	kill -KILL "$qemu_pid" 2>/dev/null
-	wait "$qemu_pid" 2>/dev/null
-	qemu_rc=$?
-	qemu_pid=
-	boot_ms=$(($(now_ms) - boot_start))
-	exec {con_fd}>&-
-}
-
-console_tail() {
-	echo "# last console lines:"
-	tr -d '\r' <"$con" | tail -n 15 | sed 's/^/#   /'
+	console_boot "$T/console.log" 180 "${1:-}" \
+		-chardev socket,id=c0,path="$sock" -device vhost-user-blk,chardev=c0
 }
 
 # --- read-write disk, three boots on one server ---
@@ -325,10 +165,8 @@ if start_server "blk,path=$img"; then
 		kill -KILL "$kiln_pid" 2>/dev/null
 		wait "$kiln_pid" 2>/dev/null
 		kiln_pid=
-		pkill -KILL -P "$qemu_pid" 2>/dev/null # QEMU runs under timeout
-		kill -KILL "$qemu_pid" 2>/dev/null
-		wait "$qemu_pid" 2>/dev/null
-		qemu_pid=
+		qemu_kill
+		console_close
 		hmd5=$(debugfs -R 'cat /flushed.bin' "$img" 2>/dev/null | md5sum | cut -c1-32)
 		if [ -n "$why" ] || [ -z "$fmd5" ]; then
 			not_ok "kill after sync: data on the host image" "${why:-no md5 in: $out}"

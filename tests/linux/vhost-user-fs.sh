@@ -30,214 +30,36 @@
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
+# shellcheck source=tests/lib/qemu.sh
+. tests/lib/qemu.sh
 
-BUILD=${BUILD:-build}
-KILN=${KILN:-$BUILD/kiln}
-marker="kiln-guest: init ready"
-passed=0
-failed=0
-
-ok() {
-	echo "ok - vhost-user-fs: $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - vhost-user-fs: $1: $2"
-	failed=$((failed + 1))
-}
-finish() {
-	echo "vhost-user-fs: $passed passed, $failed failed"
-	exit 0
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-secs() { printf '%d.%02d' $(($1 / 1000)) $(($1 % 1000 / 10)); }
-oneline() { tr '\n' ' ' <<<"$1" | cut -c1-300; }
-
-# kill_qemu: SIGKILL to QEMU itself, not just to the `timeout` wrapping it
-# (which would leave QEMU running, still connected to the server).
-kill_qemu() {
-	[ -n "$qemu_pid" ] || return 0
-	pkill -KILL -P "$qemu_pid" 2>/dev/null
-	kill -KILL "$qemu_pid" 2>/dev/null
-	wait "$qemu_pid" 2>/dev/null
-	qemu_pid=
-}
-
-# --- prerequisites ---
-if ! command -v qemu-system-x86_64 >/dev/null; then
-	not_ok "prerequisites" "qemu-system-x86_64 not found (run scripts/install-deps.sh)"
-	finish
-fi
-if ! qemu-system-x86_64 -device help 2>/dev/null | grep -q '"vhost-user-fs-device"'; then
-	not_ok "prerequisites" "this QEMU has no vhost-user-fs-device"
-	finish
-fi
+qemu_tier vhost-user-fs
+qemu_prereqs vhost-user-fs-device
 if ! "$KILN" vhost-user --help 2>/dev/null | grep -q 'fs,dir='; then
 	not_ok "prerequisites" "$KILN has no 'vhost-user --device fs'"
 	finish
 fi
-if ! guest_line=$(scripts/build-guest.sh "$BUILD/guest"); then
-	not_ok "prerequisites" "scripts/build-guest.sh $BUILD/guest failed"
-	finish
-fi
-echo "# $guest_line"
+qemu_guest
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-vu-fs.XXXXXX")
 share=$T/share
 outside=$T/outside
-sock=$T/vu.sock
-fifo=$T/console.in
-con=
+sock=$T/vu.sock # start_server/stop_server: one server on $sock, pid in kiln_pid
 kiln_pid=
-qemu_pid=
-con_fd=
 
+# with KEEP_TMP=1 the logs stay, not the big and uninteresting files
 # shellcheck disable=SC2317 # called from the trap
-cleanup() {
-	kill_qemu
-	[ -n "$kiln_pid" ] && kill -KILL "$kiln_pid" 2>/dev/null
-	wait 2>/dev/null
-	if [ "${KEEP_TMP:-0}" = 1 ] || [ "$failed" -gt 0 ]; then
-		rm -rf "$share/many" "$share"/*.bin # big and uninteresting
-		echo "# logs kept in $T"
-	else
-		rm -rf "$T"
-	fi
-}
-trap cleanup EXIT
-
-# start_server SPEC: kiln vhost-user in the background; waits for the socket.
-start_server() {
-	rm -f "$sock"
-	"$KILN" vhost-user ${KILN_VERBOSE:+-v} --socket "$sock" --device "$1" 2>>"$T/kiln.log" &
-	kiln_pid=$!
-	local _
-	for _ in $(seq 1 100); do
-		[ -S "$sock" ] && return 0
-		kill -0 "$kiln_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	return 1
-}
-
-# stop_server: SIGTERM, at most 5 s; sets stop_rc.
-stop_server() {
-	local _
-	stop_rc=
-	kill -TERM "$kiln_pid" 2>/dev/null
-	for _ in $(seq 1 50); do
-		if ! kill -0 "$kiln_pid" 2>/dev/null; then
-			wait "$kiln_pid"
-			stop_rc=$?
-			kiln_pid=
-			return 0
-		fi
-		sleep 0.1
-	done
-	kill -KILL "$kiln_pid" 2>/dev/null
-	wait "$kiln_pid" 2>/dev/null
-	kiln_pid=
-	return 1
-}
-
-# boot: QEMU as in the testing notes (shared memfd RAM, modern virtio-mmio,
-# i8042 for reboot=k), the share as vhost-user-fs-device tag "data".
-boot_no=0
-boot() {
-	boot_no=$((boot_no + 1))
-	con=$T/console-$boot_no.log # one per boot, kept on failure
-	rm -f "$fifo"
-	mkfifo "$fifo"
-	: >"$con"
-	# Read-write open: never blocks and QEMU never sees EOF.
-	exec {con_fd}<>"$fifo"
-	boot_start=$(now_ms)
-	timeout -k 5 120 qemu-system-x86_64 \
-		-M microvm,acpi=off,memory-backend=mem,x-option-roms=off,rtc=on,isa-serial=on \
-		-global virtio-mmio.force-legacy=false -accel tcg -cpu max -m 256 \
-		-object memory-backend-memfd,id=mem,size=256M,share=on \
-		-nodefaults -no-user-config -nographic -no-reboot -serial stdio \
-		-device i8042 \
-		-chardev socket,id=c0,path="$sock" -device vhost-user-fs-device,chardev=c0,tag=data \
-		-kernel "$BUILD/guest/vmlinux" -initrd "$BUILD/guest/initramfs.cpio.gz" \
-		-append "console=ttyS0 reboot=k panic=-1 quiet" \
-		<"$fifo" >"$con" 2>&1 &
-	qemu_pid=$!
-}
-
-# wait_for REGEX SECONDS: polls the console log (carriage returns removed).
-wait_for() {
-	local end=$(($(now_ms) + $2 * 1000))
-	while [ "$(now_ms)" -lt "$end" ]; do
-		tr -d '\r' <"$con" | grep -qE -- "$1" && return 0
-		kill -0 "$qemu_pid" 2>/dev/null || {
-			tr -d '\r' <"$con" | grep -qE -- "$1"
-			return
-		}
-		sleep 0.1
-	done
-	return 1
-}
-
-# Waits for init's marker, then for the shell to answer.
-shell_ready() {
-	wait_for "$marker" 60 || return 1
-	local _
-	for _ in $(seq 1 20); do
-		echo 'echo @@@"ready"' >&"$con_fd"
-		wait_for '^@@@ready' 1 && break
-	done
-	tr -d '\r' <"$con" | grep -q '^@@@ready' || return 1
-	echo 'stty -echo' >&"$con_fd"
+qemu_tier_cleanup() {
+	[ "${KEEP_TMP:-0}" = 1 ] && rm -rf "$share/many" "$share"/*.bin
 	return 0
 }
 
-# gsh SECONDS CMD: runs CMD in the guest shell; sets out (its output),
-# grc (its status, or "timeout") and gsh_ms (how long it took).
-cmd_no=0
-gsh() {
-	local limit=$1 start t0
-	shift
-	cmd_no=$((cmd_no + 1))
-	start=$(wc -c <"$con")
-	t0=$(now_ms)
-	printf '%s; echo @@@"done%d" rc=$?\n' "$*" "$cmd_no" >&"$con_fd"
-	if ! wait_for "@@@done$cmd_no rc=[0-9]+" "$limit"; then
-		out=$(tail -c +$((start + 1)) "$con" | tr -d '\r')
-		grc=timeout
-		gsh_ms=$(($(now_ms) - t0))
-		return 124
-	fi
-	gsh_ms=$(($(now_ms) - t0))
-	out=$(tail -c +$((start + 1)) "$con" | tr -d '\r')
-	grc=$(sed -n "s/.*@@@done$cmd_no rc=\([0-9]*\).*/\1/p" <<<"$out" | tail -1)
-	out=$(sed "/@@@done$cmd_no rc=/d" <<<"$out")
-	return "$grc"
-}
-
-# end_boot: reboot -f and wait for QEMU to exit; sets boot_ms, qemu_rc.
-end_boot() {
-	echo 'reboot -f' >&"$con_fd"
-	local _
-	for _ in $(seq 1 300); do
-		kill -0 "$qemu_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$qemu_pid" 2>/dev/null; then
-		kill_qemu
-		qemu_rc=137
-	else
-		wait "$qemu_pid" 2>/dev/null
-		qemu_rc=$?
-		qemu_pid=
-	fi
-	boot_ms=$(($(now_ms) - boot_start))
-	exec {con_fd}>&-
-}
-
-console_tail() {
-	echo "# last console lines:"
-	tr -d '\r' <"$con" | tail -n 15 | sed 's/^/#   /'
+# boot: QEMU as in the testing notes, the share as vhost-user-fs-device tag
+# "data"; one console log per boot.
+boot_no=0
+boot() {
+	boot_no=$((boot_no + 1))
+	console_boot "$T/console-$boot_no.log" 120 quiet \
+		-chardev socket,id=c0,path="$sock" -device vhost-user-fs-device,chardev=c0,tag=data
 }
 
 # --- the share, made on the host ---
@@ -434,8 +256,8 @@ if ! shell_ready; then
 else
 	gsh 30 "mkdir -p /mnt && mount -t virtiofs data /mnt && exec 3</mnt/hello.txt && ls /mnt/many | wc -l"
 fi
-kill_qemu
-exec {con_fd}>&-
+qemu_kill
+console_close
 boot
 if ! shell_ready; then
 	not_ok "reconnect 2" "no shell on the console"

@@ -26,81 +26,33 @@
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
+# shellcheck source=tests/lib/qemu.sh
+. tests/lib/qemu.sh
 
-BUILD=${BUILD:-build}
-KILN=${KILN:-$BUILD/kiln}
 PROBE=$BUILD/tests/agent_probe
-passed=0
-failed=0
-
-ok() {
-	echo "ok - vhost-user-vsock: $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - vhost-user-vsock: $1: $2"
-	failed=$((failed + 1))
-}
-finish() {
-	echo "vhost-user-vsock: $passed passed, $failed failed"
-	exit 0
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-oneline() { tr '\n' ' ' <<<"$1" | cut -c1-300; }
-
-# --- prerequisites ---
-if ! command -v qemu-system-x86_64 >/dev/null; then
-	not_ok "prerequisites" "qemu-system-x86_64 not found (run scripts/install-deps.sh)"
-	finish
-fi
-for dev in vhost-user-vsock-device vhost-user-fs-device; do
-	if ! qemu-system-x86_64 -device help 2>/dev/null | grep -q "\"$dev\""; then
-		not_ok "prerequisites" "this QEMU has no $dev"
-		finish
-	fi
-done
+qemu_tier vhost-user-vsock
+qemu_prereqs vhost-user-vsock-device vhost-user-fs-device
 if [ ! -x "$PROBE" ]; then
 	not_ok "prerequisites" "$PROBE is missing (make check builds it)"
 	finish
 fi
-if ! guest_line=$(KILN_AGENT_BIN=$BUILD/guest-agent/kiln-agent scripts/build-guest.sh "$BUILD/guest"); then
-	not_ok "prerequisites" "scripts/build-guest.sh $BUILD/guest failed (is the agent built?)"
-	finish
-fi
-echo "# $guest_line"
+qemu_guest
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-vu-vsock.XXXXXX")
 V=$T/v
 pids=()
-qemu_pid=
 
+# with KEEP_TMP=1 the logs stay, not the big files
 # shellcheck disable=SC2317 # called from the trap
-cleanup() {
-	if [ -n "$qemu_pid" ]; then
-		pkill -KILL -P "$qemu_pid" 2>/dev/null
-		kill -KILL "$qemu_pid" 2>/dev/null
-	fi
+qemu_tier_cleanup() {
+	local p
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	if [ "${KEEP_TMP:-0}" = 1 ] || [ "$failed" -gt 0 ]; then
-		rm -f "$T"/*.bin
-		echo "# logs kept in $T"
-	else
-		rm -rf "$T"
-	fi
+	[ "${KEEP_TMP:-0}" = 1 ] && rm -f "$T"/*.bin
+	return 0
 }
-trap cleanup EXIT
 
 # server NAME SPEC: kiln vhost-user in the background; waits for its socket.
 server() {
-	local sock=$T/$1.sock _
-	"$KILN" vhost-user --socket "$sock" --device "$2" 2>>"$T/kiln-$1.log" &
-	pids+=($!)
-	for _ in $(seq 1 100); do
-		[ -S "$sock" ] && return 0
-		sleep 0.1
-	done
-	return 1
+	vu_server_start "$T/$1.sock" "$T/kiln-$1.log" "$2"
 }
 
 # kx ARGS...: kiln exec --vsock V with a hard limit; sets out, err, rc.
@@ -124,19 +76,12 @@ pids+=($!)
 for _ in $(seq 1 50); do grep -q listening "$T/ready.out" && break; sleep 0.1; done
 
 boot_start=$(now_ms)
-timeout -k 5 300 qemu-system-x86_64 \
-	-M microvm,acpi=off,memory-backend=mem,x-option-roms=off,rtc=on,isa-serial=on \
-	-global virtio-mmio.force-legacy=false -accel tcg -cpu max -m 256 \
-	-object memory-backend-memfd,id=mem,size=256M,share=on \
-	-nodefaults -no-user-config -nographic -no-reboot -serial "file:$T/console.log" \
-	-device i8042 \
+qemu_microvm "quiet rdinit=/sbin/kiln-agent kiln.mount=data:/mnt/data kiln.mount=rodata:/srv/ro:ro" \
+	-serial "file:$T/console.log" \
 	-chardev socket,id=c0,path="$T/vsock.sock" -device vhost-user-vsock-device,chardev=c0 \
 	-chardev socket,id=c1,path="$T/fs.sock" -device vhost-user-fs-device,chardev=c1,tag=data \
-	-chardev socket,id=c2,path="$T/fsro.sock" -device vhost-user-fs-device,chardev=c2,tag=rodata \
-	-kernel "$BUILD/guest/vmlinux" -initrd "$BUILD/guest/initramfs.cpio.gz" \
-	-append "console=ttyS0 reboot=k panic=-1 quiet rdinit=/sbin/kiln-agent kiln.mount=data:/mnt/data kiln.mount=rodata:/srv/ro:ro" \
-	</dev/null >"$T/qemu.log" 2>&1 &
-qemu_pid=$!
+	-chardev socket,id=c2,path="$T/fsro.sock" -device vhost-user-fs-device,chardev=c2,tag=rodata
+qemu_start 300 /dev/null "$T/qemu.log"
 
 ready=
 for _ in $(seq 1 900); do
