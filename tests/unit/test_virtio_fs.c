@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "fake_driver.h"
 #include "virtio/fs.h"
 
 #define RAM_SIZE (1u << 20)
@@ -100,30 +101,9 @@ struct ring_env {
 	struct guest_mem mem;
 	struct share share;
 	struct virtio_dev dev;
-	uint16_t qsize[2];
-	uint16_t avail_idx[2], used_seen[2];
-	unsigned notified, resets;
+	struct fake_vq vq[2]; /* hiprio, request */
+	struct fake_transport tr;
 	uint64_t unique;
-};
-
-static void on_notify(struct virtio_dev *d, unsigned q)
-{
-	struct ring_env *e = d->transport_priv;
-
-	(void)q;
-	e->notified++;
-}
-
-static void on_needs_reset(struct virtio_dev *d)
-{
-	struct ring_env *e = d->transport_priv;
-
-	e->resets++;
-}
-
-static const struct virtio_transport_ops test_transport = {
-	.notify_used = on_notify,
-	.needs_reset = on_needs_reset,
 };
 
 /* What a driver does between reset and DRIVER_OK: features, queues. */
@@ -132,22 +112,18 @@ static void ring_env_setup_queues(struct ring_env *e)
 	struct virtio_dev *d = &e->dev;
 
 	memset(e->ram, 0, 0x40000); /* rings only */
-	d->driver_features = virtio_dev_features(d);
-	virtio_dev_apply_features(d);
+	fake_driver_take_features(d);
 	for (unsigned q = 0; q < 2; q++) {
-		struct virtq *vq = &d->vqs[q];
-
-		vq->size = e->qsize[q];
-		vq->desc_gpa = desc_gpa(q);
-		vq->avail_gpa = avail_gpa(q);
-		vq->used_gpa = used_gpa(q);
+		e->vq[q].ram = e->ram;
+		e->vq[q].desc_gpa = desc_gpa(q);
+		e->vq[q].avail_gpa = avail_gpa(q);
+		e->vq[q].used_gpa = used_gpa(q);
 		/* vhost-user takes any size up to VIRTQ_MAX_SIZE */
-		assert_int_equal(virtq_check_config(vq, VIRTQ_MAX_SIZE), 0);
-		vq->ready = true;
-		e->avail_idx[q] = e->used_seen[q] = 0;
+		assert_int_equal(
+			fake_vq_attach(&e->vq[q], &d->vqs[q], VIRTQ_MAX_SIZE),
+			0);
 	}
-	d->status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-		    VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	fake_driver_ok(d);
 }
 
 static struct ring_env *ring_env_new(uint16_t req_qsize, bool read_only)
@@ -163,11 +139,9 @@ static struct ring_env *ring_env_new(uint16_t req_qsize, bool read_only)
 	assert_int_equal(virtio_fs_create(e->share.dir, "data", read_only,
 					  &test_log, &e->dev),
 			 0);
-	e->dev.mem = &e->mem;
-	e->dev.transport = &test_transport;
-	e->dev.transport_priv = e;
-	e->qsize[0] = 16;
-	e->qsize[1] = req_qsize;
+	fake_driver_bind(&e->dev, &e->mem, &e->tr);
+	e->vq[0].size = 16;
+	e->vq[1].size = req_qsize;
 	ring_env_setup_queues(e);
 	return e;
 }
@@ -178,45 +152,6 @@ static void ring_env_free(struct ring_env *e)
 	share_fini(&e->share);
 	free(e->ram);
 	free(e);
-}
-
-static void set_desc(struct ring_env *e, uint64_t table, uint16_t i,
-		     uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *d = e->ram + table + 16 * i;
-
-	/* the test host is little-endian, like x86 */
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static void publish(struct ring_env *e, unsigned q, uint16_t head)
-{
-	uint16_t *ring = (uint16_t *)(e->ram + avail_gpa(q) + 4);
-
-	ring[e->avail_idx[q] % e->qsize[q]] = head;
-	e->avail_idx[q]++;
-	__atomic_store_n((uint16_t *)(e->ram + avail_gpa(q) + 2),
-			 e->avail_idx[q], __ATOMIC_RELEASE);
-}
-
-/* Next used element on queue q; false when none. */
-static bool take_used(struct ring_env *e, unsigned q, uint32_t *id,
-		      uint32_t *len)
-{
-	uint16_t idx = __atomic_load_n((uint16_t *)(e->ram + used_gpa(q) + 2),
-				       __ATOMIC_ACQUIRE);
-	uint8_t *el;
-
-	if (idx == e->used_seen[q])
-		return false;
-	el = e->ram + used_gpa(q) + 4 + 8 * (e->used_seen[q] % e->qsize[q]);
-	memcpy(id, el, 4);
-	memcpy(len, el + 4, 4);
-	e->used_seen[q]++;
-	return true;
 }
 
 /* Writes header + arguments at gpa; returns the request length. */
@@ -248,17 +183,17 @@ static void queue_req(struct ring_env *e, unsigned q, uint16_t head,
 	uint64_t rep = gpa + REP_OFF, dt = desc_gpa(q);
 
 	memset(e->ram + rep, 0xaa, hdr_len + body_len);
-	set_desc(e, dt, head, gpa, req_len, hdr_len ? VIRTQ_DESC_F_NEXT : 0,
-		 (uint16_t)(head + 1));
+	fake_desc(e->ram, dt, head, gpa, req_len,
+		  hdr_len ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(head + 1));
 	if (hdr_len)
-		set_desc(e, dt, (uint16_t)(head + 1), rep, hdr_len,
-			 VIRTQ_DESC_F_WRITE |
-				 (body_len ? VIRTQ_DESC_F_NEXT : 0),
-			 (uint16_t)(head + 2));
+		fake_desc(e->ram, dt, (uint16_t)(head + 1), rep, hdr_len,
+			  VIRTQ_DESC_F_WRITE |
+				  (body_len ? VIRTQ_DESC_F_NEXT : 0),
+			  (uint16_t)(head + 2));
 	if (body_len)
-		set_desc(e, dt, (uint16_t)(head + 2), rep + hdr_len, body_len,
-			 VIRTQ_DESC_F_WRITE, 0);
-	publish(e, q, head);
+		fake_desc(e->ram, dt, (uint16_t)(head + 2), rep + hdr_len,
+			  body_len, VIRTQ_DESC_F_WRITE, 0);
+	fake_vq_publish(&e->vq[q], head);
 }
 
 static struct fuse_out_header reply_hdr(struct ring_env *e, uint64_t gpa)
@@ -278,13 +213,13 @@ static uint32_t call(struct ring_env *e, unsigned q, uint16_t head,
 {
 	uint32_t len = put_req(e, gpa, opcode, nodeid, arg, arg_len);
 	struct fuse_out_header o;
-	uint32_t id, used;
+	uint32_t id, used = 0;
 
 	queue_req(e, q, head, gpa, len, sizeof(o), body_len);
 	e->dev.ops->queue_notify(&e->dev, q);
-	assert_true(take_used(e, q, &id, &used));
+	assert_true(fake_vq_take_used(&e->vq[q], &id, &used));
 	assert_int_equal(id, head);
-	assert_false(take_used(e, q, &id, &used));
+	assert_false(fake_vq_take_used(&e->vq[q], &id, &used));
 	o = reply_hdr(e, gpa);
 	assert_int_equal(o.len, used);
 	assert_int_equal(o.unique, e->unique);
@@ -506,7 +441,7 @@ static void test_init_lookup_forget(void **state)
 
 	(void)state;
 	do_init(e, 1, 0);
-	assert_int_equal(e->notified, 1);
+	assert_int_equal(e->tr.notified, 1);
 
 	assert_int_equal(do_lookup(e, 1, 3, REQ_GPA + 0x2000, "hello.txt", &eo),
 			 0);
@@ -533,10 +468,10 @@ static void test_init_lookup_forget(void **state)
 	fi.nlookup = 2;
 	len = put_req(e, REQ_GPA + 0x8000, FUSE_FORGET, eo.nodeid, &fi,
 		      sizeof(fi));
-	set_desc(e, desc_gpa(0), 5, REQ_GPA + 0x8000, len, 0, 0);
-	publish(e, 0, 5);
+	fake_desc(e->ram, desc_gpa(0), 5, REQ_GPA + 0x8000, len, 0, 0);
+	fake_vq_publish(&e->vq[0], 5);
 	e->dev.ops->queue_notify(&e->dev, 0);
-	assert_true(take_used(e, 0, &id, &used));
+	assert_true(fake_vq_take_used(&e->vq[0], &id, &used));
 	assert_int_equal(id, 5);
 	assert_int_equal(used, 0);
 	/* the nodeid is gone now */
@@ -552,7 +487,7 @@ static void test_init_lookup_forget(void **state)
 	assert_int_equal(st.requests, 8);
 	assert_int_equal(st.no_reply, 1);
 	assert_int_equal(st.dropped, 0);
-	assert_int_equal(e->resets, 0);
+	assert_int_equal(e->tr.resets, 0);
 	ring_env_free(e);
 }
 
@@ -568,34 +503,34 @@ static void test_reply_split_and_several_per_notify(void **state)
 	do_init(e, 1, 0);
 	/* a reply header split 7 + 9 bytes, the body over three segments */
 	len = put_req(e, g1, FUSE_LOOKUP, FUSE_ROOT_ID, "hello.txt", 10);
-	set_desc(e, desc_gpa(1), 3, g1, len, VIRTQ_DESC_F_NEXT, 4);
-	set_desc(e, desc_gpa(1), 4, rep, 7,
-		 VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 5);
-	set_desc(e, desc_gpa(1), 5, rep + 7, 9,
-		 VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 6);
-	set_desc(e, desc_gpa(1), 6, rep + 16, 50,
-		 VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 7);
-	set_desc(e, desc_gpa(1), 7, rep + 66, 1,
-		 VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 8);
-	set_desc(e, desc_gpa(1), 8, rep + 67, sizeof(eo) - 51,
-		 VIRTQ_DESC_F_WRITE, 0);
-	publish(e, 1, 3);
+	fake_desc(e->ram, desc_gpa(1), 3, g1, len, VIRTQ_DESC_F_NEXT, 4);
+	fake_desc(e->ram, desc_gpa(1), 4, rep, 7,
+		  VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 5);
+	fake_desc(e->ram, desc_gpa(1), 5, rep + 7, 9,
+		  VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 6);
+	fake_desc(e->ram, desc_gpa(1), 6, rep + 16, 50,
+		  VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 7);
+	fake_desc(e->ram, desc_gpa(1), 7, rep + 66, 1,
+		  VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 8);
+	fake_desc(e->ram, desc_gpa(1), 8, rep + 67, sizeof(eo) - 51,
+		  VIRTQ_DESC_F_WRITE, 0);
+	fake_vq_publish(&e->vq[1], 3);
 	/* and a second request in the same notification */
 	len = put_req(e, g2, FUSE_LOOKUP, FUSE_ROOT_ID, "nothere", 8);
 	queue_req(e, 1, 10, g2, len, 16, sizeof(eo));
 	e->dev.ops->queue_notify(&e->dev, 1);
 
-	assert_true(take_used(e, 1, &id, &used));
+	assert_true(fake_vq_take_used(&e->vq[1], &id, &used));
 	assert_int_equal(id, 3);
 	assert_int_equal(used, 16 + sizeof(eo));
 	assert_int_equal(reply_hdr(e, g1).error, 0);
 	memcpy(&eo, e->ram + rep + 16, sizeof(eo));
 	assert_int_equal(eo.attr.size, strlen(hello));
-	assert_true(take_used(e, 1, &id, &used));
+	assert_true(fake_vq_take_used(&e->vq[1], &id, &used));
 	assert_int_equal(id, 10);
 	assert_int_equal(used, 16);
 	assert_int_equal(reply_hdr(e, g2).error, -ENOENT);
-	assert_false(take_used(e, 1, &id, &used));
+	assert_false(fake_vq_take_used(&e->vq[1], &id, &used));
 	ring_env_free(e);
 }
 
@@ -613,19 +548,20 @@ static void test_indirect_and_big_ring(void **state)
 
 	/* an indirect table of three descriptors */
 	len = put_req(e, g, FUSE_LOOKUP, FUSE_ROOT_ID, "hello.txt", 10);
-	set_desc(e, IND_GPA, 0, g, len, VIRTQ_DESC_F_NEXT, 1);
-	set_desc(e, IND_GPA, 1, g + REP_OFF, 16,
-		 VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
-	set_desc(e, IND_GPA, 2, g + REP_OFF + 16, sizeof(eo),
-		 VIRTQ_DESC_F_WRITE, 0);
-	set_desc(e, desc_gpa(1), 1023, IND_GPA, 48, VIRTQ_DESC_F_INDIRECT, 0);
-	publish(e, 1, 1023);
+	fake_desc(e->ram, IND_GPA, 0, g, len, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(e->ram, IND_GPA, 1, g + REP_OFF, 16,
+		  VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
+	fake_desc(e->ram, IND_GPA, 2, g + REP_OFF + 16, sizeof(eo),
+		  VIRTQ_DESC_F_WRITE, 0);
+	fake_desc(e->ram, desc_gpa(1), 1023, IND_GPA, 48, VIRTQ_DESC_F_INDIRECT,
+		  0);
+	fake_vq_publish(&e->vq[1], 1023);
 	e->dev.ops->queue_notify(&e->dev, 1);
-	assert_true(take_used(e, 1, &id, &used));
+	assert_true(fake_vq_take_used(&e->vq[1], &id, &used));
 	assert_int_equal(id, 1023);
 	assert_int_equal(used, 16 + sizeof(eo));
 	assert_int_equal(reply_hdr(e, g).error, 0);
-	assert_int_equal(e->resets, 0);
+	assert_int_equal(e->tr.resets, 0);
 	ring_env_free(e);
 }
 
@@ -647,7 +583,7 @@ static void test_no_room_for_reply(void **state)
 	queue_req(e, 1, 9, g, 20, 16, 128);
 	e->dev.ops->queue_notify(&e->dev, 1);
 	for (unsigned i = 0; i < 3; i++) {
-		assert_true(take_used(e, 1, &id, &used));
+		assert_true(fake_vq_take_used(&e->vq[1], &id, &used));
 		assert_int_equal(id, 3 + 3 * i);
 		assert_int_equal(used, 0);
 	}
@@ -655,7 +591,7 @@ static void test_no_room_for_reply(void **state)
 	assert_int_equal(e->ram[g + REP_OFF], 0xaa);
 	virtio_fs_get_stats(&e->dev, &st);
 	assert_int_equal(st.dropped, 3);
-	assert_int_equal(e->resets, 0);
+	assert_int_equal(e->tr.resets, 0);
 	ring_env_free(e);
 }
 
@@ -693,22 +629,22 @@ static void test_malformed_ring_then_reset(void **state)
 	(void)state;
 	do_init(e, 1, 0);
 	/* a descriptor reaching past the end of RAM breaks the ring */
-	set_desc(e, desc_gpa(1), 3, RAM_SIZE - 8, 64, 0, 0);
-	publish(e, 1, 3);
+	fake_desc(e->ram, desc_gpa(1), 3, RAM_SIZE - 8, 64, 0, 0);
+	fake_vq_publish(&e->vq[1], 3);
 	e->dev.ops->queue_notify(&e->dev, 1);
-	assert_int_equal(e->resets, 1);
+	assert_int_equal(e->tr.resets, 1);
 	assert_true(e->dev.status & VIRTIO_STATUS_NEEDS_RESET);
-	assert_false(take_used(e, 1, &id, &used));
+	assert_false(fake_vq_take_used(&e->vq[1], &id, &used));
 
 	/* nothing more is served on any queue until the reset */
 	len = put_req(e, g, FUSE_LOOKUP, FUSE_ROOT_ID, "hello.txt", 10);
 	queue_req(e, 1, 4, g, len, 16, sizeof(eo));
 	e->dev.ops->queue_notify(&e->dev, 1);
-	assert_false(take_used(e, 1, &id, &used));
+	assert_false(fake_vq_take_used(&e->vq[1], &id, &used));
 	queue_req(e, 0, 0, g, len, 16, sizeof(eo));
 	e->dev.ops->queue_notify(&e->dev, 0);
-	assert_false(take_used(e, 0, &id, &used));
-	assert_int_equal(e->resets, 1); /* told once */
+	assert_false(fake_vq_take_used(&e->vq[0], &id, &used));
+	assert_int_equal(e->tr.resets, 1); /* told once */
 
 	/* a loop in a chain is malformed too; after the reset the server
 	 * has forgotten the session: requests before INIT fail with EIO */
@@ -719,12 +655,12 @@ static void test_malformed_ring_then_reset(void **state)
 	do_init(e, 1, 3);
 	assert_int_equal(do_lookup(e, 1, 6, g, "hello.txt", &eo), 0);
 
-	set_desc(e, desc_gpa(1), 9, g, 16, VIRTQ_DESC_F_NEXT, 10);
-	set_desc(e, desc_gpa(1), 10, g, 16, VIRTQ_DESC_F_NEXT, 9);
-	publish(e, 1, 9);
+	fake_desc(e->ram, desc_gpa(1), 9, g, 16, VIRTQ_DESC_F_NEXT, 10);
+	fake_desc(e->ram, desc_gpa(1), 10, g, 16, VIRTQ_DESC_F_NEXT, 9);
+	fake_vq_publish(&e->vq[1], 9);
 	e->dev.ops->queue_notify(&e->dev, 1);
-	assert_int_equal(e->resets, 2);
-	assert_false(take_used(e, 1, &id, &used));
+	assert_int_equal(e->tr.resets, 2);
+	assert_false(fake_vq_take_used(&e->vq[1], &id, &used));
 	ring_env_free(e);
 }
 

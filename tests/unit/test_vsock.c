@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "fake_driver.h"
 #include "virtio/vsock.h"
 
 #define GUEST_CID 3
@@ -151,35 +152,15 @@ struct env {
 	struct guest_mem mem;
 	struct virtio_dev dev;
 	char dir[48], path[80];
-	uint16_t avail_idx[3], used_seen[3];
-	uint16_t rx_next; /* next rx descriptor to post */
-	unsigned rx_out;  /* rx buffers the device holds */
-	unsigned notified, resets;
+	struct fake_vq vq[3]; /* rx, tx, event */
+	uint16_t rx_next;     /* next rx descriptor to post */
+	unsigned rx_out;      /* rx buffers the device holds */
+	struct fake_transport tr;
 	int listeners[8];
 	uint32_t listen_ports[8];
 	unsigned nlisteners;
 	/* the guest's view of one connection, for credit */
 	uint32_t g_buf_alloc, g_fwd_cnt;
-};
-
-static void on_notify(struct virtio_dev *d, unsigned q)
-{
-	struct env *e = d->transport_priv;
-
-	(void)q;
-	e->notified++;
-}
-
-static void on_needs_reset(struct virtio_dev *d)
-{
-	struct env *e = d->transport_priv;
-
-	e->resets++;
-}
-
-static const struct virtio_transport_ops test_transport = {
-	.notify_used = on_notify,
-	.needs_reset = on_needs_reset,
 };
 
 static struct env *env_new_cfg(const struct virtio_vsock_config *over)
@@ -202,23 +183,19 @@ static struct env *env_new_cfg(const struct virtio_vsock_config *over)
 	cfg.uds_path = e->path;
 	e->dev.log = &test_log;
 	assert_int_equal(virtio_vsock_create(&cfg, &e->dev), 0);
-	e->dev.mem = &e->mem;
-	e->dev.transport = &test_transport;
-	e->dev.transport_priv = e;
-	e->dev.driver_features = virtio_dev_features(&e->dev);
-	virtio_dev_apply_features(&e->dev);
+	fake_driver_bind(&e->dev, &e->mem, &e->tr);
+	fake_driver_take_features(&e->dev);
 	for (unsigned i = 0; i < 3; i++) {
-		struct virtq *q = &e->dev.vqs[i];
-
-		q->size = QSZ;
-		q->desc_gpa = QBASE(i);
-		q->avail_gpa = QBASE(i) + 0x1000;
-		q->used_gpa = QBASE(i) + 0x2000;
-		assert_int_equal(virtq_check_config(q, VSOCK_QUEUE_SIZE), 0);
-		q->ready = true;
+		e->vq[i] = (struct fake_vq){.ram = e->ram,
+					    .desc_gpa = QBASE(i),
+					    .avail_gpa = QBASE(i) + 0x1000,
+					    .used_gpa = QBASE(i) + 0x2000,
+					    .size = QSZ};
+		assert_int_equal(fake_vq_attach(&e->vq[i], &e->dev.vqs[i],
+						VSOCK_QUEUE_SIZE),
+				 0);
 	}
-	e->dev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-			VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	fake_driver_ok(&e->dev);
 	e->g_buf_alloc = 256 * 1024;
 	return e;
 }
@@ -253,44 +230,6 @@ static struct virtio_vsock_stats stats(struct env *e)
 	return s;
 }
 
-static void set_desc(struct env *e, unsigned q, uint16_t i, uint64_t addr,
-		     uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *d = e->ram + QBASE(q) + 16 * i;
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static void publish(struct env *e, unsigned q, uint16_t head)
-{
-	uint8_t *avail = e->ram + QBASE(q) + 0x1000;
-	uint16_t *ring = (uint16_t *)(avail + 4);
-
-	ring[e->avail_idx[q] % QSZ] = head;
-	e->avail_idx[q]++;
-	__atomic_store_n((uint16_t *)(avail + 2), e->avail_idx[q],
-			 __ATOMIC_RELEASE);
-}
-
-static bool take_used(struct env *e, unsigned q, uint32_t *id, uint32_t *len)
-{
-	uint8_t *used = e->ram + QBASE(q) + 0x2000;
-	uint16_t idx =
-		__atomic_load_n((uint16_t *)(used + 2), __ATOMIC_ACQUIRE);
-	uint8_t *el;
-
-	if (idx == e->used_seen[q])
-		return false;
-	el = used + 4 + 8 * (e->used_seen[q] % QSZ);
-	memcpy(id, el, 4);
-	memcpy(len, el + 4, 4);
-	e->used_seen[q]++;
-	return true;
-}
-
 /* Posts n rx buffers of size bytes (one descriptor each). */
 static void post_rx_sized(struct env *e, unsigned n, uint32_t size)
 {
@@ -300,9 +239,9 @@ static void post_rx_sized(struct env *e, unsigned n, uint32_t size)
 		assert_true(e->rx_out < QSZ);
 		assert_true(size <= RX_STRIDE);
 		memset(e->ram + RX_AREA + d * RX_STRIDE, 0xee, size);
-		set_desc(e, 0, d, RX_AREA + d * RX_STRIDE, size,
-			 VIRTQ_DESC_F_WRITE, 0);
-		publish(e, 0, d);
+		fake_vq_desc(&e->vq[0], d, RX_AREA + d * RX_STRIDE, size,
+			     VIRTQ_DESC_F_WRITE, 0);
+		fake_vq_publish(&e->vq[0], d);
 		e->rx_out++;
 	}
 	e->dev.ops->queue_notify(&e->dev, VSOCK_QUEUE_RX);
@@ -324,7 +263,7 @@ static bool recv_pkt(struct env *e, struct pkt *p)
 {
 	uint32_t id, len;
 
-	if (!take_used(e, 0, &id, &len))
+	if (!fake_vq_take_used(&e->vq[0], &id, &len))
 		return false;
 	assert_true(id < QSZ);
 	e->rx_out--;
@@ -352,25 +291,26 @@ static void send_raw(struct env *e, const uint8_t *hdr, uint32_t hdr_len,
 	if (plen)
 		memcpy(area + 0x1000, payload, plen);
 	if (split && split < hdr_len) {
-		set_desc(e, 1, d, TX_AREA, split, VIRTQ_DESC_F_NEXT, d + 1);
+		fake_vq_desc(&e->vq[1], d, TX_AREA, split, VIRTQ_DESC_F_NEXT,
+			     d + 1);
 		d++;
-		set_desc(e, 1, d, TX_AREA + split, hdr_len - split,
-			 plen ? VIRTQ_DESC_F_NEXT : 0, d + 1);
+		fake_vq_desc(&e->vq[1], d, TX_AREA + split, hdr_len - split,
+			     plen ? VIRTQ_DESC_F_NEXT : 0, d + 1);
 	} else {
-		set_desc(e, 1, d, TX_AREA, hdr_len,
-			 plen ? VIRTQ_DESC_F_NEXT : 0, d + 1);
+		fake_vq_desc(&e->vq[1], d, TX_AREA, hdr_len,
+			     plen ? VIRTQ_DESC_F_NEXT : 0, d + 1);
 	}
 	if (plen)
-		set_desc(e, 1, d + 1, TX_AREA + 0x1000, plen, 0, 0);
-	publish(e, 1, 0);
+		fake_vq_desc(&e->vq[1], d + 1, TX_AREA + 0x1000, plen, 0, 0);
+	fake_vq_publish(&e->vq[1], 0);
 	e->dev.ops->queue_notify(&e->dev, VSOCK_QUEUE_TX);
 	{
 		uint32_t id, len;
 
-		assert_true(take_used(e, 1, &id, &len));
+		assert_true(fake_vq_take_used(&e->vq[1], &id, &len));
 		assert_int_equal(id, 0);
 		assert_int_equal(len, 0);
-		assert_false(take_used(e, 1, &id, &len));
+		assert_false(fake_vq_take_used(&e->vq[1], &id, &len));
 	}
 }
 
@@ -696,7 +636,7 @@ static void test_bad_packets_on_ring(void **state)
 	/* still serving */
 	hfd = guest_connect(e, G_PORT + 1, lfd);
 	close(hfd);
-	assert_int_equal(e->resets, 0);
+	assert_int_equal(e->tr.resets, 0);
 	free(p);
 	env_free(e);
 }
@@ -717,7 +657,7 @@ static void test_guest_connect(void **state)
 	assert_int_equal(p->h.buf_alloc, VSOCK_DEFAULT_BUF_ALLOC);
 	assert_int_equal(p->h.fwd_cnt, 0);
 	assert_int_equal(p->h.len, 0);
-	assert_true(e->notified > 0);
+	assert_true(e->tr.notified > 0);
 	hfd = accept_nb(lfd);
 	assert_true(hfd >= 0);
 	assert_int_equal(stats(e).conns, 1);
@@ -1593,11 +1533,11 @@ static void test_broken_ring(void **state)
 	post_rx(e, 1);
 	lfd = listen_port(e, H_PORT);
 	hfd = guest_connect(e, G_PORT, lfd);
-	set_desc(e, 0, 5, RAM_SIZE - 8, 4096, VIRTQ_DESC_F_WRITE, 0);
-	publish(e, 0, 5);
+	fake_vq_desc(&e->vq[0], 5, RAM_SIZE - 8, 4096, VIRTQ_DESC_F_WRITE, 0);
+	fake_vq_publish(&e->vq[0], 5);
 	write_all(hfd, "data", 4);
 	pump_wait(e, 100);
-	assert_int_equal(e->resets, 1);
+	assert_int_equal(e->tr.resets, 1);
 	assert_true(e->dev.status & VIRTIO_STATUS_NEEDS_RESET);
 	pump(e);
 	assert_int_equal(stats(e).conns, 0);
@@ -1621,7 +1561,7 @@ static void test_small_rx_buffers(void **state)
 	{
 		uint32_t id, len;
 
-		assert_true(take_used(e, 0, &id, &len));
+		assert_true(fake_vq_take_used(&e->vq[0], &id, &len));
 		assert_int_equal(len, 0);
 		e->rx_out--;
 	}
