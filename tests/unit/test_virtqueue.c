@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "fake_driver.h"
 #include "mem/guest_mem.h"
 #include "virtio/virtio.h"
 #include "virtio/virtqueue.h"
@@ -38,24 +39,12 @@ struct fx {
 	struct guest_mem mem;
 	struct virtq q;
 	struct virtq_chain *c;
-	uint16_t avail_idx; /* the driver's copy */
+	struct fake_vq drv; /* the driver's side of q */
 };
 
 static void wr16(struct fx *f, uint64_t gpa, uint16_t v)
 {
 	v = htole16(v);
-	memcpy(f->ram + gpa, &v, sizeof(v));
-}
-
-static void wr32(struct fx *f, uint64_t gpa, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(f->ram + gpa, &v, sizeof(v));
-}
-
-static void wr64(struct fx *f, uint64_t gpa, uint64_t v)
-{
-	v = htole64(v);
 	memcpy(f->ram + gpa, &v, sizeof(v));
 }
 
@@ -75,35 +64,21 @@ static uint32_t rd32(struct fx *f, uint64_t gpa)
 	return le32toh(v);
 }
 
-/* Descriptor i of the table at table_gpa. */
-static void set_desc(struct fx *f, uint64_t table_gpa, unsigned i,
-		     uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint64_t d = table_gpa + 16ull * i;
-
-	wr64(f, d, addr);
-	wr32(f, d + 8, len);
-	wr16(f, d + 12, flags);
-	wr16(f, d + 14, next);
-}
-
 static void desc(struct fx *f, unsigned i, uint64_t addr, uint32_t len,
 		 uint16_t flags, uint16_t next)
 {
-	set_desc(f, DESC, i, addr, len, flags, next);
+	fake_vq_desc(&f->drv, (uint16_t)i, addr, len, flags, next);
 }
 
 /* Driver side: offers the chain at head. */
 static void avail_put(struct fx *f, uint16_t head)
 {
-	wr16(f, AVAIL + 4 + 2 * (f->avail_idx % f->q.size), head);
-	f->avail_idx++;
-	wr16(f, AVAIL + 2, f->avail_idx);
+	fake_vq_publish(&f->drv, head);
 }
 
 static void set_avail_idx(struct fx *f, uint16_t idx)
 {
-	f->avail_idx = idx;
+	f->drv.avail_idx = idx;
 	wr16(f, AVAIL + 2, idx);
 }
 
@@ -143,6 +118,11 @@ static int setup(void **state)
 	f->q.avail_gpa = AVAIL;
 	f->q.used_gpa = USED;
 	f->q.ready = true;
+	f->drv = (struct fake_vq){.ram = f->ram,
+				  .desc_gpa = DESC,
+				  .avail_gpa = AVAIL,
+				  .used_gpa = USED,
+				  .size = QSZ};
 	*state = f;
 	return 0;
 }
@@ -260,7 +240,7 @@ static void test_wraparound(void **state)
 		desc(f, i, BUF + 0x100 * i, 4, 0, 0);
 		avail_put(f, (uint16_t)i);
 	}
-	assert_int_equal(f->avail_idx, 2);
+	assert_int_equal(f->drv.avail_idx, 2);
 	for (unsigned i = 0; i < 4; i++) {
 		assert_int_equal(virtq_pop(&f->q, f->c), 1);
 		assert_int_equal(f->c->head, i);
@@ -326,9 +306,9 @@ static void test_indirect(void **state)
 	struct fx *f = *state;
 
 	f->q.indirect = true;
-	set_desc(f, INDIR, 0, BUF, 10, F_NEXT, 2);
-	set_desc(f, INDIR, 2, BUF + 0x100, 20, F_NEXT | F_WRITE, 1);
-	set_desc(f, INDIR, 1, BUF + 0x200, 30, F_WRITE, 0);
+	fake_desc(f->ram, INDIR, 0, BUF, 10, F_NEXT, 2);
+	fake_desc(f->ram, INDIR, 2, BUF + 0x100, 20, F_NEXT | F_WRITE, 1);
+	fake_desc(f->ram, INDIR, 1, BUF + 0x200, 30, F_WRITE, 0);
 	/* The WRITE flag on the indirect descriptor itself is ignored. */
 	desc(f, 4, INDIR, 3 * 16, F_INDIRECT | F_WRITE, 0);
 	avail_put(f, 4);
@@ -348,7 +328,7 @@ static void test_indirect_after_direct(void **state)
 
 	/* Direct descriptors may lead up to an indirect one. */
 	f->q.indirect = true;
-	set_desc(f, INDIR, 0, BUF + 0x100, 20, F_WRITE, 0);
+	fake_desc(f->ram, INDIR, 0, BUF + 0x100, 20, F_WRITE, 0);
 	desc(f, 0, BUF, 10, F_NEXT, 1);
 	desc(f, 1, INDIR, 16, F_INDIRECT, 0);
 	avail_put(f, 0);
@@ -362,7 +342,7 @@ static void test_indirect_unaligned(void **state)
 	struct fx *f = *state;
 
 	f->q.indirect = true;
-	set_desc(f, INDIR + 3, 0, BUF, 10, 0, 0);
+	fake_desc(f->ram, INDIR + 3, 0, BUF, 10, 0, 0);
 	desc(f, 0, INDIR + 3, 16, F_INDIRECT, 0);
 	avail_put(f, 0);
 	assert_int_equal(virtq_pop(&f->q, f->c), 1);
@@ -376,9 +356,9 @@ static void test_max_segs(void **state)
 	/* A full-size indirect table is exactly VIRTQ_MAX_SEGS segments. */
 	f->q.indirect = true;
 	for (unsigned i = 0; i < VIRTQ_MAX_SEGS; i++)
-		set_desc(f, INDIR, i, BUF + i, 1,
-			 i + 1 < VIRTQ_MAX_SEGS ? F_NEXT : 0,
-			 (uint16_t)(i + 1));
+		fake_desc(f->ram, INDIR, i, BUF + i, 1,
+			  i + 1 < VIRTQ_MAX_SEGS ? F_NEXT : 0,
+			  (uint16_t)(i + 1));
 	desc(f, 0, INDIR, 16 * VIRTQ_MAX_SEGS, F_INDIRECT, 0);
 	avail_put(f, 0);
 	assert_int_equal(virtq_pop(&f->q, f->c), 1);
@@ -506,7 +486,7 @@ static void test_indirect_not_negotiated(void **state)
 {
 	struct fx *f = *state;
 
-	set_desc(f, INDIR, 0, BUF, 10, 0, 0);
+	fake_desc(f->ram, INDIR, 0, BUF, 10, 0, 0);
 	desc(f, 0, INDIR, 16, F_INDIRECT, 0);
 	avail_put(f, 0);
 	expect_broken(f);
@@ -517,8 +497,8 @@ static void test_indirect_nested(void **state)
 	struct fx *f = *state;
 
 	f->q.indirect = true;
-	set_desc(f, INDIR + 0x100, 0, BUF, 10, 0, 0);
-	set_desc(f, INDIR, 0, INDIR + 0x100, 16, F_INDIRECT, 0);
+	fake_desc(f->ram, INDIR + 0x100, 0, BUF, 10, 0, 0);
+	fake_desc(f->ram, INDIR, 0, INDIR + 0x100, 16, F_INDIRECT, 0);
 	desc(f, 0, INDIR, 16, F_INDIRECT, 0);
 	avail_put(f, 0);
 	expect_broken(f);
@@ -527,7 +507,7 @@ static void test_indirect_nested(void **state)
 static void indirect_bad_len(struct fx *f, uint32_t len)
 {
 	f->q.indirect = true;
-	set_desc(f, INDIR, 0, BUF, 10, 0, 0);
+	fake_desc(f->ram, INDIR, 0, BUF, 10, 0, 0);
 	desc(f, 0, INDIR, len, F_INDIRECT, 0);
 	avail_put(f, 0);
 	expect_broken(f);
@@ -568,7 +548,7 @@ static void test_indirect_with_next(void **state)
 	struct fx *f = *state;
 
 	f->q.indirect = true;
-	set_desc(f, INDIR, 0, BUF, 10, 0, 0);
+	fake_desc(f->ram, INDIR, 0, BUF, 10, 0, 0);
 	desc(f, 0, INDIR, 16, F_INDIRECT | F_NEXT, 1);
 	desc(f, 1, BUF, 10, 0, 0);
 	avail_put(f, 0);
@@ -580,8 +560,8 @@ static void test_indirect_loop(void **state)
 	struct fx *f = *state;
 
 	f->q.indirect = true;
-	set_desc(f, INDIR, 0, BUF, 10, F_NEXT, 1);
-	set_desc(f, INDIR, 1, BUF, 10, F_NEXT, 0);
+	fake_desc(f->ram, INDIR, 0, BUF, 10, F_NEXT, 1);
+	fake_desc(f->ram, INDIR, 1, BUF, 10, F_NEXT, 0);
 	desc(f, 0, INDIR, 32, F_INDIRECT, 0);
 	avail_put(f, 0);
 	expect_broken(f);
@@ -593,7 +573,7 @@ static void test_indirect_next_out_of_range(void **state)
 
 	/* next must index the indirect table, not the queue's. */
 	f->q.indirect = true;
-	set_desc(f, INDIR, 0, BUF, 10, F_NEXT, 2);
+	fake_desc(f->ram, INDIR, 0, BUF, 10, F_NEXT, 2);
 	desc(f, 0, INDIR, 32, F_INDIRECT, 0);
 	avail_put(f, 0);
 	expect_broken(f);
@@ -606,9 +586,9 @@ static void test_too_many_segs(void **state)
 	/* QSZ - 1 direct segments, then a full indirect table. */
 	f->q.indirect = true;
 	for (unsigned i = 0; i < VIRTQ_MAX_SEGS; i++)
-		set_desc(f, INDIR, i, BUF + i, 1,
-			 i + 1 < VIRTQ_MAX_SEGS ? F_NEXT : 0,
-			 (uint16_t)(i + 1));
+		fake_desc(f->ram, INDIR, i, BUF + i, 1,
+			  i + 1 < VIRTQ_MAX_SEGS ? F_NEXT : 0,
+			  (uint16_t)(i + 1));
 	for (unsigned i = 0; i + 1 < QSZ; i++)
 		desc(f, i, BUF, 1, F_NEXT, (uint16_t)(i + 1));
 	desc(f, QSZ - 1, INDIR, 16 * VIRTQ_MAX_SEGS, F_INDIRECT, 0);
@@ -860,7 +840,7 @@ static void test_event_fields_at_ram_end(void **state)
 	 * until EVENT_IDX makes those fields part of the rings. */
 	f->q.avail_gpa = RAM_SIZE - (4 + 2 * QSZ);
 	f->q.used_gpa = RAM_SIZE - (4 + 8 * QSZ);
-	f->avail_idx = 0;
+	f->drv.avail_idx = 0;
 	wr16(f, f->q.avail_gpa + 4, 0);
 	wr16(f, f->q.avail_gpa + 2, 1);
 	desc(f, 0, BUF, 4, 0, 0);
@@ -1001,12 +981,14 @@ static void test_chain_copy(void **state)
 
 /* --- virtio_dev helpers --- */
 
-struct fake_transport {
+/* What the virtio_dev helpers did to the transport, the device and the log
+ * (the fake driver's counting transport has no room for all of it). */
+struct ft_state {
 	unsigned notified, notified_q, resets_asked, dev_resets;
 	char last_log[256];
 };
 
-static struct fake_transport ft;
+static struct ft_state ft;
 
 static void ft_notify_used(struct virtio_dev *d, unsigned q)
 {
@@ -1049,7 +1031,7 @@ static const struct virtio_dev_ops fake_ops = {
 	.reset = fake_reset,
 };
 
-static const struct virtio_transport_ops fake_transport = {
+static const struct virtio_transport_ops ft_transport = {
 	.notify_used = ft_notify_used,
 	.needs_reset = ft_needs_reset,
 };
@@ -1063,7 +1045,7 @@ static void dev_init(struct fx *f, struct virtio_dev *d)
 	d->ops = &fake_ops;
 	d->mem = &f->mem;
 	d->log = &fake_log;
-	d->transport = &fake_transport;
+	d->transport = &ft_transport;
 	d->vqs[2] = f->q;
 }
 
