@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "fake_driver.h"
+#include "test_log.h"
 #include "virtio/fs.h"
 
 #define RAM_SIZE (1u << 20)
@@ -33,20 +34,6 @@
 #define IND_GPA	 0x80000 /* an indirect descriptor table */
 
 /* ---- helpers ---- */
-
-static char last_log[1024];
-static unsigned n_logs;
-
-static void capture_log(void *opaque, enum kiln_log_level level,
-			const char *msg)
-{
-	(void)opaque;
-	(void)level;
-	snprintf(last_log, sizeof(last_log), "%s", msg);
-	n_logs++;
-}
-
-static const struct kiln_log test_log = {capture_log, NULL, KILN_LOG_DEBUG};
 
 /* A share with one file, hello.txt, holding "hello, guest\n". */
 struct share {
