@@ -22,6 +22,8 @@
 #include <cmocka.h>
 
 #include "backends/block.h"
+#include "fake_driver.h"
+#include "test_log.h"
 #include "virtio/blk.h"
 
 #define MEM_DISK  (1u << 20)
@@ -33,20 +35,6 @@
 #define BUF_GPA	  0x10000
 
 /* ---- helpers ---- */
-
-static char last_log[1024];
-static unsigned n_logs;
-
-static void capture_log(void *opaque, enum kiln_log_level level,
-			const char *msg)
-{
-	(void)opaque;
-	(void)level;
-	snprintf(last_log, sizeof(last_log), "%s", msg);
-	n_logs++;
-}
-
-static const struct kiln_log test_log = {capture_log, NULL, KILN_LOG_DEBUG};
 
 static void put_hdr(uint8_t *p, uint32_t type, uint64_t sector)
 {
@@ -877,96 +865,34 @@ struct ring_env {
 	uint8_t *ram;
 	struct guest_mem mem;
 	struct blkdev b;
-	uint16_t avail_idx, used_seen;
-	unsigned notified, resets;
-};
-
-static void on_notify(struct virtio_dev *d, unsigned q)
-{
-	struct ring_env *e = d->transport_priv;
-
-	(void)q;
-	e->notified++;
-}
-
-static void on_needs_reset(struct virtio_dev *d)
-{
-	struct ring_env *e = d->transport_priv;
-
-	e->resets++;
-}
-
-static const struct virtio_transport_ops test_transport = {
-	.notify_used = on_notify,
-	.needs_reset = on_needs_reset,
+	struct fake_vq vq;
+	struct fake_transport tr;
 };
 
 static void ring_env_init(struct ring_env *e)
 {
-	struct virtq *q;
-
 	memset(e, 0, sizeof(*e));
 	e->ram = calloc(1, RAM_SIZE);
 	assert_non_null(e->ram);
 	guest_mem_init(&e->mem, e->ram, RAM_SIZE);
 	blkdev_init_mem(&e->b, false);
-	e->b.dev.mem = &e->mem;
-	e->b.dev.transport = &test_transport;
-	e->b.dev.transport_priv = e;
-	virtio_dev_apply_features(&e->b.dev);
-	q = &e->b.dev.vqs[0];
-	q->size = QSZ;
-	q->desc_gpa = DESC_GPA;
-	q->avail_gpa = AVAIL_GPA;
-	q->used_gpa = USED_GPA;
-	assert_int_equal(virtq_check_config(q, e->b.dev.ops->queue_max_size),
+	fake_driver_bind(&e->b.dev, &e->mem, &e->tr);
+	fake_driver_take_features(&e->b.dev);
+	e->vq = (struct fake_vq){.ram = e->ram,
+				 .desc_gpa = DESC_GPA,
+				 .avail_gpa = AVAIL_GPA,
+				 .used_gpa = USED_GPA,
+				 .size = QSZ};
+	assert_int_equal(fake_vq_attach(&e->vq, &e->b.dev.vqs[0],
+					e->b.dev.ops->queue_max_size),
 			 0);
-	q->ready = true;
-	e->b.dev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-			  VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	fake_driver_ok(&e->b.dev);
 }
 
 static void ring_env_fini(struct ring_env *e)
 {
 	blkdev_fini(&e->b);
 	free(e->ram);
-}
-
-static void set_desc(struct ring_env *e, uint16_t i, uint64_t addr,
-		     uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t *d = e->ram + DESC_GPA + 16 * i;
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static void publish(struct ring_env *e, uint16_t head)
-{
-	uint16_t *ring = (uint16_t *)(e->ram + AVAIL_GPA + 4);
-
-	ring[e->avail_idx % QSZ] = head;
-	e->avail_idx++;
-	__atomic_store_n((uint16_t *)(e->ram + AVAIL_GPA + 2), e->avail_idx,
-			 __ATOMIC_RELEASE);
-}
-
-/* Next used element: id and len; false when none. */
-static bool take_used(struct ring_env *e, uint32_t *id, uint32_t *len)
-{
-	uint16_t idx = __atomic_load_n((uint16_t *)(e->ram + USED_GPA + 2),
-				       __ATOMIC_ACQUIRE);
-	uint8_t *el;
-
-	if (idx == e->used_seen)
-		return false;
-	el = e->ram + USED_GPA + 4 + 8 * (e->used_seen % QSZ);
-	memcpy(id, el, 4);
-	memcpy(len, el + 4, 4);
-	e->used_seen++;
-	return true;
 }
 
 /* Queues {hdr, data, status} at descriptors head..head+2; hdr at gpa,
@@ -978,11 +904,13 @@ static void queue_rw(struct ring_env *e, uint16_t head, uint64_t gpa,
 
 	put_hdr(e->ram + gpa, type, sector);
 	e->ram[gpa + 511] = 0xff;
-	set_desc(e, head, gpa, BLK_HDR_SIZE, VIRTQ_DESC_F_NEXT, head + 1);
-	set_desc(e, head + 1, gpa + 512, len,
-		 VIRTQ_DESC_F_NEXT | (in ? VIRTQ_DESC_F_WRITE : 0), head + 2);
-	set_desc(e, head + 2, gpa + 511, 1, VIRTQ_DESC_F_WRITE, 0);
-	publish(e, head);
+	fake_vq_desc(&e->vq, head, gpa, BLK_HDR_SIZE, VIRTQ_DESC_F_NEXT,
+		     head + 1);
+	fake_vq_desc(&e->vq, head + 1, gpa + 512, len,
+		     VIRTQ_DESC_F_NEXT | (in ? VIRTQ_DESC_F_WRITE : 0),
+		     head + 2);
+	fake_vq_desc(&e->vq, head + 2, gpa + 511, 1, VIRTQ_DESC_F_WRITE, 0);
+	fake_vq_publish(&e->vq, head);
 }
 
 static void test_ring_write_then_read(void **state)
@@ -997,50 +925,50 @@ static void test_ring_write_then_read(void **state)
 		e->ram[BUF_GPA + 512 + i] = (uint8_t)(i * 13 + 1);
 	queue_rw(e, 0, BUF_GPA, VIRTIO_BLK_T_OUT, 100, 8192);
 	e->b.dev.ops->queue_notify(&e->b.dev, 0);
-	assert_true(take_used(e, &id, &len));
+	assert_true(fake_vq_take_used(&e->vq, &id, &len));
 	assert_int_equal(id, 0);
 	assert_int_equal(len, 1);
 	assert_int_equal(e->ram[BUF_GPA + 511], VIRTIO_BLK_S_OK);
-	assert_int_equal(e->notified, 1);
+	assert_int_equal(e->tr.notified, 1);
 
 	/* two reads in one notify: one of them past the end */
 	queue_rw(e, 3, 0x20000, VIRTIO_BLK_T_IN, 100, 8192);
 	queue_rw(e, 6, 0x30000, VIRTIO_BLK_T_IN, MEM_DISK / 512 - 1, 1024);
 	e->b.dev.ops->queue_notify(&e->b.dev, 0);
-	assert_true(take_used(e, &id, &len));
+	assert_true(fake_vq_take_used(&e->vq, &id, &len));
 	assert_int_equal(id, 3);
 	assert_int_equal(len, 8193);
 	assert_int_equal(e->ram[0x20000 + 511], VIRTIO_BLK_S_OK);
 	assert_memory_equal(e->ram + 0x20000 + 512, e->ram + BUF_GPA + 512,
 			    8192);
-	assert_true(take_used(e, &id, &len));
+	assert_true(fake_vq_take_used(&e->vq, &id, &len));
 	assert_int_equal(id, 6);
 	assert_int_equal(len, 1);
 	assert_int_equal(e->ram[0x30000 + 511], VIRTIO_BLK_S_IOERR);
-	assert_false(take_used(e, &id, &len));
+	assert_false(fake_vq_take_used(&e->vq, &id, &len));
 
 	/* a chain without status comes back with 0 written */
 	put_hdr(e->ram + 0x40000, VIRTIO_BLK_T_FLUSH, 0);
-	set_desc(e, 9, 0x40000, BLK_HDR_SIZE, 0, 0);
-	publish(e, 9);
+	fake_vq_desc(&e->vq, 9, 0x40000, BLK_HDR_SIZE, 0, 0);
+	fake_vq_publish(&e->vq, 9);
 	e->b.dev.ops->queue_notify(&e->b.dev, 0);
-	assert_true(take_used(e, &id, &len));
+	assert_true(fake_vq_take_used(&e->vq, &id, &len));
 	assert_int_equal(id, 9);
 	assert_int_equal(len, 0);
-	assert_int_equal(e->resets, 0);
+	assert_int_equal(e->tr.resets, 0);
 
 	/* a descriptor outside RAM breaks the ring: needs reset, and the
 	 * device stops serving the queue */
-	set_desc(e, 10, RAM_SIZE - 8, BLK_HDR_SIZE, 0, 0);
-	publish(e, 10);
+	fake_vq_desc(&e->vq, 10, RAM_SIZE - 8, BLK_HDR_SIZE, 0, 0);
+	fake_vq_publish(&e->vq, 10);
 	e->b.dev.ops->queue_notify(&e->b.dev, 0);
-	assert_int_equal(e->resets, 1);
+	assert_int_equal(e->tr.resets, 1);
 	assert_true(e->b.dev.status & VIRTIO_STATUS_NEEDS_RESET);
-	assert_false(take_used(e, &id, &len));
+	assert_false(fake_vq_take_used(&e->vq, &id, &len));
 	queue_rw(e, 0, BUF_GPA, VIRTIO_BLK_T_IN, 0, 512);
 	e->b.dev.ops->queue_notify(&e->b.dev, 0);
-	assert_false(take_used(e, &id, &len));
-	assert_int_equal(e->resets, 1);
+	assert_false(fake_vq_take_used(&e->vq, &id, &len));
+	assert_int_equal(e->tr.resets, 1);
 	ring_env_fini(e);
 	free(e);
 }
