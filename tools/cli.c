@@ -188,6 +188,20 @@ static int share_option(struct kiln_config *cfg, const char *arg)
 	return 0;
 }
 
+/* --accel / $KILN_ACCEL: auto, kvm or tcg. */
+static int accel_option(struct kiln_config *cfg, const char *what,
+			const char *arg)
+{
+	enum kiln_accel a;
+
+	if (kiln_accel_parse(arg, &a) < 0) {
+		cli_usage_error("%s: '%s' is not an engine (auto, kvm or tcg)",
+				what, arg);
+		return EXIT_USAGE;
+	}
+	return kiln_config_set_accel(cfg, a) < 0 ? EXIT_KILN_FAILED : 0;
+}
+
 int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		  const char *arg)
 {
@@ -221,6 +235,9 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 			       : 0;
 	case OPT_DISK: return disk_option(cfg, arg);
 	case OPT_SHARE: return share_option(cfg, arg);
+	case OPT_ACCEL:
+		vm->accel_set = true;
+		return accel_option(cfg, "--accel", arg);
 	}
 	return EXIT_USAGE;
 }
@@ -228,6 +245,14 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
 {
 	const char *kvm = getenv("KILN_KVM_DEVICE");
+	const char *accel = getenv("KILN_ACCEL");
+
+	if (!vm->accel_set && accel && *accel) {
+		int r = accel_option(cfg, "KILN_ACCEL", accel);
+
+		if (r)
+			return r;
+	}
 
 	if (kvm && kiln_config_set_kvm_path(cfg, kvm) < 0)
 		return EXIT_KILN_FAILED;

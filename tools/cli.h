@@ -10,9 +10,9 @@
 
 #include <kiln/kiln.h>
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE	 2
 #define EXIT_GUEST_CRASH 1
-#define EXIT_TIMEOUT 124
+#define EXIT_TIMEOUT	 124
 #define EXIT_KILN_FAILED 125
 
 /* Long-option codes; the VM options come first. */
@@ -24,7 +24,8 @@ enum {
 	OPT_CMDLINE,
 	OPT_DISK,
 	OPT_SHARE,
-	OPT_VM_LAST = OPT_SHARE,
+	OPT_ACCEL,
+	OPT_VM_LAST = OPT_ACCEL,
 	OPT_CONSOLE_LOG,
 	OPT_TIMEOUT,
 	OPT_DEBUG_EXIT,
@@ -39,27 +40,32 @@ enum {
 };
 
 /* getopt_long entries for the VM options (spread into an option table). */
-#define CLI_VM_OPTIONS                                                  \
-	{"kernel", required_argument, NULL, OPT_KERNEL},                \
-		{"initrd", required_argument, NULL, OPT_INITRD},        \
-		{"cpus", required_argument, NULL, OPT_CPUS},            \
-		{"memory", required_argument, NULL, OPT_MEMORY},        \
-		{"cmdline", required_argument, NULL, OPT_CMDLINE},      \
-		{"disk", required_argument, NULL, OPT_DISK},            \
-		{"share", required_argument, NULL, OPT_SHARE}
+#define CLI_VM_OPTIONS                                                         \
+	{"kernel", required_argument, NULL, OPT_KERNEL},                       \
+		{"initrd", required_argument, NULL, OPT_INITRD},               \
+		{"cpus", required_argument, NULL, OPT_CPUS},                   \
+		{"memory", required_argument, NULL, OPT_MEMORY},               \
+		{"cmdline", required_argument, NULL, OPT_CMDLINE},             \
+		{"disk", required_argument, NULL, OPT_DISK},                   \
+		{"share", required_argument, NULL, OPT_SHARE},                 \
+	{                                                                      \
+		"accel", required_argument, NULL, OPT_ACCEL                    \
+	}
 
 /* Kernel and initrd as given, until cli_vm_finish resolves the default. */
 struct cli_vm {
 	const char *kernel, *initrd;
 	unsigned cpus;	     /* as set, for reports; 0: the default */
 	uint64_t memory_mib; /* likewise */
+	bool accel_set;	     /* --accel given (else $KILN_ACCEL applies) */
 };
 
 /* The command's name for messages ("kiln"). */
 extern const char *cli_progname;
 
 /* "kiln: <message>" and a --help hint on stderr. */
-void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
 /* "kiln: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A kiln_log_fn printing "kiln: [warning: ]message" on stderr. */
@@ -72,8 +78,9 @@ bool cli_parse_seconds(const char *opt, const char *s, int *ms);
  * after printing why. */
 int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		  const char *arg);
-/* Sets the kernel and initrd (kiln's default guest unless given) and the
- * KVM device ($KILN_KVM_DEVICE): 0 or EXIT_KILN_FAILED after a message. */
+/* Sets the kernel and initrd (kiln's default guest unless given), the
+ * engine ($KILN_ACCEL unless --accel) and the KVM device ($KILN_KVM_DEVICE): 0
+ * or EXIT_KILN_FAILED after a message. */
 int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm);
 
 /* Puts the terminal on stdin in raw mode (keeping the host's newline

@@ -147,6 +147,22 @@ KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled);
 KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg,
 				      const char *path);
 
+/* Which engine runs the guest. KVM: kiln's own vCPUs on /dev/kvm (hardware
+ * virtualization). TCG: QEMU's emulator (qemu-system-x86_64 -accel tcg,
+ * from $KILN_QEMU or PATH) as a child process, with kiln's own devices
+ * served to it over vhost-user; much slower, and isolation then rests on
+ * QEMU's emulator rather than on hardware. AUTO (the default): KVM when
+ * /dev/kvm opens and has hardware virtualization, else TCG when QEMU is
+ * installed (with one warning saying why), else KVM's error. */
+enum kiln_accel { KILN_ACCEL_AUTO = 0, KILN_ACCEL_KVM = 1, KILN_ACCEL_TCG = 2 };
+/* Chooses the engine; -EINVAL for an unknown value. */
+KILN_API int kiln_config_set_accel(struct kiln_config *cfg,
+				   enum kiln_accel accel);
+/* "auto", "kvm", "tcg". */
+KILN_API const char *kiln_accel_name(enum kiln_accel accel);
+/* Parses "auto", "kvm" or "tcg" into *out; -EINVAL otherwise. */
+KILN_API int kiln_accel_parse(const char *name, enum kiln_accel *out);
+
 /* Builds a VM from cfg: opens KVM, maps RAM, loads kernel/initrd, creates
  * vCPUs. The config may be freed afterwards. Returns 0 and *out, or -errno. */
 KILN_API int kiln_vm_create(const struct kiln_config *cfg,
@@ -181,6 +197,9 @@ KILN_API int kiln_vm_console_wait_for(struct kiln_vm *vm, const char *pattern,
 KILN_API int kiln_vm_console_exec(struct kiln_vm *vm, const char *line,
 				  const char *prompt, int timeout_ms,
 				  char **output);
+
+/* The engine that runs this VM: KILN_ACCEL_KVM or KILN_ACCEL_TCG. */
+KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm);
 
 /* How the VM ended so far: KILN_OUTCOME_NONE while it runs (or before
  * start). Unlike kiln_vm_wait it never stops the VM. */

@@ -357,6 +357,40 @@ KILN_API int kiln_config_set_console_capture(struct kiln_config *cfg,
 	return 0;
 }
 
+KILN_API int kiln_config_set_accel(struct kiln_config *cfg,
+				   enum kiln_accel accel)
+{
+	if (accel != KILN_ACCEL_AUTO && accel != KILN_ACCEL_KVM &&
+	    accel != KILN_ACCEL_TCG)
+		return kiln_errorf(&cfg->log, -EINVAL, "unknown accelerator %d",
+				   (int)accel);
+	cfg->accel = accel;
+	return 0;
+}
+
+KILN_API const char *kiln_accel_name(enum kiln_accel accel)
+{
+	switch (accel) {
+	case KILN_ACCEL_AUTO: return "auto";
+	case KILN_ACCEL_KVM: return "kvm";
+	case KILN_ACCEL_TCG: return "tcg";
+	}
+	return "unknown";
+}
+
+KILN_API int kiln_accel_parse(const char *name, enum kiln_accel *out)
+{
+	static const enum kiln_accel all[] = {KILN_ACCEL_AUTO, KILN_ACCEL_KVM,
+					      KILN_ACCEL_TCG};
+
+	for (unsigned i = 0; name && i < 3; i++)
+		if (!strcmp(name, kiln_accel_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
 KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled)
 {
 	cfg->debug_exit = enabled != 0;

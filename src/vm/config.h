@@ -44,6 +44,7 @@ struct kiln_config {
 	bool debug_exit;
 	bool console_capture;
 	enum kiln_console console;
+	enum kiln_accel accel;
 	struct kiln_disk_config disks[KILN_MAX_DISKS];
 	unsigned nr_disks;
 	struct kiln_share_config shares[KILN_MAX_SHARES];

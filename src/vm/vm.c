@@ -42,83 +42,8 @@
 #include "vm/config.h"
 #include "vm/event_loop.h"
 
-/* How often the monitor checks for a guest that can never run again. */
-#define HALT_PROBE_INTERVAL_MS 250
-#define HALT_PROBE_ANSWER_MS   100
-
-struct vm_vcpu {
-	struct kiln_vm *vm;
-	struct kvm_vcpu_fd kvm;
-	pthread_t thread;
-	bool started;
-	/* halt probe: monitor bumps probe_req, vCPU answers with its state */
-	atomic_uint probe_req;
-	unsigned probe_done; /* under vm->lock */
-	bool probe_dead;     /* under vm->lock */
-};
-
-/* virtio-mmio devices sit in the MMIO hole, one page each, with GSIs from 5
- * (4 is the UART) up to 23, the last IOAPIC pin. */
-#define VM_VIRTIO_MMIO_BASE   0xd0000000ull
-#define VM_VIRTIO_MMIO_STRIDE 0x1000ull
-#define VM_VIRTIO_FIRST_GSI   5
-#define VM_VIRTIO_MAX_DEVICES 19
-
-enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK, VDEV_FS };
-
-struct vm_vdev;
-struct vm_vdev_notify {
-	struct vm_vdev *vdev;
-	unsigned queue;
-};
-
-struct vm_vdev {
-	struct virtio_mmio mmio;
-	enum vm_vdev_kind kind;
-	bool transport_up;
-	struct vm_vdev_notify notify[VIRTIO_MAX_QUEUES];
-	struct virtio_console console;	   /* VDEV_CONSOLE only */
-	struct block_backend *blk_backend; /* VDEV_BLK only */
-};
-
-struct kiln_vm {
-	struct kiln_log log;
-	char *cmdline;
-	unsigned ncpus;
-	int console_in_fd, console_out_fd, console_escape;
-	bool debug_exit;
-
-	struct kvm_system kvm;
-	int vm_fd;
-	struct guest_mem mem;
-	struct vm_vcpu *vcpus;
-	struct bus pio, mmio;
-	struct serial8250 serial;
-	struct legacy_devices legacy;
-	struct vm_vdev *vdevs;
-	unsigned nr_vdevs;
-	struct vm_vdev *console_vdev; /* input goes here if virtio console */
-	struct event_loop events;
-
-	int kick_signal;
-	int wake_fd; /* eventfd: wakes the console thread on stop */
-	pthread_t console_thread, monitor_thread;
-	bool console_started, monitor_started, running;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* outcome set, probe answers, rx space */
-	atomic_bool stopping;
-	struct kiln_exit_info exit;
-	char exit_detail[512];
-	bool rx_space;
-	/* console capture for wait_for/exec, under lock */
-	bool capture;
-	char *cap;
-	size_t cap_len, cap_size;
-};
-
-/* Bound on unread captured console output; older bytes are dropped. */
-#define CONSOLE_CAPTURE_MAX (1u << 20)
+#include "vm/engine.h"
+#include "vm/vm_internal.h"
 
 KILN_API const char *kiln_outcome_name(enum kiln_outcome o)
 {
@@ -155,18 +80,15 @@ KILN_API const char *kiln_host_limitation(void)
 
 static void kick_all(struct kiln_vm *vm)
 {
+	if (!vm->vcpus)
+		return;
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_kill(vm->vcpus[i].thread, vm->kick_signal);
 }
 
-/* Records the outcome (first caller wins) and stops everything. */
-static void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome,
-		      const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
-			   const char *detail)
+void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
+		    const char *detail)
 {
 	uint64_t one = 1;
 	bool first = false;
@@ -190,8 +112,8 @@ static void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
 	kick_all(vm);
 }
 
-static void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome,
-		      const char *fmt, ...)
+void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome, const char *fmt,
+	       ...)
 {
 	struct kiln_exit_info info = {.outcome = outcome};
 	char detail[512];
@@ -241,7 +163,7 @@ static void capture_output(struct kiln_vm *vm, const uint8_t *buf, size_t len)
 }
 
 /* Guest console output (UART or virtio-console): capture, then the fd. */
-static void console_output(void *opaque, const uint8_t *buf, size_t len)
+void vm_console_output(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct kiln_vm *vm = opaque;
 
@@ -278,7 +200,7 @@ static void serial_rx_space(void *opaque)
 }
 
 static const struct serial8250_ops serial_ops = {
-	.output = console_output,
+	.output = vm_console_output,
 	.set_irq = serial_set_irq,
 	.rx_space = serial_rx_space,
 };
@@ -304,6 +226,8 @@ static void legacy_request(void *opaque, enum legacy_request req, int code)
 
 static size_t console_room(struct kiln_vm *vm)
 {
+	if (vm->tcg)
+		return tcg_console_room(vm);
 	if (vm->console_vdev)
 		return virtio_console_rx_room(&vm->console_vdev->mmio.dev);
 	return serial8250_rx_room(&vm->serial);
@@ -314,6 +238,8 @@ static size_t console_push(struct kiln_vm *vm, const uint8_t *buf, size_t len)
 	struct virtio_mmio *t;
 	size_t n;
 
+	if (vm->tcg)
+		return tcg_console_push(vm, buf, len);
 	if (!vm->console_vdev)
 		return serial8250_push_input(&vm->serial, buf, len);
 	t = &vm->console_vdev->mmio;
@@ -330,6 +256,10 @@ static void wait_console_room(struct kiln_vm *vm)
 {
 	struct timespec ts;
 
+	if (vm->tcg) {
+		tcg_wait_console_room(vm);
+		return;
+	}
 	vm->rx_space = false;
 	if (!vm->console_vdev) {
 		while (!vm->rx_space && !atomic_load(&vm->stopping))
@@ -711,7 +641,8 @@ static int map_file(const char *path, const char *what, struct mapped_file *f,
 		    const struct kiln_log *log)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must be refused below, not block open() */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	void *p;
 
 	f->data = NULL;
@@ -847,59 +778,55 @@ static void vdev_notify(void *opaque, int fd, unsigned events)
 	virtio_mmio_handle_notify(&n->vdev->mmio, n->queue);
 }
 
-/* Creates the virtio devices (console, rng, disks), their transports and
- * their share of the kernel command line. */
-static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
-			char **cmdline_part)
+int vm_create_vdevs(struct kiln_vm *vm, const struct kiln_config *cfg,
+		    bool with_console)
 {
 	/* order: console, rng, disks, vsock, shares */
+	unsigned first = with_console ? 0 : 1;
 	unsigned first_share = 2 + cfg->nr_disks + (cfg->vsock_uds ? 1 : 0);
-	unsigned n = first_share + cfg->nr_shares;
-	size_t len = 0;
-	char *part;
+	unsigned n = first_share + cfg->nr_shares - first;
 	int r;
 
-	*cmdline_part = NULL;
 	if (n > VM_VIRTIO_MAX_DEVICES)
-		return kiln_errorf(&vm->log, -E2BIG, "too many devices");
+		return kiln_errorf(&vm->log, -E2BIG,
+				   "too many devices: %u disks, %u shares%s "
+				   "need %u device slots, kiln has %u",
+				   cfg->nr_disks, cfg->nr_shares,
+				   cfg->vsock_uds ? " and vsock" : "", n,
+				   VM_VIRTIO_MAX_DEVICES);
 	vm->vdevs = calloc(n, sizeof(*vm->vdevs));
-	part = calloc(n, 64);
-	if (!vm->vdevs || !part) {
-		free(part);
+	if (!vm->vdevs)
 		return -ENOMEM;
-	}
-	*cmdline_part = part;
-	for (unsigned i = 0; i < n; i++) {
-		struct vm_vdev *v = &vm->vdevs[i];
-		uint64_t base = VM_VIRTIO_MMIO_BASE + i * VM_VIRTIO_MMIO_STRIDE;
+	for (unsigned slot = first; slot < first + n; slot++) {
+		struct vm_vdev *v = &vm->vdevs[slot - first];
 
-		if (i == 0) {
+		v->mmio.dev.log = &vm->log; /* for the constructors */
+		vm->nr_vdevs =
+			slot - first + 1; /* so a failure is cleaned up */
+		if (slot == 0) {
 			v->kind = VDEV_CONSOLE;
 			virtio_console_init(&v->console, &v->mmio.dev,
-					    console_output, vm);
-		} else if (i == 1) {
+					    vm_console_output, vm);
+		} else if (slot == 1) {
 			v->kind = VDEV_RNG;
 			virtio_rng_init(&v->mmio.dev);
-		} else if (i >= first_share) {
+		} else if (slot >= first_share) {
 			const struct kiln_share_config *sh =
-				&cfg->shares[i - first_share];
+				&cfg->shares[slot - first_share];
 
 			v->kind = VDEV_FS;
-			vm->nr_vdevs = i + 1;
 			r = virtio_fs_create(sh->dir, sh->tag, sh->read_only,
 					     &vm->log, &v->mmio.dev);
 			if (r < 0)
 				return kiln_errorf(&vm->log, r,
 						   "cannot share %s", sh->dir);
-		} else if (i == 2 + cfg->nr_disks) {
+		} else if (slot == 2 + cfg->nr_disks) {
 			struct virtio_vsock_config vc = {
 				.guest_cid = cfg->vsock_cid,
 				.uds_path = cfg->vsock_uds,
 			};
 
 			v->kind = VDEV_VSOCK;
-			v->mmio.dev.log = &vm->log;
-			vm->nr_vdevs = i + 1;
 			r = virtio_vsock_create(&vc, &v->mmio.dev);
 			if (r < 0)
 				return kiln_errorf(
@@ -908,13 +835,38 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 					cfg->vsock_uds);
 		} else {
 			v->kind = VDEV_BLK;
-			v->mmio.dev.log = &vm->log; /* for the constructor */
-			vm->nr_vdevs = i + 1; /* so a failure is cleaned up */
-			r = vm_blk_create(vm, &cfg->disks[i - 2], v);
+			r = vm_blk_create(vm, &cfg->disks[slot - 2], v);
 			if (r < 0)
 				return r;
 		}
-		vm->nr_vdevs = i + 1;
+	}
+	if (with_console && cfg->console == KILN_CONSOLE_VIRTIO)
+		vm->console_vdev = &vm->vdevs[0];
+	return 0;
+}
+
+/* KVM engine: gives each device a virtio-mmio transport, its queue
+ * notifications and host fds on the device thread, and its share of the
+ * kernel command line. */
+static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
+			char **cmdline_part)
+{
+	size_t len = 0;
+	char *part;
+	int r;
+
+	*cmdline_part = NULL;
+	r = vm_create_vdevs(vm, cfg, true);
+	if (r < 0)
+		return r;
+	part = calloc(vm->nr_vdevs + 1, 64);
+	if (!part)
+		return -ENOMEM;
+	*cmdline_part = part;
+	for (unsigned i = 0; i < vm->nr_vdevs; i++) {
+		struct vm_vdev *v = &vm->vdevs[i];
+		uint64_t base = VM_VIRTIO_MMIO_BASE + i * VM_VIRTIO_MMIO_STRIDE;
+
 		r = virtio_mmio_init(&v->mmio, &vm->mem, &vm->log, base,
 				     VM_VIRTIO_FIRST_GSI + i, vm->vm_fd);
 		v->transport_up = true;
@@ -943,12 +895,10 @@ static int setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
 			return r;
 		len += (size_t)r;
 	}
-	if (cfg->console == KILN_CONSOLE_VIRTIO)
-		vm->console_vdev = &vm->vdevs[0];
 	return 0;
 }
 
-static void destroy_virtio(struct kiln_vm *vm)
+void vm_destroy_vdevs(struct kiln_vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_vdevs; i++) {
 		struct vm_vdev *v = &vm->vdevs[i];
@@ -1018,6 +968,28 @@ out:
 	return r;
 }
 
+int vm_check_guest_files(struct kiln_vm *vm, const struct kiln_config *cfg)
+{
+	struct mapped_file kernel, initrd = {0};
+	struct x86_kernel k;
+	int r;
+
+	if (!cfg->kernel_path)
+		return kiln_errorf(&vm->log, -EINVAL, "no kernel given");
+	r = map_file(cfg->kernel_path, "kernel", &kernel, &vm->log);
+	if (r < 0)
+		return r;
+	r = x86_parse_kernel(kernel.data, kernel.size, &k, &vm->log);
+	if (r < 0)
+		log_error(&vm->log, "%s: not a usable kernel image",
+			  cfg->kernel_path);
+	else if (cfg->initrd_path)
+		r = map_file(cfg->initrd_path, "initrd", &initrd, &vm->log);
+	unmap_file(&initrd);
+	unmap_file(&kernel);
+	return r;
+}
+
 static int setup_vcpus(struct kiln_vm *vm, const struct x86_entry *entry)
 {
 	struct kvm_cpuid2 *cpuid = kvm_supported_cpuid(&vm->kvm, &vm->log);
@@ -1041,11 +1013,36 @@ static int setup_vcpus(struct kiln_vm *vm, const struct x86_entry *entry)
 	return r;
 }
 
+/* Picks the engine for cfg (see enum kiln_accel) and says why when AUTO
+ * falls back to emulation. */
+static int choose_engine(struct kiln_vm *vm, const struct kiln_config *cfg,
+			 char *qemu, size_t qemu_size)
+{
+	struct engine_host host;
+	char note[512], why[256];
+	int r;
+
+	engine_probe_host(cfg->kvm_path ? cfg->kvm_path : "/dev/kvm", &host,
+			  qemu, qemu_size);
+	r = engine_select(cfg->accel, &host, note, sizeof(note), why,
+			  sizeof(why));
+	if (r < 0)
+		return kiln_errorf(&vm->log, r, "%s", why);
+	vm->accel = (enum kiln_accel)r;
+	if (*note)
+		log_warn(&vm->log, "%s", note);
+	log_info(&vm->log, "engine: %s%s%s", kiln_accel_name(vm->accel),
+		 vm->accel == KILN_ACCEL_TCG ? ", QEMU " : "",
+		 vm->accel == KILN_ACCEL_TCG ? qemu : "");
+	return 0;
+}
+
 KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 {
 	struct kiln_vm *vm;
 	struct x86_entry entry;
 	char *devices_cmdline = NULL;
+	char qemu[4096];
 	pthread_condattr_t ca;
 	int r;
 
@@ -1070,6 +1067,21 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 	pthread_condattr_destroy(&ca);
 	vm->kick_signal = kick_signal_setup();
 	vm->events.epoll_fd = vm->events.stop_fd = -1;
+	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->wake_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = choose_engine(vm, cfg, qemu, sizeof(qemu));
+	if (r < 0)
+		goto fail;
+	if (vm->accel == KILN_ACCEL_TCG) {
+		r = tcg_create(vm, cfg, qemu);
+		if (r < 0)
+			goto fail;
+		*out = vm;
+		return 0;
+	}
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		r = -ENOMEM;
@@ -1077,11 +1089,6 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 	}
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vm->vcpus[i].kvm.fd = -1;
-	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->wake_fd < 0) {
-		r = -errno;
-		goto fail;
-	}
 	r = setup_devices(vm);
 	if (r < 0)
 		goto fail;
@@ -1139,19 +1146,21 @@ KILN_API int kiln_vm_start(struct kiln_vm *vm)
 	 * only inside KVM_RUN. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (unsigned i = 0; i < vm->ncpus && r == 0; i++) {
+	if (vm->tcg)
+		r = tcg_start(vm);
+	for (unsigned i = 0; !vm->tcg && i < vm->ncpus && r == 0; i++) {
 		r = -pthread_create(&vm->vcpus[i].thread, NULL,
 				    vcpu_thread_main, &vm->vcpus[i]);
 		vm->vcpus[i].started = r == 0;
 	}
-	if (r == 0)
+	if (r == 0 && !vm->tcg)
 		r = event_loop_start(&vm->events);
 	if (r == 0 && vm->console_in_fd >= 0) {
 		r = -pthread_create(&vm->console_thread, NULL,
 				    console_thread_main, vm);
 		vm->console_started = r == 0;
 	}
-	if (r == 0) {
+	if (r == 0 && !vm->tcg) {
 		r = -pthread_create(&vm->monitor_thread, NULL,
 				    monitor_thread_main, vm);
 		vm->monitor_started = r == 0;
@@ -1318,7 +1327,9 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 		return;
 	if (vm->running) {
 		vm_finish(vm, KILN_OUTCOME_STOPPED, "VM destroyed");
-		for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->tcg)
+			tcg_join(vm);
+		for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++)
 			if (vm->vcpus[i].started)
 				pthread_join(vm->vcpus[i].thread, NULL);
 		if (vm->console_started)
@@ -1327,7 +1338,9 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 			pthread_join(vm->monitor_thread, NULL);
 	}
 	event_loop_destroy(&vm->events);
-	destroy_virtio(vm);
+	if (vm->tcg)
+		tcg_destroy(vm); /* its servers go before the devices */
+	vm_destroy_vdevs(vm);
 	for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++)
 		kvm_vcpu_close(&vm->vcpus[i].kvm);
 	if (vm->vm_fd >= 0)
@@ -1354,4 +1367,9 @@ KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm)
 	o = v->exit.outcome;
 	pthread_mutex_unlock(&v->lock);
 	return o;
+}
+
+KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm)
+{
+	return vm->accel;
 }

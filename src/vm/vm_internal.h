@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM behind the opaque struct kiln_vm, shared by the VM core (vm.c,
+ * the KVM engine) and the emulating engine (tcg.c). Nothing outside
+ * src/vm/ includes this.
+ */
+#ifndef KILN_VM_VM_INTERNAL_H
+#define KILN_VM_VM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/bus.h"
+#include "devices/legacy.h"
+#include "devices/serial8250.h"
+#include "kvm/kvm.h"
+#include "mem/guest_mem.h"
+#include "virtio/console.h"
+#include "virtio/mmio.h"
+#include "vm/config.h"
+#include "vm/event_loop.h"
+
+/* How often the monitor checks for a guest that can never run again. */
+#define HALT_PROBE_INTERVAL_MS 250
+#define HALT_PROBE_ANSWER_MS   100
+
+struct vm_vcpu {
+	struct kiln_vm *vm;
+	struct kvm_vcpu_fd kvm;
+	pthread_t thread;
+	bool started;
+	/* halt probe: monitor bumps probe_req, vCPU answers with its state */
+	atomic_uint probe_req;
+	unsigned probe_done; /* under vm->lock */
+	bool probe_dead;     /* under vm->lock */
+};
+
+/* virtio-mmio devices sit in the MMIO hole, one page each, with GSIs from 5
+ * (4 is the UART) up to 23, the last IOAPIC pin. */
+#define VM_VIRTIO_MMIO_BASE   0xd0000000ull
+#define VM_VIRTIO_MMIO_STRIDE 0x1000ull
+#define VM_VIRTIO_FIRST_GSI   5
+#define VM_VIRTIO_MAX_DEVICES 19
+
+enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK, VDEV_FS };
+
+struct vm_vdev;
+struct vm_vdev_notify {
+	struct vm_vdev *vdev;
+	unsigned queue;
+};
+
+/* One virtio device. Its state is mmio.dev on both engines; the mmio
+ * transport itself is set up only by the KVM engine (transport_up). */
+struct vm_vdev {
+	struct virtio_mmio mmio;
+	enum vm_vdev_kind kind;
+	bool transport_up;
+	struct vm_vdev_notify notify[VIRTIO_MAX_QUEUES];
+	struct virtio_console console;	   /* VDEV_CONSOLE only */
+	struct block_backend *blk_backend; /* VDEV_BLK only */
+};
+
+struct tcg_engine;
+
+struct kiln_vm {
+	struct kiln_log log;
+	enum kiln_accel accel; /* the engine: KVM or TCG */
+	char *cmdline;
+	unsigned ncpus;
+	int console_in_fd, console_out_fd, console_escape;
+	bool debug_exit;
+
+	/* KVM engine */
+	struct kvm_system kvm;
+	int vm_fd;
+	struct guest_mem mem;
+	struct vm_vcpu *vcpus;
+	struct bus pio, mmio;
+	struct serial8250 serial;
+	struct legacy_devices legacy;
+	struct event_loop events;
+	int kick_signal;
+	pthread_t monitor_thread;
+	bool monitor_started;
+
+	/* TCG engine (NULL on KVM) */
+	struct tcg_engine *tcg;
+
+	struct vm_vdev *vdevs;
+	unsigned nr_vdevs;
+	struct vm_vdev *console_vdev; /* input goes here if virtio console */
+
+	int wake_fd; /* eventfd: set once the VM stops, never drained */
+	pthread_t console_thread;
+	bool console_started, running;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* outcome set, probe answers, rx space */
+	atomic_bool stopping;
+	struct kiln_exit_info exit;
+	char exit_detail[512];
+	bool rx_space;
+	/* console capture for wait_for/exec, under lock */
+	bool capture;
+	char *cap;
+	size_t cap_len, cap_size;
+};
+
+/* Bound on unread captured console output; older bytes are dropped. */
+#define CONSOLE_CAPTURE_MAX (1u << 20)
+
+/* Records the outcome (first caller wins), sets `stopping`, signals
+ * wake_fd and wakes every engine thread. Any thread. */
+void vm_finish_info(struct kiln_vm *vm, const struct kiln_exit_info *in,
+		    const char *detail);
+void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome, const char *fmt,
+	       ...) __attribute__((format(printf, 3, 4)));
+
+/* Guest console output: into the capture buffer, then to the output fd. */
+void vm_console_output(void *opaque, const uint8_t *buf, size_t len);
+
+/* Checks the kernel (bzImage or PVH ELF) and initrd files as the KVM engine
+ * would load them, with the same messages; 0 or -errno (logged). */
+int vm_check_guest_files(struct kiln_vm *vm, const struct kiln_config *cfg);
+
+/* Creates the virtio devices in vm->vdevs, without transports: console
+ * (if with_console), rng, disks, vsock, shares, in that order. On failure
+ * what was made is left for vm_destroy_vdevs. 0 or -errno (logged). */
+int vm_create_vdevs(struct kiln_vm *vm, const struct kiln_config *cfg,
+		    bool with_console);
+/* Destroys the devices vm_create_vdevs made (transports first). */
+void vm_destroy_vdevs(struct kiln_vm *vm);
+
+/* The emulating engine (tcg.c). create: devices, QEMU's command line;
+ * start: spawns QEMU and the device threads, 0 once QEMU runs; join: waits
+ * for QEMU to be gone (after vm_finish); destroy: frees what is left. */
+int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
+	       const char *qemu);
+int tcg_start(struct kiln_vm *vm);
+void tcg_join(struct kiln_vm *vm);
+void tcg_destroy(struct kiln_vm *vm);
+/* Console input for the TCG engine's serial port: bytes the socket takes
+ * now; push sends without blocking; wait (vm->lock held) sleeps briefly
+ * until it may take more. */
+size_t tcg_console_room(struct kiln_vm *vm);
+size_t tcg_console_push(struct kiln_vm *vm, const uint8_t *buf, size_t len);
+void tcg_wait_console_room(struct kiln_vm *vm);
+
+#endif
