@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "fake_driver.h"
 #include "vhost_user/server.h"
 
 #define F_PROTO	     (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
@@ -380,22 +381,19 @@ static void configure_ring0(struct t *t, bool proto)
 	assert_int_equal(ack_u64(t, VHOST_USER_SET_VRING_KICK, 0, t->kick), 0);
 }
 
-/* Puts a one-descriptor chain (head 0) on ring 0 as the driver would. */
+/* Puts a one-descriptor chain (head 0) on ring 0 as the driver would,
+ * making the avail index avail_idx. */
 static void driver_add_buffer(struct t *t, uint16_t avail_idx)
 {
-	uint64_t addr = RAM_GPA + DATA_OFF;
-	uint32_t len = 64;
-	uint16_t flags = 0, next = 0, head = 0;
-	uint8_t *desc = t->ram + DESC_OFF;
-	uint8_t *avail = t->ram + AVAIL_OFF;
+	struct fake_vq v = {.ram = t->ram,
+			    .desc_gpa = DESC_OFF,
+			    .avail_gpa = AVAIL_OFF,
+			    .used_gpa = USED_OFF,
+			    .size = QSIZE,
+			    .avail_idx = (uint16_t)(avail_idx - 1)};
 
-	memcpy(desc, &addr, 8);
-	memcpy(desc + 8, &len, 4);
-	memcpy(desc + 12, &flags, 2);
-	memcpy(desc + 14, &next, 2);
-	memcpy(avail + 4 + 2 * ((avail_idx - 1) % QSIZE), &head, 2);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	memcpy(avail + 2, &avail_idx, 2);
+	fake_vq_desc(&v, 0, RAM_GPA + DATA_OFF, 64, 0, 0);
+	fake_vq_publish(&v, 0);
 }
 
 static uint16_t used_idx(struct t *t)
