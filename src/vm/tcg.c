@@ -57,6 +57,8 @@ struct tcg_server {
 
 struct tcg_engine {
 	struct kiln_vm *vm;
+	/* the servers' log: their connect/disconnect lines are routine here */
+	struct kiln_log server_log;
 	char *qemu;
 	char *argv[TCG_MAX_ARGS + 1];
 	unsigned argc;
@@ -253,6 +255,9 @@ int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
 	t->serial_fd = t->serial_peer = t->err_rd = t->err_wr = -1;
 	t->pid = -1;
 	t->debug_exit = cfg->debug_exit;
+	t->server_log = vm->log;
+	if (t->server_log.max_level == KILN_LOG_INFO)
+		t->server_log.max_level = KILN_LOG_WARN;
 	t->qemu = strdup(qemu);
 	if (!t->qemu)
 		return -ENOMEM;
@@ -274,7 +279,8 @@ int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
 
 		s->peer_fd = -1;
 		t->nr_servers = i + 1;
-		r = vhost_user_server_create(dev, &vm->log, &s->srv);
+		r = vhost_user_server_create(dev, &t->server_log,
+					     &s->srv);
 		if (r < 0)
 			return r;
 		r = socket_pair(&ours, &s->peer_fd);
