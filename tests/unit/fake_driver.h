@@ -11,14 +11,23 @@
  *   fake_vq_publish(&v, 0);                 offers the chain at head 0
  *   dev->ops->queue_notify(dev, 0);
  *   fake_vq_take_used(&v, &id, &len);       what the device gave back
+ *
+ * and, without any ring, chains made by hand as virtq_pop hands them to a
+ * device (fake_chain_new, fake_chain_out, fake_chain_in).
  */
 #ifndef KILN_TESTS_FAKE_DRIVER_H
 #define KILN_TESTS_FAKE_DRIVER_H
 
 #include <endian.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "mem/guest_mem.h"
 #include "virtio/virtio.h"
@@ -104,6 +113,28 @@ static inline int fake_vq_attach(struct fake_vq *v, struct virtq *q,
 	if (err == 0)
 		q->ready = true;
 	return err;
+}
+
+/* An empty chain (freed by the caller), then its device-readable (out)
+ * and device-writable (in) segments, in order. */
+static inline struct virtq_chain *fake_chain_new(void)
+{
+	struct virtq_chain *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	return c;
+}
+
+static inline void fake_chain_out(struct virtq_chain *c, void *p, size_t len)
+{
+	c->out[c->n_out++] = (struct iovec){p, len};
+	c->out_len += len;
+}
+
+static inline void fake_chain_in(struct virtq_chain *c, void *p, size_t len)
+{
+	c->in[c->n_in++] = (struct iovec){p, len};
+	c->in_len += len;
 }
 
 /* A transport that counts notifications and reset requests. */

@@ -50,26 +50,6 @@ static void put_seg(uint8_t *p, uint64_t sector, uint32_t num, uint32_t flags)
 	memcpy(p + 12, &flags, 4);
 }
 
-static struct virtq_chain *new_chain(void)
-{
-	struct virtq_chain *c = calloc(1, sizeof(*c));
-
-	assert_non_null(c);
-	return c;
-}
-
-static void add_out(struct virtq_chain *c, void *p, size_t len)
-{
-	c->out[c->n_out++] = (struct iovec){p, len};
-	c->out_len += len;
-}
-
-static void add_in(struct virtq_chain *c, void *p, size_t len)
-{
-	c->in[c->n_in++] = (struct iovec){p, len};
-	c->in_len += len;
-}
-
 /* A device over a fresh memory disk with every offered feature taken. */
 struct blkdev {
 	struct block_backend *be;
@@ -115,17 +95,17 @@ static int run_req(struct blkdev *b, uint32_t type, uint64_t sector,
 		   const void *out, size_t out_len, void *in, size_t in_len,
 		   uint32_t *written)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	uint8_t hdr[BLK_HDR_SIZE], status = 0xff;
 	uint32_t w;
 
 	put_hdr(hdr, type, sector);
-	add_out(c, hdr, sizeof(hdr));
+	fake_chain_out(c, hdr, sizeof(hdr));
 	if (out_len)
-		add_out(c, (void *)out, out_len);
+		fake_chain_out(c, (void *)out, out_len);
 	if (in_len)
-		add_in(c, in, in_len);
-	add_in(c, &status, 1);
+		fake_chain_in(c, in, in_len);
+	fake_chain_in(c, &status, 1);
 	w = virtio_blk_handle_chain(&b->dev, c);
 	if (written)
 		*written = w;
@@ -150,14 +130,14 @@ static char *temp_file(uint64_t size)
 
 static void test_parse_short_header(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], status;
 
 	(void)state;
 	put_hdr(hdr, VIRTIO_BLK_T_IN, 0);
-	add_out(c, hdr, 15);
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, 15);
+	fake_chain_in(c, &status, 1);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_IOERR);
 	assert_ptr_equal(req->status, &status);
 	free(req);
@@ -166,17 +146,17 @@ static void test_parse_short_header(void **state)
 
 static void test_parse_header_spans_segments(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], data[1024], status;
 
 	(void)state;
 	put_hdr(hdr, VIRTIO_BLK_T_IN, 0x0102030405ull);
-	add_out(c, hdr, 7);
-	add_out(c, hdr + 7, 9);
-	add_in(c, data, 512);
-	add_in(c, data + 512, 512);
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, 7);
+	fake_chain_out(c, hdr + 7, 9);
+	fake_chain_in(c, data, 512);
+	fake_chain_in(c, data + 512, 512);
+	fake_chain_in(c, &status, 1);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_OK);
 	assert_int_equal(req->type, VIRTIO_BLK_T_IN);
 	assert_int_equal(req->sector, 0x0102030405ull);
@@ -189,7 +169,7 @@ static void test_parse_header_spans_segments(void **state)
 
 static void test_parse_status_shares_segment(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t buf[BLK_HDR_SIZE + 512], in[513];
 
@@ -197,8 +177,8 @@ static void test_parse_status_shares_segment(void **state)
 	/* header and data in one readable buffer, data and status in one
 	 * writable one: both sides must be split at the right byte */
 	put_hdr(buf, VIRTIO_BLK_T_OUT, 1);
-	add_out(c, buf, sizeof(buf));
-	add_in(c, in, sizeof(in));
+	fake_chain_out(c, buf, sizeof(buf));
+	fake_chain_in(c, in, sizeof(in));
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_OK);
 	assert_int_equal(req->n_data, 1);
 	assert_ptr_equal(req->data[0].iov_base, buf + BLK_HDR_SIZE);
@@ -207,8 +187,8 @@ static void test_parse_status_shares_segment(void **state)
 
 	memset(c, 0, sizeof(*c));
 	put_hdr(buf, VIRTIO_BLK_T_IN, 1);
-	add_out(c, buf, BLK_HDR_SIZE);
-	add_in(c, in, sizeof(in));
+	fake_chain_out(c, buf, BLK_HDR_SIZE);
+	fake_chain_in(c, in, sizeof(in));
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_OK);
 	assert_int_equal(req->n_data, 1);
 	assert_ptr_equal(req->data[0].iov_base, in);
@@ -220,17 +200,17 @@ static void test_parse_status_shares_segment(void **state)
 
 static void test_parse_missing_status(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], data[512];
 
 	(void)state;
 	put_hdr(hdr, VIRTIO_BLK_T_OUT, 0);
-	add_out(c, hdr, sizeof(hdr));
-	add_out(c, data, sizeof(data));
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_out(c, data, sizeof(data));
 	assert_int_equal(blk_parse_request(c, req), -EINVAL);
 	/* an empty writable segment is no status byte either */
-	add_in(c, data, 0);
+	fake_chain_in(c, data, 0);
 	assert_int_equal(blk_parse_request(c, req), -EINVAL);
 	free(req);
 	free(c);
@@ -238,12 +218,12 @@ static void test_parse_missing_status(void **state)
 
 static void test_parse_status_only(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t status = 0xff;
 
 	(void)state;
-	add_in(c, &status, 1);
+	fake_chain_in(c, &status, 1);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_IOERR);
 	assert_ptr_equal(req->status, &status);
 	free(req);
@@ -252,14 +232,14 @@ static void test_parse_status_only(void **state)
 
 static void test_parse_sector_overflow(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], data[512], status;
 
 	(void)state;
-	add_out(c, hdr, sizeof(hdr));
-	add_in(c, data, sizeof(data));
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_in(c, data, sizeof(data));
+	fake_chain_in(c, &status, 1);
 	/* sector * 512 wraps */
 	put_hdr(hdr, VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_IOERR);
@@ -280,14 +260,14 @@ static void test_parse_sector_overflow(void **state)
 
 static void test_check_past_end(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], data[1024], status;
 
 	(void)state;
-	add_out(c, hdr, sizeof(hdr));
-	add_in(c, data, sizeof(data));
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_in(c, data, sizeof(data));
+	fake_chain_in(c, &status, 1);
 	put_hdr(hdr, VIRTIO_BLK_T_IN, 7);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_OK);
 	assert_int_equal(blk_check_request(req, 8, false), VIRTIO_BLK_S_IOERR);
@@ -301,22 +281,22 @@ static void test_check_past_end(void **state)
 
 static void test_parse_len_not_multiple(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], data[600], status;
 
 	(void)state;
 	put_hdr(hdr, VIRTIO_BLK_T_IN, 0);
-	add_out(c, hdr, sizeof(hdr));
-	add_in(c, data, 511);
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_in(c, data, 511);
+	fake_chain_in(c, &status, 1);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_IOERR);
 
 	memset(c, 0, sizeof(*c));
 	put_hdr(hdr, VIRTIO_BLK_T_OUT, 0);
-	add_out(c, hdr, sizeof(hdr));
-	add_out(c, data, 600);
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_out(c, data, 600);
+	fake_chain_in(c, &status, 1);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_IOERR);
 	free(req);
 	free(c);
@@ -324,14 +304,14 @@ static void test_parse_len_not_multiple(void **state)
 
 static void test_parse_unknown_type(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE], status;
 	static const uint32_t types[] = {2, 3, 10, 14, 0x80000000u, 255};
 
 	(void)state;
-	add_out(c, hdr, sizeof(hdr));
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_in(c, &status, 1);
 	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		put_hdr(hdr, types[i], 0);
 		assert_int_equal(blk_parse_request(c, req),
@@ -343,16 +323,16 @@ static void test_parse_unknown_type(void **state)
 
 static void test_parse_dwz_segments(void **state)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	struct blk_request *req = malloc(sizeof(*req));
 	uint8_t hdr[BLK_HDR_SIZE],
 		segs[BLK_DWZ_SEG_SIZE * (BLK_MAX_DWZ_SEGS + 1)];
 	uint8_t status;
 
 	(void)state;
-	add_out(c, hdr, sizeof(hdr));
-	add_out(c, segs, BLK_DWZ_SEG_SIZE);
-	add_in(c, &status, 1);
+	fake_chain_out(c, hdr, sizeof(hdr));
+	fake_chain_out(c, segs, BLK_DWZ_SEG_SIZE);
+	fake_chain_in(c, &status, 1);
 
 	put_hdr(hdr, VIRTIO_BLK_T_WRITE_ZEROES, 0);
 	put_seg(segs, 8, 16, VIRTIO_BLK_DWZ_F_UNMAP);
@@ -379,7 +359,7 @@ static void test_parse_dwz_segments(void **state)
 	/* segment payload split over descriptors, odd or empty payload */
 	put_seg(segs, 8, 16, 0);
 	c->out[1].iov_len = 5;
-	add_out(c, segs + 5, BLK_DWZ_SEG_SIZE - 5);
+	fake_chain_out(c, segs + 5, BLK_DWZ_SEG_SIZE - 5);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_OK);
 	assert_int_equal(req->segs[0].num_sectors, 16);
 	c->out[2].iov_len = 3;
@@ -391,7 +371,7 @@ static void test_parse_dwz_segments(void **state)
 	for (unsigned i = 0; i <= BLK_MAX_DWZ_SEGS; i++)
 		put_seg(segs + BLK_DWZ_SEG_SIZE * i, i, 1, 0);
 	c->n_out = 1;
-	add_out(c, segs, BLK_DWZ_SEG_SIZE * BLK_MAX_DWZ_SEGS);
+	fake_chain_out(c, segs, BLK_DWZ_SEG_SIZE * BLK_MAX_DWZ_SEGS);
 	assert_int_equal(blk_parse_request(c, req), VIRTIO_BLK_S_OK);
 	assert_int_equal(req->n_segs, BLK_MAX_DWZ_SEGS);
 	c->out[1].iov_len += BLK_DWZ_SEG_SIZE;
@@ -483,18 +463,18 @@ static void test_mem_write_read(void **state)
 static void test_status_only_and_no_status(void **state)
 {
 	struct blkdev b;
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	uint8_t status = 0xff, hdr[BLK_HDR_SIZE];
 
 	(void)state;
 	blkdev_init_mem(&b, false);
-	add_in(c, &status, 1);
+	fake_chain_in(c, &status, 1);
 	assert_int_equal(virtio_blk_handle_chain(&b.dev, c), 1);
 	assert_int_equal(status, VIRTIO_BLK_S_IOERR);
 
 	memset(c, 0, sizeof(*c));
 	put_hdr(hdr, VIRTIO_BLK_T_FLUSH, 0);
-	add_out(c, hdr, sizeof(hdr));
+	fake_chain_out(c, hdr, sizeof(hdr));
 	assert_int_equal(virtio_blk_handle_chain(&b.dev, c), 0);
 	assert_int_equal(stats_of(&b).no_status, 1);
 	free(c);

@@ -483,34 +483,20 @@ static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
 
 /* ---- packet checks ---- */
 
-static struct virtq_chain *new_chain(void)
-{
-	struct virtq_chain *c = calloc(1, sizeof(*c));
-
-	assert_non_null(c);
-	return c;
-}
-
-static void add_out(struct virtq_chain *c, void *p, size_t len)
-{
-	c->out[c->n_out++] = (struct iovec){p, len};
-	c->out_len += len;
-}
-
 static enum vsock_verdict parse_one(const struct hdr_in *hi, uint32_t hdr_len,
 				    uint32_t split, uint32_t payload)
 {
-	struct virtq_chain *c = new_chain();
+	struct virtq_chain *c = fake_chain_new();
 	static uint8_t buf[VSOCK_HDR_SIZE + 2 * VSOCK_MAX_PKT];
 	struct vsock_hdr h;
 	enum vsock_verdict v;
 
 	build_hdr(buf, hi);
 	if (split) {
-		add_out(c, buf, split);
-		add_out(c, buf + split, hdr_len - split + payload);
+		fake_chain_out(c, buf, split);
+		fake_chain_out(c, buf + split, hdr_len - split + payload);
 	} else {
-		add_out(c, buf, hdr_len + payload);
+		fake_chain_out(c, buf, hdr_len + payload);
 	}
 	v = vsock_parse_pkt(c, GUEST_CID, &h);
 	if (v == VSOCK_PKT_OK) {
