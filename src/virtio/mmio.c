@@ -272,9 +272,10 @@ static void mmio_write(struct virtio_mmio *t, uint64_t off, uint32_t v)
 			if (virtq_check_config(q, d->ops->queue_max_size) == 0)
 				q->ready = true;
 			else
-				kiln_logf(d->log, KILN_LOG_WARN,
-					  "%s: queue %u configuration refused",
-					  d->ops->name, t->queue_sel);
+				kiln_logf_limited(
+					d->log, &d->log_limit, KILN_LOG_WARN,
+					"%s: queue %u configuration refused",
+					d->ops->name, t->queue_sel);
 		}
 		return;
 	case MMIO_QUEUE_DESC_LOW:

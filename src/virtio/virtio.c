@@ -35,7 +35,8 @@ void virtio_dev_complete(struct virtio_dev *d, unsigned q, uint16_t head,
 	struct virtq *vq;
 
 	if (q >= VIRTIO_MAX_QUEUES) {
-		log_error(d->log, "%s: completion on queue %u", dev_name(d), q);
+		kiln_logf_limited(d->log, &d->log_limit, KILN_LOG_ERROR,
+				  "%s: completion on queue %u", dev_name(d), q);
 		return;
 	}
 	vq = &d->vqs[q];
@@ -53,10 +54,12 @@ void virtio_dev_fail(struct virtio_dev *d, const char *why)
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		d->vqs[i].broken = true;
 	/* Tell the driver once: it has to reset the device anyway, and a
-	 * guest must not be able to flood the log. */
+	 * guest must not be able to flood the log (nor by resetting the
+	 * device and breaking it again: rate-limited). */
 	if (d->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
-	log_error(d->log, "%s: %s; device needs reset", dev_name(d), why);
+	kiln_logf_limited(d->log, &d->log_limit, KILN_LOG_ERROR,
+			  "%s: %s; device needs reset", dev_name(d), why);
 	d->status |= VIRTIO_STATUS_NEEDS_RESET;
 	if (d->transport && d->transport->needs_reset)
 		d->transport->needs_reset(d);

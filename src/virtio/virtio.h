@@ -78,6 +78,8 @@ struct virtio_dev {
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	const struct virtio_transport_ops *transport;
 	void *transport_priv;
+	/* for the log lines a driver can trigger at will (zeroed: full) */
+	struct kiln_ratelimit log_limit;
 };
 
 /* Features the device offers: ops->features() plus VERSION_1, EVENT_IDX
