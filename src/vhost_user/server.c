@@ -11,6 +11,7 @@
  * the first ring starts and reset when the last one stops.
  */
 #include "server.h"
+#include "memguard.h"
 #include "util/clock.h"
 
 #include <endian.h>
@@ -28,6 +29,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,12 +37,25 @@
 #define F_PROTOCOL (1ull << VHOST_USER_F_PROTOCOL_FEATURES)
 
 /* epoll tags; a kick is TAG_KICK + ring index */
-enum { TAG_STOP = 1, TAG_LISTEN, TAG_CONN, TAG_DEVICE, TAG_KICK = 16 };
+enum {
+	TAG_STOP = 1,
+	TAG_LISTEN,
+	TAG_CONN,
+	TAG_DEVICE,
+	TAG_HANDSHAKE,
+	TAG_KICK = 16
+};
+
+/* A front-end that connects to the socket must have sent a whole first
+ * message within this many I/O timeouts (10 s by default), or it is
+ * dropped: it would hold the only slot forever. */
+#define HANDSHAKE_IO_TIMEOUTS 2
 
 struct vu_region {
 	uint64_t gpa, size, uaddr;
 	void *map; /* what to munmap */
 	size_t map_len;
+	int guard; /* memguard slot, or -1 */
 };
 
 struct vu_ring {
@@ -75,6 +90,10 @@ struct vhost_user_server {
 	unsigned nqueues;
 	uint16_t max_ring;
 	int epoll_fd, stop_fd, listen_fd, conn_fd;
+	int handshake_fd;     /* timerfd: the first message's deadline */
+	bool handshake_armed; /* no complete message yet */
+	/* the lines a front-end can trigger at will */
+	struct kiln_ratelimit log_limit;
 	char *path; /* the socket we bound, removed on destroy */
 	dev_t path_dev;
 	ino_t path_ino;
@@ -184,7 +203,8 @@ static int refuse(struct vhost_user_server *s, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warn(s->log, "vhost-user: %s", msg);
+	kiln_logf_limited(s->log, &s->log_limit, KILN_LOG_WARN,
+			  "vhost-user: %s", msg);
 	return err;
 }
 
@@ -404,9 +424,13 @@ static void reset_device(struct vhost_user_server *s)
 
 static void unmap_regions(struct vu_region *regions, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
-		if (regions[i].map)
-			munmap(regions[i].map, regions[i].map_len);
+	for (unsigned i = 0; i < n; i++) {
+		if (!regions[i].map)
+			continue;
+		memguard_remove(regions[i].guard);
+		regions[i].guard = -1;
+		munmap(regions[i].map, regions[i].map_len);
+	}
 }
 
 static void drop_mem_table(struct vhost_user_server *s)
@@ -425,6 +449,8 @@ static int map_region(struct vhost_user_server *s, unsigned i,
 	uint64_t size = m->memory_size, off = m->mmap_offset;
 	uint64_t aligned = off & ~(page - 1), delta = off - aligned;
 	struct stat st;
+	int seals, guard;
+	bool sealed;
 	void *p;
 
 	if (size == 0)
@@ -449,17 +475,41 @@ static int map_region(struct vhost_user_server *s, unsigned i,
 			      "memory region %u: fd is not a file of at least "
 			      "0x%llx bytes",
 			      i, (unsigned long long)(off + size));
+	/* ...and the file must stay that big: a memfd sealed against
+	 * shrinking (QEMU's memory-backend-memfd is, by default: seal=on),
+	 * or, for any other file, the SIGBUS guard, which survives a shrink
+	 * and drops the front-end. */
+	seals = fcntl(fd, F_GET_SEALS);
+	sealed = seals >= 0 && (seals & F_SEAL_SHRINK);
 	p = mmap(NULL, (size_t)(delta + size), PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_NORESERVE, fd, (off_t)aligned);
 	if (p == MAP_FAILED)
 		return refuse(s, -errno, "memory region %u: mmap: %s", i,
 			      strerror(errno));
+	guard = memguard_add(p, (size_t)(delta + size));
+	if (guard < 0 && !sealed) {
+		munmap(p, (size_t)(delta + size));
+		return refuse(s, -EPERM,
+			      "memory region %u: the front-end's file can "
+			      "shrink under the mapping (not a memfd sealed "
+			      "with F_SEAL_SHRINK) and %s; refusing it (QEMU: "
+			      "-object memory-backend-memfd,...,share=on)",
+			      i,
+			      guard == -EBUSY
+				      ? "this process has a SIGBUS handler of "
+					"its own"
+				      : "no SIGBUS guard is left");
+	}
 	madvise(p, (size_t)(delta + size), MADV_DONTDUMP);
+	log_debug(s->log, "vhost-user: memory region %u: %s%s", i,
+		  sealed ? "sealed against shrinking" : "file may shrink",
+		  guard >= 0 ? ", SIGBUS-guarded" : "");
 	*out = (struct vu_region){.gpa = m->guest_phys_addr,
 				  .size = size,
 				  .uaddr = m->userspace_addr,
 				  .map = p,
-				  .map_len = (size_t)(delta + size)};
+				  .map_len = (size_t)(delta + size),
+				  .guard = guard};
 	*host = (uint8_t *)p + delta;
 	return 0;
 }
@@ -1120,8 +1170,9 @@ static int handle(struct vhost_user_server *s, const struct vhost_user_hdr *hdr,
 		fds[i] = -1;
 	}
 	if (unused && !err)
-		log_warn(s->log, "vhost-user: %s: closed %u unexpected fds",
-			 request_name(hdr->request), unused);
+		kiln_logf_limited(s->log, &s->log_limit, KILN_LOG_WARN,
+				  "vhost-user: %s: closed %u unexpected fds",
+				  request_name(hdr->request), unused);
 	if (has_reply_body(hdr->request)) {
 		/* An empty body is how a refusal is answered here. */
 		return send_reply(s, hdr->request, &rep.body,
@@ -1141,6 +1192,8 @@ int vhost_user_server_handle_msg(struct vhost_user_server *s,
 {
 	return handle(s, hdr, payload, fds, nfds, 0);
 }
+
+static void handshake_arm(struct vhost_user_server *s, bool on);
 
 /* Reads and handles one message. <0: the connection must go. */
 static int conn_read_msg(struct vhost_user_server *s)
@@ -1169,6 +1222,7 @@ static int conn_read_msg(struct vhost_user_server *s)
 	err = recv_full(s, s->payload.buf, hdr.size, false, &fl, deadline);
 	if (err < 0)
 		goto out;
+	handshake_arm(s, false);
 	if (fl.overflow) {
 		/* The stream is intact, so only this request fails. */
 		err = refuse(s, -E2BIG, "%s came with more than %u fds",
@@ -1179,6 +1233,34 @@ out:
 	for (unsigned i = 0; i < fl.n; i++)
 		close(fl.fds[i]);
 	return err;
+}
+
+/* Arms (or disarms) the first-message deadline of a new connection. */
+static void handshake_arm(struct vhost_user_server *s, bool on)
+{
+	struct itimerspec its;
+
+	if (s->handshake_fd < 0 || on == s->handshake_armed)
+		return;
+	memset(&its, 0, sizeof(its));
+	if (on) {
+		int64_t ms = (int64_t)s->io_timeout_ms * HANDSHAKE_IO_TIMEOUTS;
+
+		its.it_value.tv_sec = (time_t)(ms / 1000);
+		its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
+	}
+	timerfd_settime(s->handshake_fd, 0, &its, NULL);
+	s->handshake_armed = on;
+}
+
+/* True if a guarded memory region faulted: the front-end shrank its file
+ * under the mapping, which is now anonymous memory. */
+static bool mem_lost(const struct vhost_user_server *s)
+{
+	for (unsigned i = 0; i < s->nr_regions; i++)
+		if (memguard_hit(s->regions[i].guard))
+			return true;
+	return false;
 }
 
 static void listen_watch(struct vhost_user_server *s, bool on)
@@ -1209,13 +1291,21 @@ static void conn_drop(struct vhost_user_server *s, int why)
 	if (s->conn_fd < 0)
 		return;
 	if (why == -ECONNRESET)
-		log_info(s->log, "vhost-user: front-end disconnected");
+		kiln_logf_limited(s->log, &s->log_limit, KILN_LOG_INFO,
+				  "vhost-user: front-end disconnected");
 	else
-		log_warn(s->log, "vhost-user: dropping the front-end: %s",
-			 why == -EPROTO	     ? "truncated message"
-			 : why == -ETIMEDOUT ? "message not completed in time"
-			 : why == -EMSGSIZE  ? "oversized message"
-					     : strerror(-why));
+		kiln_logf_limited(
+			s->log, &s->log_limit, KILN_LOG_WARN,
+			"vhost-user: dropping the front-end: %s",
+			why == -EPROTO	       ? "truncated message"
+			: why == -ETIMEDOUT    ? "message not completed in time"
+			: why == -EMSGSIZE     ? "oversized message"
+			: why == -EFAULT       ? "its memory file shrank under "
+						 "the mapping (SIGBUS caught)"
+			: why == -ECONNREFUSED ? "no message within the "
+						 "handshake timeout"
+					       : strerror(-why));
+	handshake_arm(s, false);
 	session_reset(s);
 	epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->conn_fd, NULL);
 	close_fd(&s->conn_fd);
@@ -1243,7 +1333,8 @@ int vhost_user_server_attach(struct vhost_user_server *s, int fd)
 	}
 	s->conn_fd = fd;
 	listen_watch(s, false);
-	log_info(s->log, "vhost-user: front-end connected");
+	kiln_logf_limited(s->log, &s->log_limit, KILN_LOG_INFO,
+			  "vhost-user: front-end connected");
 	return 0;
 }
 
@@ -1277,8 +1368,11 @@ static int do_accept(struct vhost_user_server *s)
 					   strerror(errno));
 		}
 	}
-	/* A front-end we cannot serve is not the server's failure. */
-	vhost_user_server_attach(s, fd);
+	/* A front-end we cannot serve is not the server's failure. An
+	 * attached fd is the embedder's wiring; one from the socket must
+	 * speak soon. */
+	if (vhost_user_server_attach(s, fd) == 0)
+		handshake_arm(s, true);
 	return 0;
 }
 
@@ -1297,11 +1391,17 @@ static void on_kick(struct vhost_user_server *s, unsigned i)
 
 int vhost_user_server_poll(struct vhost_user_server *s, int timeout_ms)
 {
+	static _Thread_local bool sigbus_ready;
 	struct epoll_event evs[16];
 	int n;
 
 	if (s->stopped)
 		return 1;
+	if (!sigbus_ready) {
+		/* this thread touches the front-end's memory */
+		memguard_thread_prepare();
+		sigbus_ready = true;
+	}
 	n = epoll_wait(s->epoll_fd, evs, 16, timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -1330,6 +1430,14 @@ int vhost_user_server_poll(struct vhost_user_server *s, int timeout_ms)
 			if (s->dev_fn)
 				s->dev_fn(s->dev_opaque);
 			break;
+		case TAG_HANDSHAKE:
+			if (read(s->handshake_fd, &v, sizeof(v)) < 0) {
+			}
+			if (s->conn_fd >= 0 && s->handshake_armed) {
+				s->handshake_armed = false;
+				conn_drop(s, -ECONNREFUSED);
+			}
+			break;
 		case TAG_CONN:
 			if (s->conn_fd < 0)
 				break;
@@ -1344,6 +1452,8 @@ int vhost_user_server_poll(struct vhost_user_server *s, int timeout_ms)
 				on_kick(s, (unsigned)(tag - TAG_KICK));
 			break;
 		}
+		if (s->conn_fd >= 0 && mem_lost(s))
+			conn_drop(s, -EFAULT);
 	}
 	return s->stopped;
 }
@@ -1490,6 +1600,7 @@ int vhost_user_server_create(struct virtio_dev *dev, const struct kiln_log *log,
 {
 	struct vhost_user_server *s;
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_STOP};
+	struct epoll_event hev = {.events = EPOLLIN, .data.u64 = TAG_HANDSHAKE};
 	unsigned nq;
 
 	if (!dev || !dev->ops || !out)
@@ -1517,12 +1628,16 @@ int vhost_user_server_create(struct virtio_dev *dev, const struct kiln_log *log,
 	pthread_mutex_init(&s->irq_lock, NULL);
 	s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (s->epoll_fd < 0 || s->stop_fd < 0 ||
-	    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->stop_fd, &ev) < 0) {
+	s->handshake_fd =
+		timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (s->epoll_fd < 0 || s->stop_fd < 0 || s->handshake_fd < 0 ||
+	    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->stop_fd, &ev) < 0 ||
+	    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->handshake_fd, &hev) < 0) {
 		int err = -errno;
 
 		close_fd(&s->epoll_fd);
 		close_fd(&s->stop_fd);
+		close_fd(&s->handshake_fd);
 		pthread_mutex_destroy(&s->irq_lock);
 		free(s);
 		return kiln_errorf(log, err, "vhost-user: %s", strerror(-err));
@@ -1555,6 +1670,7 @@ void vhost_user_server_destroy(struct vhost_user_server *s)
 	free(s->path);
 	close_fd(&s->epoll_fd);
 	close_fd(&s->stop_fd);
+	close_fd(&s->handshake_fd);
 	virtio_dev_reset(s->dev);
 	s->dev->transport = NULL;
 	s->dev->transport_priv = NULL;

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -175,9 +176,12 @@ static int setup(void **state)
 			 0);
 	t->peer = sv[0];
 	assert_int_equal(vhost_user_server_attach(t->s, sv[1]), 0);
-	t->memfd = memfd_create("guest", MFD_CLOEXEC);
+	/* sealed against resizing, as QEMU's memory-backend-memfd is */
+	t->memfd = memfd_create("guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	assert_true(t->memfd >= 0);
 	assert_int_equal(ftruncate(t->memfd, RAM_SIZE), 0);
+	assert_int_equal(
+		fcntl(t->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
 	t->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      t->memfd, 0);
 	assert_true(t->ram != MAP_FAILED);
@@ -1155,6 +1159,93 @@ static void test_disconnect_and_reattach(void **state)
 	assert_int_equal(t->fake.completed, 3);
 }
 
+/* A memfd the front-end can still shrink (no F_SEAL_SHRINK) in place of
+ * the test's sealed one; the test's own view of it stays mapped. */
+static void use_unsealed_memfd(struct t *t)
+{
+	munmap(t->ram, RAM_SIZE);
+	close(t->memfd);
+	t->memfd = memfd_create("guest", MFD_CLOEXEC);
+	assert_true(t->memfd >= 0);
+	assert_int_equal(ftruncate(t->memfd, RAM_SIZE), 0);
+	t->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      t->memfd, 0);
+	assert_true(t->ram != MAP_FAILED);
+}
+
+static void other_sigbus_handler(int sig)
+{
+	(void)sig;
+	abort();
+}
+
+/* issue 18: a front-end that shrinks its memfd after SET_MEM_TABLE and
+ * kicks must not kill the back-end with SIGBUS; the back-end survives the
+ * fault and drops it, and serves the next front-end. */
+static void test_mem_shrunk_under_mapping(void **state)
+{
+	struct t *t = *state;
+	struct sigaction dfl, saved;
+	int sv[2];
+	uint64_t f;
+
+	/* cmocka catches SIGBUS itself; the guard only takes the default */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGBUS, &dfl, &saved);
+	use_unsealed_memfd(t);
+	configure_ring0(t, false);
+	driver_add_buffer(t, (uint16_t)(used_idx(t) + 1));
+	kick(t);
+	assert_int_equal(t->fake.completed, 1);
+	/* the front-end's own view would fault too: drop it first */
+	munmap(t->ram, RAM_SIZE);
+	t->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(t->ram != MAP_FAILED);
+	assert_int_equal(ftruncate(t->memfd, 0), 0);
+	kick(t); /* the device reads the avail ring: SIGBUS, caught */
+	pump(t);
+	assert_false(vhost_user_server_connected(t->s));
+	assert_int_equal(vhost_user_server_mem(t->s)->nr_regions, 0);
+	assert_true(t->warnings >= 1);
+
+	/* the server goes on: a new front-end with proper memory */
+	close(t->peer);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+			 0);
+	assert_int_equal(vhost_user_server_attach(t->s, sv[1]), 0);
+	t->peer = sv[0];
+	assert_int_equal(get(t, VHOST_USER_GET_FEATURES, NULL, 0, &f, 8), 8);
+	sigaction(SIGBUS, &saved, NULL);
+}
+
+/* Without the guard (the application has a SIGBUS handler of its own)
+ * only memfds sealed against shrinking are mapped. */
+static void test_mem_unsealed_refused_without_guard(void **state)
+{
+	struct t *t = *state;
+	struct vhost_user_mem_table m = one_region();
+	struct sigaction sa, saved;
+	int sealed;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = other_sigbus_handler;
+	sigaction(SIGBUS, &sa, &saved);
+	/* the setup's memfd is sealed: fine */
+	assert_int_equal(send_table(t, &m, &t->memfd, 1), 0);
+	sealed = t->memfd;
+	t->memfd = memfd_create("guest", MFD_CLOEXEC);
+	assert_true(t->memfd >= 0);
+	assert_int_equal(ftruncate(t->memfd, RAM_SIZE), 0);
+	expect_table_refused(t, &m, &t->memfd, 1);
+	/* the earlier table stays */
+	assert_int_equal(vhost_user_server_mem(t->s)->nr_regions, 1);
+	close(t->memfd);
+	t->memfd = sealed;
+	sigaction(SIGBUS, &saved, NULL);
+}
+
 static void test_handle_msg_without_connection(void **state)
 {
 	struct t *t = *state;
@@ -1274,6 +1365,48 @@ static void test_listen_and_reconnect(void **state)
 	rmdir(dir);
 }
 
+/* issue 18: a front-end that connects and says nothing does not hold the
+ * only slot forever. */
+static void test_handshake_timeout(void **state)
+{
+	struct t *t = *state;
+	struct vhost_user_server *s;
+	struct virtio_dev dev = {.ops = &fake_ops, .priv = &t->fake};
+	char dir[] = "/tmp/kiln-vu-test.XXXXXX", path[64];
+	struct t c = {0};
+	uint64_t f = 0;
+	char ch;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	assert_int_equal(vhost_user_server_create(&dev, &t->log, &s), 0);
+	vhost_user_server_set_io_timeout(s, 50); /* handshake: 100 ms */
+	assert_int_equal(vhost_user_server_listen(s, path), 0);
+	c.peer = connect_to(path);
+	for (int i = 0; i < 20 && !vhost_user_server_connected(s); i++)
+		assert_true(vhost_user_server_poll(s, 50) >= 0);
+	assert_true(vhost_user_server_connected(s));
+	for (int i = 0; i < 40 && vhost_user_server_connected(s); i++)
+		assert_true(vhost_user_server_poll(s, 50) >= 0);
+	assert_false(vhost_user_server_connected(s));
+	assert_int_equal(recv(c.peer, &ch, 1, 0), 0);
+	close(c.peer);
+
+	/* one that speaks in time is served, and may then be idle */
+	c.peer = connect_to(path);
+	send_msg(&c, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL,
+		 0);
+	for (int i = 0; i < 20 && !reply_waiting(&c, 0); i++)
+		assert_true(vhost_user_server_poll(s, 50) >= 0);
+	assert_int_equal(recv_reply(&c, VHOST_USER_GET_FEATURES, &f, 8), 8);
+	for (int i = 0; i < 6; i++)
+		assert_true(vhost_user_server_poll(s, 50) >= 0);
+	assert_true(vhost_user_server_connected(s));
+	close(c.peer);
+	vhost_user_server_destroy(s);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1297,6 +1430,8 @@ int main(void)
 		T(test_mem_table_overlap),
 		T(test_mem_table_bad_regions),
 		T(test_mem_table_bad_shape),
+		T(test_mem_shrunk_under_mapping),
+		T(test_mem_unsealed_refused_without_guard),
 		T(test_vring_addr),
 		T(test_vring_num_base),
 		T(test_ring_flow),
@@ -1311,6 +1446,7 @@ int main(void)
 		T(test_disconnect_and_reattach),
 		T(test_handle_msg_without_connection),
 		T(test_listen_and_reconnect),
+		T(test_handshake_timeout),
 #undef T
 	};
 
