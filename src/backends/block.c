@@ -323,8 +323,12 @@ static int raw_get_size(int fd, const char *path, const struct kiln_log *log,
 	} else {
 		return kiln_errorf(
 			log, -EINVAL,
-			"block: %s is not a regular file or block device",
-			path);
+			"block: %s is a %s, not a regular file or block device",
+			path,
+			S_ISFIFO(st.st_mode)   ? "FIFO"
+			: S_ISCHR(st.st_mode)  ? "character device"
+			: S_ISSOCK(st.st_mode) ? "socket"
+					       : "special file");
 	}
 	if (*size % BLOCK_SECTOR_SIZE)
 		return kiln_errorf(log, -EINVAL,
@@ -345,7 +349,9 @@ int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
 	uint64_t size = 0;
 	int fd, r;
 
-	fd = open(path, flags);
+	/* O_NONBLOCK: a FIFO (or a device that waits for a carrier) must be
+	 * refused by raw_get_size, not block open() forever. */
+	fd = open(path, flags | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		int err = errno;
 
@@ -365,6 +371,12 @@ int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
 	r = raw_get_size(fd, path, log, &size);
 	if (r < 0)
 		goto err_close;
+	/* a regular file or a block device: blocking I/O from here on */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		r = kiln_errorf(log, -errno, "block: %s: fcntl: %s", path,
+				strerror(errno));
+		goto err_close;
+	}
 	rb = calloc(1, sizeof(*rb));
 	if (!rb) {
 		r = kiln_errorf(log, -ENOMEM, "block: out of memory");

@@ -817,6 +817,28 @@ static void test_raw_open_errors(void **state)
 	free(odd);
 }
 
+/* issue 18: a FIFO (nobody at the other end) as a disk is refused at
+ * once, read-only or not, instead of blocking open() forever. */
+static void test_raw_open_fifo(void **state)
+{
+	struct block_backend *be = NULL;
+	char dir[] = "/tmp/kiln-test-blkfifo-XXXXXX", path[64];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10); /* a regression hangs: let SIGALRM end the test */
+	assert_int_equal(block_raw_open(path, true, &test_log, &be), -EINVAL);
+	assert_non_null(strstr(last_log, "is a FIFO, not a regular file"));
+	assert_int_equal(block_raw_open(path, false, &test_log, &be), -EINVAL);
+	assert_non_null(strstr(last_log, "FIFO"));
+	alarm(0);
+	assert_null(be);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_mem_backend_zeroing(void **state)
 {
 	struct block_backend *be;
@@ -992,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(test_raw_read_only_open),
 		cmocka_unit_test(test_raw_backend_bounds_and_many_iovecs),
 		cmocka_unit_test(test_raw_open_errors),
+		cmocka_unit_test(test_raw_open_fifo),
 		cmocka_unit_test(test_mem_backend_zeroing),
 		cmocka_unit_test(test_ring_write_then_read),
 		cmocka_unit_test(test_destroy_idempotent),
