@@ -329,6 +329,21 @@ static int on_exit_frame(struct kiln_agent_exec *s, const uint8_t *p,
 	return 0;
 }
 
+/* Text from the guest ends up on the host's terminal: control characters
+ * (C0, DEL, and C1 as UTF-8) become '?', so it cannot move the cursor,
+ * retitle the window or worse. */
+static void scrub_text(char *t)
+{
+	for (unsigned char *c = (unsigned char *)t; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f) {
+			*c = '?';
+		} else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+			c[0] = c[1] = '?';
+			c++;
+		}
+	}
+}
+
 static int on_error_frame(struct kiln_agent_exec *s, const uint8_t *p,
 			  size_t len)
 {
@@ -336,6 +351,7 @@ static int on_error_frame(struct kiln_agent_exec *s, const uint8_t *p,
 
 	if (kiln_agent_error_decode(p, len, &m) < 0)
 		return proto_fail(s->a, "bad ERROR for session %u", s->id);
+	scrub_text(m.msg);
 	if (s->kind == SESS_EXEC) {
 		s->res.error = (int)m.err;
 		s->res.error_what = (int)m.what;
@@ -389,6 +405,7 @@ static int on_conn_error(struct kiln_agent *a, const uint8_t *p, size_t len)
 
 	if (kiln_agent_error_decode(p, len, &m) < 0)
 		return proto_fail(a, "bad connection ERROR");
+	scrub_text(m.msg);
 	return conn_fail(a, -ECONNABORTED, "the agent closed it: %s (%s)",
 			 m.msg, strerror((int)m.err));
 }
@@ -405,6 +422,7 @@ static int dispatch(struct kiln_agent *a, const struct kiln_agent_hdr *h,
 			return proto_fail(a, "a second READY");
 		if (kiln_agent_ready_decode(p, h->length, &a->peer) < 0)
 			return proto_fail(a, "bad READY");
+		scrub_text(a->peer.name);
 		if (a->peer.version != KILN_AGENT_VERSION)
 			return conn_fail(a, -EPROTONOSUPPORT,
 					 "agent speaks version %u, not %u",
