@@ -13,7 +13,9 @@
  *   vsock        the hybrid vsock socket (kiln exec/cp connect here)
  *   control      the background process's control socket (stop, status)
  *   console.log  the guest's console
- *   info         "pid cpus memory_mib start_time" of the background process
+ *   info         "pid cpus memory_mib start_time start_ticks" of the
+ *                background process (start_ticks: its start time in
+ *                /proc/PID/stat, so a reused pid is never taken for it)
  * The background process removes the directory when the VM ends.
  */
 #include <dirent.h>
@@ -30,6 +32,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -51,6 +54,10 @@
 /* After the command's own --timeout, the host gives the agent this long to
  * report the kill before it gives up on it. */
 #define TIMEOUT_SLACK_MS 5000
+/* After the first SIGINT/SIGTERM/SIGHUP is passed on to the command, kiln
+ * waits this long for it to end (a second signal: not at all), then kills
+ * it and exits 128+N. */
+#define SIGNAL_GRACE_MS 10000
 
 /* ---- signals and the terminal ---- */
 
@@ -76,6 +83,14 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGWINCH, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void tty_size(unsigned *rows, unsigned *cols)
@@ -174,7 +189,8 @@ static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
 	struct kiln_exec_result res;
 	struct kiln_exec *e;
 	int64_t waited = 0, limit;
-	int err;
+	long long first_sig_at = 0;
+	int err, first_sig = 0;
 
 	if (o->tty && !isatty(STDIN_FILENO)) {
 		cli_error("-t: stdin is not a terminal");
@@ -206,9 +222,29 @@ static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
 		waited += 100;
 		if (pending_signal) {
 			/* with a pty, ^C arrives as a byte; these come from
-			 * kill(1) and hang-ups: pass them on */
-			kiln_exec_kill(e, pending_signal);
+			 * kill(1) and hang-ups: pass the first on, give up
+			 * at the second */
+			int sig = pending_signal;
+
 			pending_signal = 0;
+			if (first_sig) {
+				cli_tty_restore();
+				cli_error("%s: signal %d again; killing it and "
+					  "giving up on it",
+					  o->argv[0], sig);
+				goto give_up;
+			}
+			first_sig = sig;
+			first_sig_at = mono_ms();
+			kiln_exec_kill(e, sig);
+		}
+		if (first_sig && mono_ms() - first_sig_at >= SIGNAL_GRACE_MS) {
+			cli_tty_restore();
+			cli_error("%s: still running %d s after signal %d; "
+				  "killing it and giving up on it",
+				  o->argv[0], SIGNAL_GRACE_MS / 1000,
+				  first_sig);
+			goto give_up;
 		}
 		if (pending_winch && o->tty) {
 			unsigned rows, cols;
@@ -230,12 +266,19 @@ static int run_command(struct kiln_sandbox *sb, struct cmd_opts *o)
 	kiln_exec_free(e);
 	if (err < 0)
 		return EXIT_KILN_FAILED;
+	/* (the library leaves no control characters in res.message) */
 	if (!res.started || res.error)
 		cli_error("%s: %s", o->argv[0],
 			  res.message[0] ? res.message : strerror(res.error));
 	else if (res.timed_out)
 		cli_error("%s: timed out, killed", o->argv[0]);
 	return res.status;
+give_up:
+	/* the command (or the agent) ignores it: as if kiln were killed
+	 * by the first signal */
+	kiln_exec_kill(e, SIGKILL);
+	kiln_exec_free(e);
+	return 128 + first_sig;
 }
 
 /* ---- copies ---- */
@@ -293,18 +336,77 @@ static int copy_in(struct kiln_sandbox *sb, const char *host, const char *guest)
 	return 0;
 }
 
-/* Into a temp file beside `host`, renamed over it once complete, so a
- * failed copy never clobbers what was there. */
+/* Into an existing special file (a character device such as /dev/null or
+ * a terminal, a FIFO with a reader), as cp(1) does: written in place, never
+ * replaced. Block devices and sockets are refused. */
+static int copy_out_special(struct kiln_sandbox *sb, const char *guest,
+			    const char *host, const struct stat *st)
+{
+	int fd, fl, err;
+
+	if (S_ISBLK(st->st_mode) || S_ISSOCK(st->st_mode)) {
+		cli_error("copy out: %s is a %s; refusing to write into it",
+			  host,
+			  S_ISBLK(st->st_mode) ? "block device" : "socket");
+		return EXIT_KILN_FAILED;
+	}
+	/* O_NONBLOCK: a FIFO nobody reads fails (ENXIO) instead of hanging */
+	fd = open(host, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		cli_error("copy out: %s: %s", host,
+			  errno == ENXIO ? "a FIFO that nobody reads"
+					 : strerror(errno));
+		return EXIT_KILN_FAILED;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	err = kiln_sandbox_get_file(sb, guest, MAX_FILE_BYTES, fd,
+				    FILE_TIMEOUT_MS, NULL);
+	close(fd);
+	if (err < 0) {
+		cli_error("copy out: %s -> %s: %s", guest, host,
+			  strerror(-err));
+		return EXIT_KILN_FAILED;
+	}
+	return 0;
+}
+
+/* Copies guest to host the way cp(1) treats the destination: a symbolic
+ * link is followed (its target gets the file; the link stays; a dangling
+ * one is refused), an existing special file is written into, and a
+ * regular file or a new name gets a temp file beside it, renamed over it
+ * once complete, so a failed copy never clobbers what was there. */
 static int copy_out(struct kiln_sandbox *sb, const char *guest,
 		    const char *host)
 {
-	char tmp[PATH_MAX];
-	struct stat st;
+	char tmp[PATH_MAX], real[PATH_MAX];
+	struct stat st, lst;
 	int fd, err;
 
-	if (stat(host, &st) == 0 && S_ISDIR(st.st_mode)) {
-		cli_error("copy out: %s is a directory; name the file", host);
-		return EXIT_KILN_FAILED;
+	if (lstat(host, &lst) == 0) {
+		if (stat(host, &st) < 0) {
+			cli_error("copy out: %s is a dangling symbolic link; "
+				  "not writing through it",
+				  host);
+			return EXIT_KILN_FAILED;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			cli_error("copy out: %s is a directory; name the file",
+				  host);
+			return EXIT_KILN_FAILED;
+		}
+		if (!S_ISREG(st.st_mode))
+			return copy_out_special(sb, guest, host, &st);
+		if (S_ISLNK(lst.st_mode)) {
+			/* the temp file goes beside the link's target */
+			if (!realpath(host, real)) {
+				cli_error("copy out: %s: %s", host,
+					  strerror(errno));
+				return EXIT_KILN_FAILED;
+			}
+			host = real;
+		}
 	}
 	if (snprintf(tmp, sizeof(tmp), "%s.kiln-XXXXXX", host) >=
 	    (int)sizeof(tmp)) {
@@ -418,7 +520,21 @@ static void print_run_help(void)
 	       "  --copy-out GUEST:HOST  copy a file out after CMD ended\n"
 	       "  --console-log FILE   keep the guest's console in FILE\n"
 	       "  --boot-timeout SECONDS  wait this long for the agent (30)\n"
-	       "  -v                   say what kiln does\n");
+	       "  -v                   say what kiln does\n"
+	       "\n"
+	       "SIGINT, SIGTERM and SIGHUP are passed on to CMD. If CMD has "
+	       "not "
+	       "ended\n"
+	       "10 s after the first, or a second one arrives, kiln kills CMD "
+	       "and\n"
+	       "exits 128+N (N: the first signal).\n"
+	       "--copy-out HOST as cp(1): a symbolic link is followed (a "
+	       "dangling\n"
+	       "one is refused), a character device or FIFO is written into, "
+	       "a\n"
+	       "block device or socket refused, a regular file replaced "
+	       "once the\n"
+	       "copy is complete.\n");
 }
 
 #define CMD_OPTIONS                                                            \
@@ -622,19 +738,27 @@ static int sandbox_dir(const char *name, char *dir, size_t len)
 	if (r < 0)
 		return EXIT_KILN_FAILED;
 	snprintf(dir, len, "%s/%s", root, name);
-	if (r == 1 || stat(dir, &st) < 0) {
+	if (r == 1 || lstat(dir, &st) < 0) {
 		cli_error("no sandbox named '%s' (kiln ps lists them)", name);
+		return EXIT_KILN_FAILED;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_error("no sandbox named '%s': %s is not a sandbox's "
+			  "directory (kiln leaves it alone)",
+			  name, dir);
 		return EXIT_KILN_FAILED;
 	}
 	return 0;
 }
 
-/* The background process's pid from DIR/info, or 0. */
+/* The background process's pid from DIR/info, or 0; *ticks gets its
+ * recorded start time (0 if the file has none). */
 static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
-		      long long *started)
+		      long long *started, unsigned long long *ticks)
 {
 	char path[PATH_MAX];
 	long long pid = 0, t = 0;
+	unsigned long long k = 0;
 	unsigned c = 0;
 	unsigned long m = 0;
 	FILE *f;
@@ -645,6 +769,8 @@ static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
 		return 0;
 	if (fscanf(f, "%lld %u %lu %lld", &pid, &c, &m, &t) != 4)
 		pid = 0;
+	else if (fscanf(f, "%llu", &k) != 1)
+		k = 0;
 	fclose(f);
 	if (cpus)
 		*cpus = c;
@@ -652,12 +778,107 @@ static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
 		*mib = m;
 	if (started)
 		*started = t;
+	if (ticks)
+		*ticks = k;
 	return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
 }
 
 static bool alive(pid_t pid)
 {
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* Field 22 of /proc/PID/stat: when the process started, in clock ticks
+ * since boot; 0 if it cannot be read. With the pid it names one process
+ * for good: a pid is reused, a (pid, start time) pair is not. */
+static unsigned long long proc_start_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ticks = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* the command name may hold anything, ')' included */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p++;
+	for (int field = 3; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p, " %llu", &ticks) != 1)
+		return 0;
+	return ticks;
+}
+
+/* Whether DIR's background process runs: 1 yes (*pid), 0 it is gone (or
+ * never wrote its pid), -1 the pid DIR names is some other process (a
+ * stale state directory whose pid was reused, or a corrupted one). */
+static int owner_state(const char *dir, pid_t *pid_out,
+		       unsigned long long *ticks_out)
+{
+	unsigned long long ticks = 0;
+	pid_t pid = info_pid(dir, NULL, NULL, NULL, &ticks);
+
+	if (pid_out)
+		*pid_out = pid;
+	if (ticks_out)
+		*ticks_out = ticks;
+	if (!alive(pid))
+		return 0;
+	if (ticks && proc_start_ticks(pid) == ticks)
+		return 1;
+	return -1;
+}
+
+/* A verified background process, held through a pidfd where the kernel
+ * has them (a pid alone could be reused while we wait for it to end). */
+struct owner {
+	pid_t pid;
+	unsigned long long ticks;
+	int pidfd;
+};
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open	      434
+#define SYS_pidfd_send_signal 424
+#endif
+
+static void owner_open(struct owner *o)
+{
+	o->pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
+	/* the pid may have been reused just before pidfd_open */
+	if (o->pidfd >= 0 && proc_start_ticks(o->pid) != o->ticks) {
+		close(o->pidfd);
+		o->pidfd = -2; /* gone */
+	}
+}
+
+static bool owner_alive(const struct owner *o)
+{
+	struct pollfd p = {.fd = o->pidfd, .events = POLLIN};
+
+	if (o->pidfd == -2)
+		return false;
+	if (o->pidfd >= 0) /* readable once it has exited */
+		return poll(&p, 1, 0) == 0;
+	return alive(o->pid) && proc_start_ticks(o->pid) == o->ticks;
+}
+
+static void owner_signal(const struct owner *o, int sig)
+{
+	if (o->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, o->pidfd, sig, NULL, 0);
+	else if (owner_alive(o))
+		kill(o->pid, sig);
 }
 
 /* Removes DIR and the files kiln puts there (nothing else). */
@@ -887,8 +1108,7 @@ int kiln_cmd_start(int argc, char **argv)
 			name = try;
 			break;
 		}
-		if (errno == EEXIST &&
-		    !alive(info_pid(dir, NULL, NULL, NULL)) &&
+		if (errno == EEXIST && owner_state(dir, NULL, NULL) != 1 &&
 		    access(dir, F_OK) == 0) {
 			struct stat st;
 
@@ -964,10 +1184,10 @@ int kiln_cmd_start(int argc, char **argv)
 		remove_state(dir);
 		_exit(EXIT_KILN_FAILED);
 	}
-	fprintf(f, "%d %u %lu %lld\n", (int)getpid(),
+	fprintf(f, "%d %u %lu %lld %llu\n", (int)getpid(),
 		vmopt.cpus ? vmopt.cpus : 1,
 		(unsigned long)(vmopt.memory_mib ? vmopt.memory_mib : 256),
-		(long long)time(NULL));
+		(long long)time(NULL), proc_start_ticks(getpid()));
 	fclose(f);
 	kiln_config_free(cfg);
 	/* ready: detach from the terminal */
@@ -1045,7 +1265,11 @@ int kiln_cmd_exec(int argc, char **argv)
 			       "\nRun CMD in a running sandbox (or the agent "
 			       "behind a hybrid vsock\nsocket). Options: -e, "
 			       "-w, "
-			       "--timeout, -i, -t as for kiln run.\n");
+			       "--timeout, -i, -t as for kiln run.\n"
+			       "SIGINT, SIGTERM and SIGHUP are passed on to "
+			       "CMD; 10 s after the first,\nor at a second "
+			       "one, kiln kills CMD and exits 128+N (N: the "
+			       "first\nsignal).\n");
 			return 0;
 		} else {
 			fprintf(stderr, "Try 'kiln exec --help' for more "
@@ -1107,7 +1331,14 @@ int kiln_cmd_cp(int argc, char **argv)
 			       "       kiln cp HOST_PATH NAME:/GUEST/PATH\n"
 			       "       kiln cp --vsock PATH SRC DST   (the "
 			       "guest "
-			       "side written :/GUEST/PATH)\n");
+			       "side written :/GUEST/PATH)\n"
+			       "\nCopying out, HOST_PATH is treated as by "
+			       "cp(1): a symbolic link is\nfollowed (a "
+			       "dangling one is refused), a character device "
+			       "or a FIFO\nwith a reader is written into, a "
+			       "block device or socket is refused,\nand a "
+			       "regular file is replaced once the copy is "
+			       "complete.\n");
 			return 0;
 		} else {
 			fprintf(stderr, "Try 'kiln cp --help' for more "
@@ -1174,20 +1405,28 @@ int kiln_cmd_ps(int argc, char **argv)
 		unsigned cpus = 0;
 		unsigned long mib = 0;
 		long long started = 0;
+		struct stat st;
 		pid_t pid;
+		int state;
 
 		if (!valid_name(de->d_name))
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%.32s", root, de->d_name);
-		pid = info_pid(dir, &cpus, &mib, &started);
+		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		pid = info_pid(dir, &cpus, &mib, &started, NULL);
 		if (!pid) {
 			printf("%-16s %8s %5s %8s %9s  %s\n", de->d_name, "-",
 			       "-", "-", "-", "starting");
 			continue;
 		}
+		state = owner_state(dir, NULL, NULL);
 		printf("%-16s %8d %5u %6luMi %8llds  %s\n", de->d_name,
 		       (int)pid, cpus, mib, (long long)time(NULL) - started,
-		       alive(pid) ? "running" : "dead (kiln stop cleans up)");
+		       state > 0    ? "running"
+		       : state == 0 ? "dead (kiln stop cleans up)"
+				    : "stale: the pid is another process "
+				      "(kiln stop cleans up)");
 	}
 	if (d)
 		closedir(d);
@@ -1212,7 +1451,11 @@ int kiln_cmd_stop(int argc, char **argv)
 			printf("Usage: kiln stop [--grace SECONDS] NAME...\n"
 			       "\nAsk each sandbox's guest to shut down; kill "
 			       "it "
-			       "after SECONDS (default %d).\n",
+			       "after SECONDS (default %d).\n"
+			       "A sandbox whose state names a process that is "
+			       "not its own (stale or\ncorrupted) is not "
+			       "signalled: its state is removed and kiln "
+			       "stop\nexits 125.\n",
 			       DEFAULT_GRACE_MS / 1000);
 			return 0;
 		} else {
@@ -1227,14 +1470,13 @@ int kiln_cmd_stop(int argc, char **argv)
 	}
 	for (int i = optind; i < argc; i++) {
 		char dir[PATH_MAX - 16], path[PATH_MAX], line[64];
-		pid_t pid;
-		int r = sandbox_dir(argv[i], dir, sizeof(dir)), fd;
+		struct owner o = {.pidfd = -1};
+		int r = sandbox_dir(argv[i], dir, sizeof(dir)), fd, state;
 
 		if (r) {
 			code = r;
 			continue;
 		}
-		pid = info_pid(dir, NULL, NULL, NULL);
 		snprintf(path, sizeof(path), "%s/control", dir);
 		fd = unix_socket(path, false);
 		if (fd >= 0) {
@@ -1247,15 +1489,31 @@ int kiln_cmd_stop(int argc, char **argv)
 			}
 			close(fd);
 		}
-		/* no answer: end the background process ourselves */
-		if (alive(pid)) {
-			kill(pid, SIGTERM);
-			for (int t = 0; t < grace_ms / 50 && alive(pid); t++)
+		/* no answer: end the background process ourselves, if the
+		 * pid still names it */
+		state = owner_state(dir, &o.pid, &o.ticks);
+		if (state < 0) {
+			cli_error("sandbox '%s': its state names pid %d, which "
+				  "is not its background process (stale or "
+				  "corrupted state); not signalling it, "
+				  "removing the state",
+				  argv[i], (int)o.pid);
+			remove_state(dir);
+			code = EXIT_KILN_FAILED;
+			continue;
+		}
+		if (state > 0) {
+			owner_open(&o);
+			owner_signal(&o, SIGTERM);
+			for (int t = 0; t < grace_ms / 50 && owner_alive(&o);
+			     t++)
 				usleep(50000);
-			if (alive(pid)) {
-				kill(pid, SIGKILL);
+			if (owner_alive(&o)) {
+				owner_signal(&o, SIGKILL);
 				usleep(100000);
 			}
+			if (o.pidfd >= 0)
+				close(o.pidfd);
 		}
 		remove_state(dir);
 	}

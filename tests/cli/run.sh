@@ -101,7 +101,166 @@ check "ps shows a dead sandbox" 0 "ghost .*dead" -- ps
 run_kiln "$T/out" "$T/err" -- stop ghost
 expect "stop cleans up a dead sandbox" "exit $rc or state left: $(head -c 200 "$T/err")" \
 	test "$rc" = 0 -a ! -e "$XDG_RUNTIME_DIR/kiln/ghost"
+# issue 18: a live pid that is not the sandbox's is never signalled
+sleep 1000 &
+victim=$!
+mkdir "$XDG_RUNTIME_DIR/kiln/victim"
+echo "$victim 1 256 0" >"$XDG_RUNTIME_DIR/kiln/victim/info"
+check "stop refuses a stale pid (no start time)" 125 "names pid $victim, which is not its background process" -- \
+	stop --grace 1 victim
+expect "stop leaves an unrelated process alive" "pid $victim was signalled" kill -0 "$victim"
+expect "stop removes the stale state" "state left" test ! -e "$XDG_RUNTIME_DIR/kiln/victim"
+mkdir "$XDG_RUNTIME_DIR/kiln/victim"
+echo "$victim 1 256 0 12345" >"$XDG_RUNTIME_DIR/kiln/victim/info"
+check "stop refuses a stale pid (other start time)" 125 "not its background process" -- stop --grace 1 victim
+expect "stop leaves it alive (other start time)" "pid $victim was signalled" kill -0 "$victim"
+mkdir "$XDG_RUNTIME_DIR/kiln/victim"
+echo "$victim 1 256 0 12345" >"$XDG_RUNTIME_DIR/kiln/victim/info"
+check "ps marks a stale pid" 0 "victim .*stale" -- ps
+rm -rf "$XDG_RUNTIME_DIR/kiln/victim"
+kill "$victim" 2>/dev/null
+wait "$victim" 2>/dev/null
+echo x >"$XDG_RUNTIME_DIR/kiln/afile"
+check "stop of a plain file in the state dir" 125 "is not a sandbox's directory" -- stop afile
+expect "stop leaves the plain file" "afile removed" test -f "$XDG_RUNTIME_DIR/kiln/afile"
+check "exec of a plain file in the state dir" 125 "is not a sandbox's directory" -- exec afile -- true
 unset XDG_RUNTIME_DIR
+
+# issue 18: a FIFO as a disk is refused at once, never opened blocking
+mkfifo "$T/fifo"
+check "disk is a FIFO" 125 "is a FIFO, not a regular file" -- boot --kernel "$BZ" --disk "$T/fifo,ro"
+check "vhost-user blk on a FIFO" 125 "is a FIFO, not a regular file" -- \
+	vhost-user --socket "$T/vu.sock" --device "blk,path=$T/fifo,ro"
+
+# issue 18: exec and cp against a fake agent (tests/cli/fake_agent.c)
+FA="$T/fake_agent"
+AP=
+stop_agent() {
+	if [ -n "$AP" ]; then
+		kill "$AP" 2>/dev/null
+		wait "$AP" 2>/dev/null
+	fi
+	AP=
+}
+# start_agent MODE: a fake agent behind $T/agent.sock
+start_agent() {
+	stop_agent
+	rm -f "$T/agent.sock"
+	"$FA" "$T/agent.sock" "$1" &
+	AP=$!
+	for _ in $(seq 50); do [ -S "$T/agent.sock" ] && break; sleep 0.1; done
+}
+# wait_gone PID SECONDS: 0 once PID has exited (its status in $rc)
+wait_gone() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		if ! kill -0 "$1" 2>/dev/null; then
+			rc=0
+			wait "$1" || rc=$?
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+if ! cc -std=c11 -D_GNU_SOURCE -O1 -Wall -Wextra -Werror -Iinclude -Isrc -o "$FA" \
+	tests/cli/fake_agent.c src/agent/codec.c 2>"$T/cc.err"; then
+	fail "fake agent builds" "$(head -c 300 "$T/cc.err")"
+else
+	trap 'stop_agent; rm -rf "$T"' EXIT
+	start_agent silent
+	"$KILN" exec --vsock "$T/agent.sock" -- sleep 1000 >"$T/out" 2>"$T/err" </dev/null &
+	kp=$!
+	sleep 1
+	kill -TERM "$kp"
+	sleep 1
+	if ! kill -0 "$kp" 2>/dev/null; then
+		fail "exec passes the first SIGTERM on" "kiln exec exited at once"
+	elif ! grep -q "^SIGNAL 15" "$T/agent.sock.log"; then
+		fail "exec passes the first SIGTERM on" "the agent saw: $(tr '\n' ' ' <"$T/agent.sock.log")"
+	else
+		pass "exec passes the first SIGTERM on"
+	fi
+	kill -INT "$kp"
+	if ! wait_gone "$kp" 5; then
+		fail "exec gives up at a second signal" "still running 5 s after SIGINT"
+		kill -KILL "$kp"
+	elif [ "$rc" -ne 143 ] || ! grep -q "again; killing it and giving up" "$T/err"; then
+		fail "exec gives up at a second signal" "exit $rc, expected 143: $(head -c 300 "$T/err")"
+	else
+		pass "exec gives up at a second signal (exit 128+SIGTERM)"
+	fi
+	expect "exec kills the command when it gives up" "no SIGNAL 9: $(tr '\n' ' ' <"$T/agent.sock.log")" \
+		grep -q "^SIGNAL 9" "$T/agent.sock.log"
+	"$KILN" exec --vsock "$T/agent.sock" -- sleep 1000 >"$T/out" 2>"$T/err" </dev/null &
+	kp=$!
+	sleep 1
+	kill -HUP "$kp"
+	if ! wait_gone "$kp" 15; then
+		fail "exec gives up 10 s after one signal" "still running 15 s after SIGHUP"
+		kill -KILL "$kp"
+	elif [ "$rc" -ne 129 ] || ! grep -q "still running 10 s after signal 1" "$T/err"; then
+		fail "exec gives up 10 s after one signal" "exit $rc, expected 129: $(head -c 300 "$T/err")"
+	else
+		pass "exec gives up 10 s after one signal (exit 128+SIGHUP)"
+	fi
+
+	start_agent error
+	run_kiln "$T/out" "$T/err" -- exec --vsock "$T/agent.sock" -- nosuch
+	if [ "$rc" -ne 127 ]; then
+		fail "agent error text shown without control characters" "exit $rc: $(head -c 300 "$T/err")"
+	elif LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]\|\xc2[\x80-\x9f]' "$T/err"; then
+		fail "agent error text shown without control characters" "$(od -c "$T/err" | head -5)"
+	elif ! grep -q "nosuch: no?]0;pwned? such" "$T/err"; then
+		fail "agent error text shown without control characters" "$(head -c 300 "$T/err")"
+	else
+		pass "agent error text shown without control characters"
+	fi
+
+	start_agent normal
+	mkdir "$T/cp"
+	echo keep >"$T/cp/target"
+	ln -s target "$T/cp/link"
+	ln -s nowhere "$T/cp/dangling"
+	mkfifo "$T/cp/fifo"
+	run_kiln "$T/out" "$T/err" -- cp --vsock "$T/agent.sock" :/etc/f "$T/cp/new"
+	expect "cp out to a new file" "exit $rc: $(head -c 300 "$T/err")" \
+		grep -qx "hello from the guest" "$T/cp/new"
+	run_kiln "$T/out" "$T/err" -- cp --vsock "$T/agent.sock" :/etc/f "$T/cp/link"
+	if [ "$rc" -eq 0 ] && [ -L "$T/cp/link" ] && grep -qx "hello from the guest" "$T/cp/target"; then
+		pass "cp out through a symbolic link writes its target, keeps the link"
+	else
+		fail "cp out through a symbolic link writes its target, keeps the link" \
+			"exit $rc: $(ls -l "$T/cp" | tr '\n' ' ') $(head -c 200 "$T/err")"
+	fi
+	check "cp out to a dangling link" 125 "dangling symbolic link" -- cp --vsock "$T/agent.sock" :/etc/f "$T/cp/dangling"
+	expect "cp out leaves a dangling link alone" "replaced" \
+		test -L "$T/cp/dangling" -a ! -e "$T/cp/nowhere"
+	check "cp out to a FIFO nobody reads" 125 "a FIFO that nobody reads" -- \
+		cp --vsock "$T/agent.sock" :/etc/f "$T/cp/fifo"
+	timeout 10 cat "$T/cp/fifo" >"$T/cp/fifo.out" &
+	cat_pid=$!
+	sleep 0.2
+	run_kiln "$T/out" "$T/err" -- cp --vsock "$T/agent.sock" :/etc/f "$T/cp/fifo"
+	wait "$cat_pid"
+	if [ "$rc" -eq 0 ] && [ -p "$T/cp/fifo" ] && grep -qx "hello from the guest" "$T/cp/fifo.out"; then
+		pass "cp out writes into a FIFO, never replaces it"
+	else
+		fail "cp out writes into a FIFO, never replaces it" "exit $rc: $(ls -l "$T/cp/fifo") $(head -c 200 "$T/err")"
+	fi
+	run_kiln "$T/out" "$T/err" -- cp --vsock "$T/agent.sock" :/etc/f /dev/null
+	expect "cp out to /dev/null writes into it" "exit $rc or /dev/null replaced: $(head -c 200 "$T/err")" \
+		test "$rc" -eq 0 -a -c /dev/null
+	if [ "$(id -u)" = 0 ]; then
+		mknod "$T/cp/null" c 1 3
+		run_kiln "$T/out" "$T/err" -- cp --vsock "$T/agent.sock" :/etc/f "$T/cp/null"
+		expect "cp out to a device node keeps it" "exit $rc: $(ls -l "$T/cp/null")" \
+			test "$rc" -eq 0 -a -c "$T/cp/null"
+	else
+		skip "cp out to a device node keeps it" "needs root for mknod"
+	fi
+	stop_agent
+fi
 
 check "kernel missing" 125 "kernel file $T/nope does not exist" -- boot --kernel "$T/nope"
 : >"$T/empty"
