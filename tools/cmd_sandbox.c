@@ -62,6 +62,8 @@
 /* ---- signals and the terminal ---- */
 
 static volatile sig_atomic_t pending_signal, pending_winch;
+/* run_command gave up on a command after signals: nothing more to do */
+static bool gave_up;
 
 static void on_signal(int sig)
 {
@@ -278,6 +280,7 @@ give_up:
 	 * by the first signal */
 	kiln_exec_kill(e, SIGKILL);
 	kiln_exec_free(e);
+	gave_up = true;
 	return 128 + first_sig;
 }
 
@@ -663,7 +666,8 @@ int kiln_cmd_run(int argc, char **argv)
 		code = copy_in(sb, ins[i].host, ins[i].guest);
 	if (!code) {
 		code = run_command(sb, &co);
-		for (unsigned i = 0; i < nout; i++) {
+		/* interrupted: no copies out from what may not answer */
+		for (unsigned i = 0; i < nout && !gave_up; i++) {
 			int r = copy_out(sb, outs[i].guest, outs[i].host);
 
 			if (r)
