@@ -102,7 +102,7 @@ done
 # Shell tiers print "ok - ", "not ok - " and "SKIP: " lines; count them.
 # A tier listed here must exist; the optional ones run when present.
 tiers=(tests/abi/exports.sh tests/cli/run.sh)
-[ -e tests/cli/accel.sh ] && tiers+=(tests/cli/accel.sh)
+tiers+=(tests/cli/accel.sh)
 tiers+=(tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh
 	tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh tests/linux/vhost-user-vsock.sh
 	tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh)

@@ -78,6 +78,10 @@ static void print_help(FILE *f)
 		"PATH_P,\n"
 		"                      host clients connect to PATH, send "
 		"CONNECT P\n"
+		"  --accel ENGINE      auto (default; also $KILN_ACCEL), kvm "
+		"(hardware\n"
+		"                      virtualization only) or tcg (QEMU's "
+		"emulator)\n"
 		"  --debug-exit        let the guest end the VM with its "
 		"status by\n"
 		"                      writing it to port 0x%x (test guests)\n"
@@ -240,8 +244,11 @@ static int cmd_boot(int argc, char **argv)
 		cli_usage_error("boot: unexpected argument '%s'", argv[optind]);
 		goto usage;
 	}
-	if (cli_vm_finish(cfg, &vmopt))
-		goto fail;
+	switch (cli_vm_finish(cfg, &vmopt)) {
+	case 0: break;
+	case EXIT_USAGE: goto usage;
+	default: goto fail;
+	}
 	if (console_log) {
 		out_fd = open(console_log,
 			      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

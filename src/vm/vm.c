@@ -985,6 +985,16 @@ int vm_check_guest_files(struct kiln_vm *vm, const struct kiln_config *cfg)
 			  cfg->kernel_path);
 	else if (cfg->initrd_path)
 		r = map_file(cfg->initrd_path, "initrd", &initrd, &vm->log);
+	if (r == 0) {
+		uint64_t bytes = cfg->memory_mib << 20;
+
+		/* RAM below the MMIO hole, as either engine lays it out */
+		r = x86_check_fit(&k,
+				  bytes < GUEST_MMIO_HOLE_START
+					  ? bytes
+					  : GUEST_MMIO_HOLE_START,
+				  initrd.size, &vm->log);
+	}
 	unmap_file(&initrd);
 	unmap_file(&kernel);
 	return r;

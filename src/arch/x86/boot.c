@@ -493,12 +493,12 @@ int x86_build_mptable(const struct guest_mem *m, unsigned ncpus)
 }
 
 /* Where the initrd goes: as high as allowed, page-aligned, above the kernel
- * and the low boot area. */
-static int place_initrd(const struct guest_mem *m, const struct x86_kernel *k,
+ * and the low boot area; low_end is the end of RAM below the MMIO hole. */
+static int place_initrd(uint64_t low_end, const struct x86_kernel *k,
 			uint64_t size, uint64_t *addr,
 			const struct kiln_log *log)
 {
-	uint64_t limit = guest_mem_low_end(m);
+	uint64_t limit = low_end;
 	uint64_t floor = (k->end + 4095) & ~4095ull;
 
 	if ((uint64_t)k->initrd_addr_max + 1 < limit)
@@ -516,19 +516,30 @@ static int place_initrd(const struct guest_mem *m, const struct x86_kernel *k,
 	return 0;
 }
 
-static int load_kernel(const struct guest_mem *m, const struct x86_kernel *k,
-		       const uint8_t *img, const struct kiln_log *log)
+int x86_check_fit(const struct x86_kernel *k, uint64_t low_end,
+		  uint64_t initrd_size, const struct kiln_log *log)
 {
-	uint64_t ram = guest_mem_low_end(m);
+	uint64_t initrd_addr;
 
-	if (k->end > ram)
+	if (low_end < 2 * X86_HIMEM_START)
+		return kiln_errorf(log, -EINVAL,
+				   "guest memory too small to boot");
+	if (k->end > low_end)
 		return kiln_errorf(
 			log, -E2BIG,
 			"kernel is too large for the memory size: it "
 			"needs RAM up to %llu MiB, the guest has %llu "
 			"MiB below 3 GiB; raise --memory",
 			(unsigned long long)((k->end + (1 << 20) - 1) >> 20),
-			(unsigned long long)(ram >> 20));
+			(unsigned long long)(low_end >> 20));
+	return initrd_size
+		       ? place_initrd(low_end, k, initrd_size, &initrd_addr, log)
+		       : 0;
+}
+
+static int load_kernel(const struct guest_mem *m, const struct x86_kernel *k,
+		       const uint8_t *img)
+{
 	if (k->format == X86_KERNEL_BZIMAGE)
 		return guest_mem_write(m, k->load_addr, img + k->setup_size,
 				       k->payload_size);
@@ -623,20 +634,21 @@ int x86_setup_boot(const struct guest_mem *m, const struct x86_kernel *k,
 	uint64_t initrd_addr = 0, cmdline_len = strlen(cmdline);
 	int n, r;
 
-	if (guest_mem_low_end(m) < 2 * X86_HIMEM_START)
-		return kiln_errorf(log, -EINVAL,
-				   "guest memory too small to boot");
+	r = x86_check_fit(k, guest_mem_low_end(m), initrd_size, log);
+	if (r < 0)
+		return r;
 	if (cmdline_len > k->cmdline_size)
 		return kiln_errorf(log, -E2BIG,
 				   "kernel command line is %llu bytes; this "
 				   "kernel accepts at most %u",
 				   (unsigned long long)cmdline_len,
 				   k->cmdline_size);
-	r = load_kernel(m, k, img, log);
+	r = load_kernel(m, k, img);
 	if (r < 0)
 		return r;
 	if (initrd_size) {
-		r = place_initrd(m, k, initrd_size, &initrd_addr, log);
+		r = place_initrd(guest_mem_low_end(m), k, initrd_size,
+				 &initrd_addr, log);
 		if (r < 0)
 			return r;
 		r = guest_mem_write(m, initrd_addr, initrd, initrd_size);
