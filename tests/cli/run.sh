@@ -4,6 +4,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/harness.sh
+# boot checks here are the KVM engine's (its loader, its /dev/kvm errors);
+# tests/cli/accel.sh checks engine selection and the emulating engine's errors
+export KILN_ACCEL=kvm
 
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -94,7 +97,7 @@ check "cp with one argument" 2 "expected SRC and DST" -- cp "$T/a"
 check "cp to an unknown sandbox" 125 "no sandbox named 'nope'" -- cp "$T/a" nope:/tmp/a
 check "stop without a name" 2 "missing sandbox name" -- stop
 check "stop an unknown sandbox" 125 "no sandbox named 'nope'" -- stop nope
-check "ps with nothing running" 0 "NAME +PID" -- ps
+check "ps with nothing running" 0 "NAME +PID .* ENGINE +STATE" -- ps
 mkdir -m 0700 "$XDG_RUNTIME_DIR/kiln" && mkdir "$XDG_RUNTIME_DIR/kiln/ghost"
 echo "999999 1 256 0" >"$XDG_RUNTIME_DIR/kiln/ghost/info"
 check "ps shows a dead sandbox" 0 "ghost .*dead" -- ps

@@ -9,6 +9,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/harness.sh
+# kiln's own vCPUs on /dev/kvm, never the emulating engine (tests/cli/accel.sh
+# and the sandbox tiers cover engine selection)
+export KILN_ACCEL=kvm
 
 if [ ! -e /dev/kvm ]; then
 	skip "linux early boot" "/dev/kvm is missing"

@@ -36,6 +36,8 @@ int main(int argc, char **argv)
 	kiln_config_set_kernel(cfg, argv[1]);
 	kiln_config_set_memory_mib(cfg, 16);
 	kiln_config_set_debug_exit(cfg, 1);
+	/* tier 2: kiln's own vCPUs, never QEMU */
+	kiln_config_set_accel(cfg, KILN_ACCEL_KVM);
 	kiln_config_set_console_capture(cfg, 1);
 	kiln_config_set_console_fds(cfg, -1, -1);
 	r = kiln_vm_create(cfg, &vm);

@@ -35,6 +35,8 @@ int main(int argc, char **argv)
 		kiln_config_set_kernel(cfg, argv[1]);
 		kiln_config_set_memory_mib(cfg, 16 + 16 * (uint64_t)i);
 		kiln_config_set_debug_exit(cfg, 1);
+		/* tier 2: kiln's own vCPUs, never QEMU */
+		kiln_config_set_accel(cfg, KILN_ACCEL_KVM);
 		kiln_config_set_console_fds(cfg, -1, -1);
 		if (kiln_vm_create(cfg, &vms[i]) < 0 || kiln_vm_start(vms[i]) < 0) {
 			fprintf(stderr, "vm%ld: cannot start\n", i);
