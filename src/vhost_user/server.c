@@ -649,6 +649,17 @@ static uint64_t offered_features(struct vhost_user_server *s)
 	return virtio_dev_features(s->dev) | F_PROTOCOL;
 }
 
+/* CONFIG only for a device that has a config space: QEMU warns about a
+ * back-end offering it for a device type (rng) it never asks. */
+static uint64_t offered_protocol_features(const struct vhost_user_server *s)
+{
+	uint64_t pf = VHOST_USER_SERVER_PROTOCOL_FEATURES;
+
+	if (!s->dev->ops->config_size)
+		pf &= ~(1ull << VHOST_USER_PROTOCOL_F_CONFIG);
+	return pf;
+}
+
 static int set_features(struct vhost_user_server *s, uint64_t f)
 {
 	uint64_t offered = offered_features(s);
@@ -966,13 +977,13 @@ static int dispatch(struct vhost_user_server *s,
 		err = set_u64(s, req, payload, size, &v);
 		return err < 0 ? err : set_features(s, v);
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		reply_u64(rep, VHOST_USER_SERVER_PROTOCOL_FEATURES);
+		reply_u64(rep, offered_protocol_features(s));
 		return 0;
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		err = set_u64(s, req, payload, size, &v);
 		if (err < 0)
 			return err;
-		v &= ~VHOST_USER_SERVER_PROTOCOL_FEATURES;
+		v &= ~offered_protocol_features(s);
 		if (v)
 			return refuse(
 				s, -EINVAL,

@@ -134,6 +134,18 @@ static const struct virtio_dev_ops fake_ops = {
 	.reset = fake_reset,
 };
 
+/* fake_ops without a config space, as virtio-rng has none */
+static const struct virtio_dev_ops no_config_ops = {
+	.name = "fake-no-config",
+	.device_id = 99,
+	.num_queues = 2,
+	.queue_max_size = QSIZE,
+	.features = fake_features,
+	.activate = fake_activate,
+	.queue_notify = fake_queue_notify,
+	.reset = fake_reset,
+};
+
 static void count_warnings(void *opaque, enum kiln_log_level level,
 			   const char *msg)
 {
@@ -448,6 +460,22 @@ static void test_get_features(void **state)
 	assert_true(f & F_V1);
 	assert_true(f & FAKE_FEATURE);
 	assert_int_equal(f, virtio_dev_features(&t->dev) | F_PROTO);
+}
+
+/* A device without config space is not offered CONFIG, and a front-end
+ * that sets it anyway is refused. */
+static void test_protocol_features_no_config(void **state)
+{
+	struct t *t = *state;
+	uint64_t pf = 0, cfg = 1ull << VHOST_USER_PROTOCOL_F_CONFIG;
+
+	t->dev.ops = &no_config_ops;
+	assert_int_equal(
+		get(t, VHOST_USER_GET_PROTOCOL_FEATURES, NULL, 0, &pf, 8), 8);
+	assert_int_equal(pf, VHOST_USER_SERVER_PROTOCOL_FEATURES & ~cfg);
+	assert_true(ack_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, pf | cfg,
+			    -1) != 0);
+	t->dev.ops = &fake_ops;
 }
 
 static void test_protocol_features(void **state)
@@ -1413,6 +1441,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_get_features),
 		T(test_protocol_features),
+		T(test_protocol_features_no_config),
 		T(test_set_features),
 		T(test_need_reply),
 		T(test_unknown_request),
