@@ -13,9 +13,10 @@
  *   vsock        the hybrid vsock socket (kiln exec/cp connect here)
  *   control      the background process's control socket (stop, status)
  *   console.log  the guest's console
- *   info         "pid cpus memory_mib start_time start_ticks" of the
- *                background process (start_ticks: its start time in
- *                /proc/PID/stat, so a reused pid is never taken for it)
+ *   info         "pid cpus memory_mib start_time start_ticks engine" of
+ *                the background process (start_ticks: its start time in
+ *                /proc/PID/stat, so a reused pid is never taken for it;
+ *                engine: kvm or tcg, what runs the guest)
  * The background process removes the directory when the VM ends.
  */
 #include <dirent.h>
@@ -509,7 +510,7 @@ static void print_run_help(void)
 	       "\n"
 	       "  --cpus N, --memory MIB, --disk PATH[,ro], --kernel, "
 	       "--initrd,\n"
-	       "  --cmdline ARGS       as for kiln boot\n"
+	       "  --cmdline ARGS, --accel auto|kvm|tcg  as for kiln boot\n"
 	       "  --share DIR:TAG[:ro][:/GUEST]  share DIR, mounted at "
 	       "/mnt/TAG\n"
 	       "                       (or GUEST) in the sandbox\n"
@@ -758,9 +759,10 @@ static int sandbox_dir(const char *name, char *dir, size_t len)
 /* The background process's pid from DIR/info, or 0; *ticks gets its
  * recorded start time (0 if the file has none). */
 static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
-		      long long *started, unsigned long long *ticks)
+		      long long *started, unsigned long long *ticks,
+		      char engine[8])
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], eng[8] = "-";
 	long long pid = 0, t = 0;
 	unsigned long long k = 0;
 	unsigned c = 0;
@@ -775,7 +777,11 @@ static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
 		pid = 0;
 	else if (fscanf(f, "%llu", &k) != 1)
 		k = 0;
+	else if (fscanf(f, "%7s", eng) != 1)
+		strcpy(eng, "-");
 	fclose(f);
+	if (engine)
+		memcpy(engine, eng, sizeof(eng));
 	if (cpus)
 		*cpus = c;
 	if (mib)
@@ -830,7 +836,7 @@ static int owner_state(const char *dir, pid_t *pid_out,
 		       unsigned long long *ticks_out)
 {
 	unsigned long long ticks = 0;
-	pid_t pid = info_pid(dir, NULL, NULL, NULL, &ticks);
+	pid_t pid = info_pid(dir, NULL, NULL, NULL, &ticks, NULL);
 
 	if (pid_out)
 		*pid_out = pid;
@@ -1026,7 +1032,7 @@ static void print_start_help(void)
 	       "Boot a sandbox in the background; return (printing its name)\n"
 	       "once its agent is ready. Options as for kiln run (--cpus,\n"
 	       "--memory, --disk, --share, --kernel, --initrd, --cmdline,\n"
-	       "--boot-timeout, -v). Then: kiln exec NAME -- CMD, kiln cp,\n"
+	       "--accel, --boot-timeout, -v). Then: kiln exec NAME -- CMD, kiln cp,\n"
 	       "kiln ps, kiln stop NAME.\n");
 }
 
@@ -1188,10 +1194,11 @@ int kiln_cmd_start(int argc, char **argv)
 		remove_state(dir);
 		_exit(EXIT_KILN_FAILED);
 	}
-	fprintf(f, "%d %u %lu %lld %llu\n", (int)getpid(),
+	fprintf(f, "%d %u %lu %lld %llu %s\n", (int)getpid(),
 		vmopt.cpus ? vmopt.cpus : 1,
 		(unsigned long)(vmopt.memory_mib ? vmopt.memory_mib : 256),
-		(long long)time(NULL), proc_start_ticks(getpid()));
+		(long long)time(NULL), proc_start_ticks(getpid()),
+		kiln_accel_name(kiln_vm_accel(kiln_sandbox_vm(sb))));
 	fclose(f);
 	kiln_config_free(cfg);
 	/* ready: detach from the terminal */
@@ -1402,13 +1409,14 @@ int kiln_cmd_ps(int argc, char **argv)
 	r = state_root(root, sizeof(root), false);
 	if (r < 0)
 		return EXIT_KILN_FAILED;
-	printf("%-16s %8s %5s %8s %9s  %s\n", "NAME", "PID", "CPUS", "MEMORY",
-	       "UPTIME", "STATE");
+	printf("%-16s %8s %5s %8s %9s %6s  %s\n", "NAME", "PID", "CPUS",
+	       "MEMORY", "UPTIME", "ENGINE", "STATE");
 	d = r == 1 ? NULL : opendir(root);
 	while (d && (de = readdir(d))) {
 		unsigned cpus = 0;
 		unsigned long mib = 0;
 		long long started = 0;
+		char engine[8];
 		struct stat st;
 		pid_t pid;
 		int state;
@@ -1418,15 +1426,16 @@ int kiln_cmd_ps(int argc, char **argv)
 		snprintf(dir, sizeof(dir), "%s/%.32s", root, de->d_name);
 		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue;
-		pid = info_pid(dir, &cpus, &mib, &started, NULL);
+		pid = info_pid(dir, &cpus, &mib, &started, NULL, engine);
 		if (!pid) {
-			printf("%-16s %8s %5s %8s %9s  %s\n", de->d_name, "-",
-			       "-", "-", "-", "starting");
+			printf("%-16s %8s %5s %8s %9s %6s  %s\n", de->d_name,
+			       "-", "-", "-", "-", "-", "starting");
 			continue;
 		}
 		state = owner_state(dir, NULL, NULL);
-		printf("%-16s %8d %5u %6luMi %8llds  %s\n", de->d_name,
+		printf("%-16s %8d %5u %6luMi %8llds %6s  %s\n", de->d_name,
 		       (int)pid, cpus, mib, (long long)time(NULL) - started,
+		       engine,
 		       state > 0    ? "running"
 		       : state == 0 ? "dead (kiln stop cleans up)"
 				    : "stale: the pid is another process "

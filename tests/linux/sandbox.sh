@@ -129,7 +129,7 @@ if [ "$rc" = 0 ] && [ "$(cat "$T/out")" = t1 ] && [ -S "$XDG_RUNTIME_DIR/kiln/t1
 		fail "kiln cp" "round trip differs"
 	fi
 	run_kiln "$T/out" "$T/err" -- ps
-	grep -q "^t1 .*running" "$T/out" && pass "kiln ps lists t1$E" || fail "kiln ps" "$(oneline "$T/out")"
+	grep -q "^t1 .* $ENGINE  running" "$T/out" && pass "kiln ps lists t1 and its engine$E" || fail "kiln ps" "$(oneline "$T/out")"
 	run_kiln "$T/out" "$T/err" -- stop t1
 	[ "$rc" = 0 ] && [ ! -e "$XDG_RUNTIME_DIR/kiln/t1" ] && pass "kiln stop t1: clean, nothing left$E" ||
 		fail "kiln stop" "exit $rc $(ls -R "$XDG_RUNTIME_DIR" 2>&1 | tr '\n' ' ')"
