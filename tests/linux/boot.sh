@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Linux tier: kiln boots its default guest (kernel + initramfs) to /init and
-# the guest reboots cleanly. Needs hardware virtualization behind /dev/kvm;
-# elsewhere prints one SKIP line with the reason.
+# the guest reboots cleanly; ext4 disks read, written and read-only. Runs on
+# whichever engine `--accel auto` picks (KVM with hardware virtualization,
+# else QEMU TCG), each line naming it; SKIP only without any engine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/harness.sh
 
-blocker=$(linux_on_kvm_blocker)
-if [ -n "$blocker" ]; then
-	skip "linux boot (default guest to /init, reboot)" "$blocker"
-	skip "linux disk on kiln (--disk: ext4 read, write, sync, read-only)" "$blocker"
+. tests/lib/engine.sh
+
+ENGINE=$(engine_here)
+if [ -z "$ENGINE" ]; then
+	why=$(engine_none_reason)
+	skip "linux boot (default guest to /init, reboot)" "$why"
+	skip "linux disk (--disk: ext4 read, write, sync, read-only)" "$why"
 	exit 0
 fi
+E=" [$ENGINE]"
 [ -f "$BUILD/guest/vmlinux" ] || scripts/build-guest.sh "$BUILD/guest" >/dev/null
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -21,7 +26,7 @@ for fmt in vmlinux bzImage; do
 		--initrd "$BUILD/guest/initramfs.cpio.gz" --cmdline kiln.test=reboot --timeout 60
 	ms=$((($(date +%s%N) - start) / 1000000))
 	if [ "$rc" -eq 0 ] && grep -q "kiln-guest: init ready" "$T/out"; then
-		pass "linux boot $fmt to /init and reboot (${ms} ms)"
+		pass "linux boot $fmt to /init and reboot (${ms} ms)$E"
 	else
 		fail "linux boot $fmt" "exit $rc: $(tail -c 400 "$T/err") $(tail -c 400 "$T/out")"
 	fi
@@ -29,7 +34,7 @@ done
 # the default guest: no --kernel at all
 run_kiln "$T/out" "$T/err" -- boot --cmdline kiln.test=poweroff --timeout 60
 if [ "$rc" -eq 0 ] && grep -q "kiln-guest: init ready" "$T/out"; then
-	pass "kiln boot with the default guest, poweroff"
+	pass "kiln boot with the default guest, poweroff$E"
 else
 	fail "kiln boot default guest" "exit $rc: $(tail -c 400 "$T/err")"
 fi
@@ -62,14 +67,14 @@ drive_shell "$T/disk.img" "mount /dev/vda /mnt && cat /mnt/hello.txt && echo fro
 if [ "$rc" -eq 0 ] && grep -q "from the host" "$T/out" &&
 	[ "$(debugfs -R 'cat /guest.txt' "$T/disk.img" 2>/dev/null)" = "from-the-guest" ] &&
 	e2fsck -fn "$T/disk.img" >/dev/null 2>&1; then
-	pass "linux disk on kiln: read, write, sync, fsck"
+	pass "linux disk on kiln: read, write, sync, fsck$E"
 else
 	fail "linux disk on kiln" "exit $rc: $(tail -c 400 "$T/out")"
 fi
 sum=$(md5sum <"$T/disk.img")
 drive_shell "$T/disk.img,ro" "dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync && echo WRITE-WORKED; reboot -f"
 if [ "$rc" -eq 0 ] && ! grep -q "WRITE-WORKED" "$T/out" && [ "$(md5sum <"$T/disk.img")" = "$sum" ]; then
-	pass "linux disk on kiln: read-only disk refuses writes"
+	pass "linux disk on kiln: read-only disk refuses writes$E"
 else
 	fail "linux disk on kiln read-only" "exit $rc: $(tail -c 400 "$T/out")"
 fi
