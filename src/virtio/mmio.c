@@ -197,6 +197,10 @@ static void write_status(struct virtio_mmio *t, uint32_t v)
 		atomic_store(&t->isr, 0);
 		return;
 	}
+	/* A driver only adds bits (virtio 1.2, 2.1.1); only a reset clears
+	 * them. Otherwise dropping DRIVER_OK or FEATURES_OK would unfreeze
+	 * the queue and feature registers under a live device. */
+	status |= old;
 	/* FEATURES_OK only sticks if we accept the driver's choice. */
 	if ((status & VIRTIO_STATUS_FEATURES_OK) &&
 	    !(old & VIRTIO_STATUS_FEATURES_OK)) {
@@ -208,7 +212,7 @@ static void write_status(struct virtio_mmio *t, uint32_t v)
 		else
 			virtio_dev_apply_features(d);
 	}
-	d->status = (uint8_t)(status | (old & VIRTIO_STATUS_NEEDS_RESET));
+	d->status = status;
 	if ((status & VIRTIO_STATUS_DRIVER_OK) &&
 	    !(old & VIRTIO_STATUS_DRIVER_OK)) {
 		if (!(d->status & VIRTIO_STATUS_FEATURES_OK) ||

@@ -199,7 +199,15 @@ void guest_main(const struct entry_state *es)
 				(uintptr_t)&decoy_status[i], 1, VRING_DESC_F_WRITE, 0
 			};
 		}
+		/* a driver may not clear status bits (virtio 1.2, 2.1.1):
+		 * dropping DRIVER_OK without a reset must not unfreeze */
+		vmmio_wr(base, VMMIO_STATUS,
+			 VSTAT_ACKNOWLEDGE | VSTAT_DRIVER | VSTAT_FEATURES_OK);
+		if (!(vmmio_rd(base, VMMIO_STATUS) & VSTAT_DRIVER_OK))
+			die("(b) DRIVER_OK cleared without a reset, status",
+			    vmmio_rd(base, VMMIO_STATUS));
 		vmmio_wr(base, VMMIO_QUEUE_SEL, 0);
+		vmmio_wr(base, VMMIO_QUEUE_READY, 0);
 		vmmio_wr(base, VMMIO_QUEUE_NUM, 4);
 		vmmio_wr(base, VMMIO_QUEUE_DESC_LOW, (uint32_t)(uintptr_t)decoy.desc);
 		vmmio_wr(base, VMMIO_QUEUE_DESC_HIGH, 0);
