@@ -37,15 +37,15 @@ if [ "${AGENT_SAN:-0}" = 1 ]; then
 	}
 fi
 
-if ! make -s -j1 "$BUILD/libkiln.a" >"$T/build.log" 2>&1; then
-	fail "agent client test builds" "libkiln.a: $(tail -5 "$T/build.log")"
+if ! make -s -j1 "$BUILD/libkiln-internal.a" >"$T/build.log" 2>&1; then
+	fail "agent client test builds" "libkiln-internal.a: $(tail -5 "$T/build.log")"
 	exit 0
 fi
 mkdir -p "$BUILD/tests"
 # shellcheck disable=SC2086
 if ! cc -std=c11 -D_GNU_SOURCE -O2 -g $WARN -Iinclude -Isrc \
 	-o "$BUILD/tests/agent_client_test" tests/agent/agent_client_test.c \
-	"$BUILD/libkiln.a" -pthread 2>"$T/build.log"; then
+	"$BUILD/libkiln-internal.a" -pthread 2>"$T/build.log"; then
 	fail "agent client test builds" "$(tail -5 "$T/build.log")"
 	exit 0
 fi
