@@ -134,6 +134,8 @@ mkfifo "$T/fifo"
 check "disk is a FIFO" 125 "is a FIFO, not a regular file" -- boot --kernel "$BZ" --disk "$T/fifo,ro"
 check "vhost-user blk on a FIFO" 125 "is a FIFO, not a regular file" -- \
 	vhost-user --socket "$T/vu.sock" --device "blk,path=$T/fifo,ro"
+check "kernel is a FIFO" 125 "not a regular file" -- boot --kernel "$T/fifo"
+check "initrd is a FIFO" 125 "not a regular file" -- boot --kernel "$BZ" --initrd "$T/fifo"
 
 # issue 18: exec and cp against a fake agent (tests/cli/fake_agent.c)
 FA="$T/fake_agent"

@@ -31,13 +31,19 @@ for fmt in vmlinux bzImage; do
 		fail "linux boot $fmt" "exit $rc: $(tail -c 400 "$T/err") $(tail -c 400 "$T/out")"
 	fi
 done
-# the default guest: no --kernel at all
-run_kiln "$T/out" "$T/err" -- boot --cmdline kiln.test=poweroff --timeout 60
+# the default guest: no --kernel at all. A power-off (every vCPU halted
+# with interrupts off) is seen by the KVM engine's halt monitor; QEMU's
+# microvm without ACPI gives the emulating engine no such signal yet, so
+# there the guest reboots instead.
+if [ "$ENGINE" = kvm ]; then ending=poweroff; else ending=reboot; fi
+run_kiln "$T/out" "$T/err" -- boot --cmdline kiln.test=$ending --timeout 60
 if [ "$rc" -eq 0 ] && grep -q "kiln-guest: init ready" "$T/out"; then
-	pass "kiln boot with the default guest, poweroff$E"
+	pass "kiln boot with the default guest, $ending$E"
 else
 	fail "kiln boot default guest" "exit $rc: $(tail -c 400 "$T/err")"
 fi
+[ "$ENGINE" = kvm ] || skip "kiln boot: guest power-off ends the VM$E" \
+	"the emulating engine cannot see a power-off (microvm without ACPI); the guest runs until --timeout"
 
 # --disk: the guest reads a file kiln mkimage put there, writes one, syncs;
 # the host then finds it in the image; a read-only disk refuses writes.
@@ -63,7 +69,7 @@ drive_shell() {
 	wait "$pid" || rc=$?
 	exec 7>&-
 }
-drive_shell "$T/disk.img" "mount /dev/vda /mnt && cat /mnt/hello.txt && echo from-the-guest >/mnt/guest.txt && sync && umount /mnt; reboot -f"
+drive_shell "$T/disk.img" "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt && echo from-the-guest >/mnt/guest.txt && sync && umount /mnt; reboot -f"
 if [ "$rc" -eq 0 ] && grep -q "from the host" "$T/out" &&
 	[ "$(debugfs -R 'cat /guest.txt' "$T/disk.img" 2>/dev/null)" = "from-the-guest" ] &&
 	e2fsck -fn "$T/disk.img" >/dev/null 2>&1; then
@@ -72,8 +78,8 @@ else
 	fail "linux disk on kiln" "exit $rc: $(tail -c 400 "$T/out")"
 fi
 sum=$(md5sum <"$T/disk.img")
-drive_shell "$T/disk.img,ro" "dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync && echo WRITE-WORKED; reboot -f"
-if [ "$rc" -eq 0 ] && ! grep -q "WRITE-WORKED" "$T/out" && [ "$(md5sum <"$T/disk.img")" = "$sum" ]; then
+drive_shell "$T/disk.img,ro" "dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync && echo WRITE-\$((1+1))-WORKED; reboot -f"
+if [ "$rc" -eq 0 ] && ! grep -q "WRITE-2-WORKED" "$T/out" && [ "$(md5sum <"$T/disk.img")" = "$sum" ]; then
 	pass "linux disk on kiln: read-only disk refuses writes$E"
 else
 	fail "linux disk on kiln read-only" "exit $rc: $(tail -c 400 "$T/out")"
