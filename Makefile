@@ -211,11 +211,12 @@ check:
 	-$(Q)$(MAKE) --no-print-directory -k $(CHECK_DEPS)
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
-bench: all guests
+bench: all guests guest
 	$(Q)BUILD=$(BUILD) bench/boot.sh
 	$(Q)BUILD=$(BUILD) bench/blk.sh
 	$(Q)BUILD=$(BUILD) bench/vhost-user-blk.sh
 	$(Q)BUILD=$(BUILD) bench/fuse.sh
+	$(Q)BUILD=$(BUILD) bash bench/sandbox.sh
 
 format:
 	$(Q)clang-format -i $(LIB_SRCS) $(wildcard src/*/*.h src/*/*/*.h) include/kiln/*.h tools/*.c tests/unit/*.c
