@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,7 @@
 #include "util/log.h"
 #include "vm/config.h"
 #include "util/clock.h"
+#include "util/thread.h"
 
 _Static_assert(KILN_EXEC_MESSAGE_MAX == KILN_AGENT_MAX_MSG,
 	       "kiln.h and agent_proto.h disagree on the message size");
@@ -229,20 +229,10 @@ KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
 	err = kiln_vm_start(sb->vm);
 	if (err < 0)
 		goto fail;
-	{
-		/* like every library thread: signals stay the application's */
-		sigset_t all, old;
-		int pr;
-
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		pr = pthread_create(&sb->watcher, NULL, watcher_main, sb);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (pr != 0) {
-			err = kiln_errorf(&sb->log, -EAGAIN,
-					  "sandbox: cannot start a thread");
-			goto fail;
-		}
+	if (thread_start_blocked(&sb->watcher, watcher_main, sb) != 0) {
+		err = kiln_errorf(&sb->log, -EAGAIN,
+				  "sandbox: cannot start a thread");
+		goto fail;
 	}
 	sb->watching = true;
 	*out = sb;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "event_loop.h"
+#include "util/thread.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -68,13 +69,8 @@ static void *loop_main(void *arg)
 
 int event_loop_start(struct event_loop *l)
 {
-	sigset_t all, old;
-	int r;
+	int r = thread_start_blocked(&l->thread, loop_main, l);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = pthread_create(&l->thread, NULL, loop_main, l);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r)
 		return -r;
 	l->running = true;

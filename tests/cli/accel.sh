@@ -18,19 +18,6 @@ if [ ! -f "$BZ" ]; then
 	exit 0
 fi
 
-check() {
-	local name=$1 want=$2 re=$3
-	shift 4
-	run_kiln "$T/out" "$T/err" -- "$@"
-	if [ "$rc" -ne "$want" ]; then
-		fail "$name" "exit $rc, expected $want; stderr: $(head -c 300 "$T/err")"
-	elif ! grep -qE -- "$re" "$T/err" "$T/out"; then
-		fail "$name" "output lacks /$re/: $(head -c 300 "$T/err")"
-	else
-		pass "$name"
-	fi
-}
-
 check "--accel with an unknown engine" 2 "--accel: 'bogus' is not an engine \(auto, kvm or tcg\)" -- \
 	boot --accel bogus --kernel "$BZ"
 KILN_ACCEL=bogus check "KILN_ACCEL with an unknown engine" 2 "KILN_ACCEL: 'bogus' is not an engine" -- \

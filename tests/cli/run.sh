@@ -13,19 +13,6 @@ trap 'rm -rf "$T"' EXIT
 BZ="$GUESTS/reset.bzimage"
 
 # check NAME EXPECTED_RC STDERR_REGEX -- kiln args...
-check() {
-	local name=$1 want=$2 re=$3
-	shift 4
-	run_kiln "$T/out" "$T/err" -- "$@"
-	if [ "$rc" -ne "$want" ]; then
-		fail "$name" "exit $rc, expected $want; stderr: $(head -c 300 "$T/err")"
-	elif ! grep -qE -- "$re" "$T/err" "$T/out"; then
-		fail "$name" "output lacks /$re/: $(head -c 300 "$T/err")"
-	else
-		pass "$name"
-	fi
-}
-
 check "no command" 2 "missing command" --
 check "help" 0 "Usage: kiln run" -- --help
 check "boot --help" 0 "--console-log" -- boot --help

@@ -22,6 +22,21 @@ run_kiln() {
 	timeout -k 5 "${KILN_TEST_LIMIT:-120}" "$KILN" "$@" >"$out" 2>"$err" </dev/null || rc=$?
 }
 
+# check NAME STATUS REGEX -- ARGS: runs kiln ARGS (outputs in $T/out and
+# $T/err); passes if it exits with STATUS and its output matches REGEX.
+check() {
+	local name=$1 want=$2 re=$3
+	shift 4
+	run_kiln "$T/out" "$T/err" -- "$@"
+	if [ "$rc" -ne "$want" ]; then
+		fail "$name" "exit $rc, expected $want; stderr: $(head -c 300 "$T/err")"
+	elif ! grep -qE -- "$re" "$T/err" "$T/out"; then
+		fail "$name" "output lacks /$re/: $(head -c 300 "$T/err")"
+	else
+		pass "$name"
+	fi
+}
+
 # expect NAME COND_DESCRIPTION COMMAND...: pass if COMMAND succeeds.
 expect() {
 	local name=$1 what=$2
