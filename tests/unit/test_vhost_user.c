@@ -134,18 +134,6 @@ static const struct virtio_dev_ops fake_ops = {
 	.reset = fake_reset,
 };
 
-/* fake_ops without a config space, as virtio-rng has none */
-static const struct virtio_dev_ops no_config_ops = {
-	.name = "fake-no-config",
-	.device_id = 99,
-	.num_queues = 2,
-	.queue_max_size = QSIZE,
-	.features = fake_features,
-	.activate = fake_activate,
-	.queue_notify = fake_queue_notify,
-	.reset = fake_reset,
-};
-
 static void count_warnings(void *opaque, enum kiln_log_level level,
 			   const char *msg)
 {
@@ -468,7 +456,12 @@ static void test_protocol_features_no_config(void **state)
 {
 	struct t *t = *state;
 	uint64_t pf = 0, cfg = 1ull << VHOST_USER_PROTOCOL_F_CONFIG;
+	/* fake_ops without a config space, as virtio-rng has none */
+	struct virtio_dev_ops no_config_ops = fake_ops;
 
+	no_config_ops.config_size = 0;
+	no_config_ops.config_read = NULL;
+	no_config_ops.config_write = NULL;
 	t->dev.ops = &no_config_ops;
 	assert_int_equal(
 		get(t, VHOST_USER_GET_PROTOCOL_FEATURES, NULL, 0, &pf, 8), 8);
