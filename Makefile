@@ -95,28 +95,22 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/libkiln.so: $(LIB_SO)
 	$(Q)ln -sf libkiln.so.$(SOVERSION) $@
 
-$(BUILD)/tools/kiln.o: tools/kiln.c tools/commands.h tools/cli.h include/kiln/kiln.h
+# The CLI is a client of the installed library like any other: public
+# headers only (no -Isrc), linked against libkiln.so. Its RUNPATH finds the
+# library beside it (build tree) or in ../lib (installed).
+TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -pthread \
+	$(CPPFLAGS) $(CFLAGS)
+TOOL_OBJS := $(BUILD)/tools/kiln.o $(BUILD)/tools/cli.o \
+	$(BUILD)/tools/cmd_vhost_user.o $(BUILD)/tools/cmd_sandbox.o
+$(BUILD)/tools/%.o: tools/%.c
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(HOST_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(TOOL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/tools/cli.o: tools/cli.c tools/cli.h include/kiln/kiln.h
-	$(call msg,CC,$<)
-	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(HOST_CFLAGS) -c $< -o $@
-
-# Subcommands in their own files; they may use libkiln's internal headers.
-TOOL_OBJS := $(BUILD)/tools/cli.o $(BUILD)/tools/cmd_vhost_user.o \
-	$(BUILD)/tools/cmd_sandbox.o
-$(BUILD)/tools/cmd_%.o: tools/cmd_%.c tools/commands.h tools/cli.h
-	$(call msg,CC,$<)
-	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
-
-# The CLI's subcommands use internal headers, so it links the internal archive.
-$(KILN): $(BUILD)/tools/kiln.o $(TOOL_OBJS) $(LIB_INTERNAL_A)
+$(KILN): $(TOOL_OBJS) $(LIB_SO) $(BUILD)/libkiln.so
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJS) -L$(BUILD) -lkiln \
+		-Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LDLIBS)
 
 $(BUILD)/kiln.pc: kiln.pc.in Makefile $(KILN_H)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
@@ -171,16 +165,24 @@ $(BUILD)/tests/%: tests/support/%.c $(LIB_A) $(LIB_INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIB) $(LDLIBS)
 
-# libFuzzer harnesses: fuzz/fuzz_*.c, each linked with the library sources.
+# libFuzzer harnesses: fuzz/fuzz_*.c, each linked with the library built
+# once by clang with coverage and sanitizers (fuzzer-no-link).
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CC ?= clang
-$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS)
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -pthread \
+	$(CPPFLAGS) $(CFLAGS)
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
+$(BUILD)/fuzzobj/%.o: %.c
+	$(call msg,CC-FUZZ,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
+		-MMD -MP -c $< -o $@
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZ,$<)
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -pthread \
-		$(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer,address,undefined \
-		$(LDFLAGS) -o $@ $< $(LIB_SRCS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		$(LDFLAGS) -o $@ $< $(FUZZ_LIB_OBJS)
 fuzzers: $(FUZZ_BINS)
 
 unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
@@ -211,7 +213,7 @@ check:
 	-$(Q)$(MAKE) --no-print-directory -k $(CHECK_DEPS)
 	$(Q)BUILD=$(BUILD) tests/run-all.sh
 
-bench: all guests guest
+bench: all guests guest $(BUILD)/tests/agent_probe
 	$(Q)BUILD=$(BUILD) bench/boot.sh
 	$(Q)BUILD=$(BUILD) bench/blk.sh
 	$(Q)BUILD=$(BUILD) bench/vhost-user-blk.sh
@@ -256,4 +258,5 @@ clean:
 # a recipe that fails leaves no half-written target behind
 .DELETE_ON_ERROR:
 
--include $(LIB_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(TOOL_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) \
+	$(FUZZ_LIB_OBJS:.o=.d)

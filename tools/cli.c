@@ -235,6 +235,13 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 			       : 0;
 	case OPT_DISK: return disk_option(cfg, arg);
 	case OPT_SHARE: return share_option(cfg, arg);
+	case OPT_DEVICE:
+		/* bad keys or values, or too many devices: logged */
+		if (kiln_config_add_device(cfg, arg) < 0)
+			return EXIT_USAGE;
+		if (!strncmp(arg, "fs,", 3))
+			raise_nofile_limit();
+		return 0;
 	case OPT_ACCEL:
 		vm->accel_set = true;
 		return accel_option(cfg, "--accel", arg);

@@ -24,6 +24,7 @@ enum {
 	OPT_CMDLINE,
 	OPT_DISK,
 	OPT_SHARE,
+	OPT_DEVICE,
 	OPT_ACCEL,
 	OPT_VM_LAST = OPT_ACCEL,
 	OPT_CONSOLE_LOG,
@@ -48,6 +49,7 @@ enum {
 		{"cmdline", required_argument, NULL, OPT_CMDLINE},             \
 		{"disk", required_argument, NULL, OPT_DISK},                   \
 		{"share", required_argument, NULL, OPT_SHARE},                 \
+		{"device", required_argument, NULL, OPT_DEVICE},               \
 	{                                                                      \
 		"accel", required_argument, NULL, OPT_ACCEL                    \
 	}

@@ -510,7 +510,8 @@ static void print_run_help(void)
 	       "\n"
 	       "  --cpus N, --memory MIB, --disk PATH[,ro], --kernel, "
 	       "--initrd,\n"
-	       "  --cmdline ARGS, --accel auto|kvm|tcg  as for kiln boot\n"
+	       "  --cmdline ARGS, --accel auto|kvm|tcg, --device SPEC  as for "
+	       "kiln boot\n"
 	       "  --share DIR:TAG[:ro][:/GUEST]  share DIR, mounted at "
 	       "/mnt/TAG\n"
 	       "                       (or GUEST) in the sandbox\n"
@@ -984,13 +985,19 @@ static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
 	int reply_fd = -1;
 
 	while (kiln_vm_outcome(kiln_sandbox_vm(sb)) == KILN_OUTCOME_NONE) {
-		struct pollfd pfd = {.fd = control_fd, .events = POLLIN};
+		/* wakes for a client, the VM's end, or a signal (EINTR; the
+		 * timeout covers one landing just before poll) */
+		struct pollfd pfd[2] = {
+			{.fd = control_fd, .events = POLLIN},
+			{.fd = kiln_vm_end_fd(kiln_sandbox_vm(sb)),
+			 .events = POLLIN},
+		};
 		char line[64];
 		int fd;
 
 		if (pending_signal)
 			break;
-		if (poll(&pfd, 1, 200) <= 0)
+		if (poll(pfd, 2, 1000) <= 0 || !(pfd[0].revents & POLLIN))
 			continue;
 		fd = accept4(control_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
@@ -1032,7 +1039,8 @@ static void print_start_help(void)
 	       "Boot a sandbox in the background; return (printing its name)\n"
 	       "once its agent is ready. Options as for kiln run (--cpus,\n"
 	       "--memory, --disk, --share, --kernel, --initrd, --cmdline,\n"
-	       "--accel, --boot-timeout, -v). Then: kiln exec NAME -- CMD, kiln cp,\n"
+	       "--accel, --boot-timeout, -v). Then: kiln exec NAME -- CMD, "
+	       "kiln cp,\n"
 	       "kiln ps, kiln stop NAME.\n");
 }
 

@@ -78,6 +78,12 @@ static void print_help(FILE *f)
 		"PATH_P,\n"
 		"                      host clients connect to PATH, send "
 		"CONNECT P\n"
+		"  --device TYPE,KEY=VALUE,...  any virtio device, as for "
+		"'kiln\n"
+		"                      vhost-user --device': "
+		"blk,path=IMAGE[,ro]\n"
+		"                      fs,dir=DIR,tag=TAG[,ro] "
+		"vsock,cid=C,uds=PATH rng\n"
 		"  --accel ENGINE      auto (default; also $KILN_ACCEL), kvm "
 		"(hardware\n"
 		"                      virtualization only) or tcg (QEMU's "
@@ -285,6 +291,14 @@ static int cmd_boot(int argc, char **argv)
 	r = kiln_vm_start(vm);
 	if (r == 0)
 		r = kiln_vm_wait(vm, timeout_ms, &info);
+	if (r == -ETIMEDOUT) {
+		char detail[64];
+
+		snprintf(detail, sizeof(detail), "timed out after %d.%03d s",
+			 timeout_ms / 1000, timeout_ms % 1000);
+		kiln_vm_stop_with(vm, KILN_OUTCOME_TIMEOUT, detail);
+		r = kiln_vm_wait(vm, -1, &info);
+	}
 	cli_tty_restore();
 	/* sigwait is a cancellation point: the waiter must not outlive vm. */
 	pthread_cancel(sig_thread);

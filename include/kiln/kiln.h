@@ -6,6 +6,22 @@
  * value) on success and a negative errno on failure; details of a failure go
  * to the log callback of the config or VM. Types are opaque. No function
  * exits or aborts the process. Several VMs may live in one process.
+ *
+ * Threads: a kiln_config is used by one thread at a time. kiln_vm_wait,
+ * kiln_vm_stop(_with), kiln_vm_outcome, kiln_vm_end_fd and the console
+ * calls may be made from any thread, concurrently; kiln_vm_start and
+ * kiln_vm_destroy from one thread, with no other call on that VM running.
+ * A sandbox (and its execs) is used by one thread at a time; different
+ * sandboxes are independent. Log callbacks may run on any thread.
+ *
+ * Signals: kiln's own threads block every signal; a vCPU unblocks one
+ * real-time signal (SIGRTMIN+3) inside KVM_RUN only, and installs a no-op
+ * handler for it if the application left the default. Writes to fds the
+ * caller hands over (console output, exec output) never raise SIGPIPE in
+ * the caller: a closed reader is treated as "discard".
+ *
+ * Growth: option structs carry their size (kiln_exec_opts), result structs
+ * reserved space; fields are only ever added at the end.
  */
 #ifndef KILN_KILN_H
 #define KILN_KILN_H
@@ -69,6 +85,7 @@ struct kiln_exit_info {
 	uint32_t internal_suberror; /* INTERNAL_ERROR: KVM suberror */
 	uint64_t rip;		    /* TRIPLE_FAULT/INTERNAL_ERROR: guest RIP */
 	const char *detail;	    /* human-readable one-line description */
+	uint64_t reserved[4];	    /* room to grow without an ABI break */
 };
 
 /* Library version string, e.g. "0.1.0". */
@@ -110,6 +127,15 @@ KILN_API int kiln_config_set_console_escape(struct kiln_config *cfg, int ch);
 enum kiln_console { KILN_CONSOLE_SERIAL = 0, KILN_CONSOLE_VIRTIO = 1 };
 KILN_API int kiln_config_set_console(struct kiln_config *cfg,
 				     enum kiln_console console);
+/* Adds a virtio device described as "TYPE,KEY=VALUE,..." (a literal comma
+ * in a value written ",,"), the syntax of `kiln --device` and
+ * `kiln vhost-user --device`: blk,path=IMAGE[,ro]; fs,dir=DIR,tag=TAG[,ro]
+ * [,mount=/GUEST/PATH]; vsock,cid=CID,uds=PATH; rng. Disks and shares may
+ * be fds the caller keeps open until kiln_vm_create instead: blk,fd=N and
+ * fs,dirfd=N. Keys and values are checked now (-EINVAL), files when the VM
+ * is created. A VM has at most 17
+ * devices besides its console and rng (-E2BIG). */
+KILN_API int kiln_config_add_device(struct kiln_config *cfg, const char *spec);
 /* Attaches a raw disk image as the next virtio-blk device (/dev/vda, vdb,
  * ...). The file is checked (exists, regular, size multiple of 512) at
  * kiln_vm_create. */
@@ -146,6 +172,10 @@ KILN_API int kiln_config_set_debug_exit(struct kiln_config *cfg, int enabled);
 /* Path of the KVM device, default "/dev/kvm" (tests use others). */
 KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg,
 				      const char *path);
+/* The KVM device as an fd the caller opened (e.g. passed in by a more
+ * privileged process); it must stay open until kiln_vm_create. -EBADF if it
+ * is not open. */
+KILN_API int kiln_config_set_kvm_fd(struct kiln_config *cfg, int fd);
 
 /* Which engine runs the guest. KVM: kiln's own vCPUs on /dev/kvm (hardware
  * virtualization). TCG: QEMU's emulator (qemu-system-x86_64 -accel tcg,
@@ -169,12 +199,23 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg,
 			    struct kiln_vm **out);
 /* Starts the vCPU and device threads; returns once they run. */
 KILN_API int kiln_vm_start(struct kiln_vm *vm);
-/* Waits for the VM to end, at most timeout_ms (< 0: forever). On expiry the
- * VM is stopped with outcome TIMEOUT. Fills *info if non-NULL. */
+/* Waits for the VM to end, at most timeout_ms (< 0: forever), and fills
+ * *info (if non-NULL) with how it ended. 0 once it ended; -ETIMEDOUT if it
+ * still runs (it is left running: stopping is kiln_vm_stop's job); -EINVAL
+ * if it was never started. Any thread, several at once. */
 KILN_API int kiln_vm_wait(struct kiln_vm *vm, int timeout_ms,
 			  struct kiln_exit_info *info);
-/* Asks a running VM to stop (outcome STOPPED); safe from any thread. */
+/* Asks a running VM to stop (outcome STOPPED) and returns at once; the
+ * threads are gone after kiln_vm_wait. Any thread; no effect once ended. */
 KILN_API void kiln_vm_stop(struct kiln_vm *vm);
+/* kiln_vm_stop recording outcome STOPPED or TIMEOUT (e.g. an embedder's own
+ * deadline) and detail (NULL: a default); -EINVAL for other outcomes. */
+KILN_API int kiln_vm_stop_with(struct kiln_vm *vm, enum kiln_outcome outcome,
+			       const char *detail);
+/* An fd that becomes readable when the VM ends and stays readable, for the
+ * caller's poll/epoll; owned by the VM: never read or close it. Valid until
+ * kiln_vm_destroy. */
+KILN_API int kiln_vm_end_fd(const struct kiln_vm *vm);
 /* Stops (if needed) and frees the VM and all its resources; NULL is fine. */
 KILN_API void kiln_vm_destroy(struct kiln_vm *vm);
 /* The full kernel command line the guest gets (valid until destroy). */
@@ -202,7 +243,7 @@ KILN_API int kiln_vm_console_exec(struct kiln_vm *vm, const char *line,
 KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm);
 
 /* How the VM ended so far: KILN_OUTCOME_NONE while it runs (or before
- * start). Unlike kiln_vm_wait it never stops the VM. */
+ * start). Never blocks; any thread. */
 KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm);
 
 /* Describes why KVM cannot run a stock Linux guest at usable speed here
@@ -225,8 +266,11 @@ typedef void (*kiln_output_fn)(void *opaque, int stream, const void *data,
 
 #define KILN_EXEC_MESSAGE_MAX 512u
 
-/* What to run; set with kiln_exec_opts_init first. */
+/* What to run; set with kiln_exec_opts_init first. `size` lets the struct
+ * grow: fields added later go at the end, and the library treats those a
+ * caller built against an older kiln.h lacks as defaults. */
 struct kiln_exec_opts {
+	size_t size; /* sizeof(struct kiln_exec_opts); set by init */
 	const char *const *argv; /* NULL-terminated; argv[0] found in PATH */
 	const char *const *env;	 /* "NAME=value" added to the agent's; NULL */
 	const char *cwd;	 /* NULL: / */
@@ -255,6 +299,7 @@ struct kiln_exec_result {
 	int error;	/* errno of the agent's error, or 0 */
 	int error_what; /* enum kiln_agent_error_what, or 0 */
 	char message[KILN_EXEC_MESSAGE_MAX + 1]; /* the agent's message */
+	uint64_t reserved[4]; /* room to grow without an ABI break */
 };
 
 /* Defaults: no env, cwd, ids, pty or timeout; no stdin; output dropped. */
@@ -321,6 +366,25 @@ KILN_API int kiln_sandbox_stop(struct kiln_sandbox *sb, int grace_ms,
 			       struct kiln_exit_info *info);
 /* Stops (hard) and frees the sandbox, its VM and private sockets. */
 KILN_API void kiln_sandbox_destroy(struct kiln_sandbox *sb);
+
+/* ---- vhost-user: one kiln device served to another VMM (e.g. QEMU) ---- */
+struct kiln_vhost_user;
+/* Builds the device described by device_spec (kiln_config_add_device's
+ * syntax) and listens on socket_path, replacing a stale socket there (never
+ * another file or a live socket). -EINVAL: bad options (logged); other
+ * -errno: the device or socket could not be made (logged). */
+KILN_API int kiln_vhost_user_create(const char *device_spec,
+				    const char *socket_path, kiln_log_fn log,
+				    void *opaque, enum kiln_log_level max_level,
+				    struct kiln_vhost_user **out);
+/* Serves front-ends one after the other, on the calling thread, until
+ * kiln_vhost_user_stop. 0 once stopped, or -errno. */
+KILN_API int kiln_vhost_user_run(struct kiln_vhost_user *vu);
+/* Makes kiln_vhost_user_run return soon. Any thread, async-signal-safe. */
+KILN_API void kiln_vhost_user_stop(struct kiln_vhost_user *vu);
+/* Closes the connection and the socket (removing it), frees the device. NULL
+ * is fine; not while kiln_vhost_user_run runs. */
+KILN_API void kiln_vhost_user_free(struct kiln_vhost_user *vu);
 
 #ifdef __cplusplus
 }

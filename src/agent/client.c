@@ -9,8 +9,11 @@
  */
 #include "agent/client.h"
 #include "util/clock.h"
+#include "util/fdio.h"
+#include "util/unix_socket.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -272,7 +275,7 @@ static void sess_cancel(struct kiln_agent_exec *s)
 static int write_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = write_nosigpipe(fd, p, len);
 
 		if (n < 0) {
 			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
@@ -757,7 +760,7 @@ int kiln_agent_listen_hybrid(const char *uds_path, unsigned port,
 			     const struct kiln_log *log)
 {
 	struct sockaddr_un sa;
-	struct stat st;
+	struct unix_socket_id id;
 	int fd, err;
 
 	if (port > INT32_MAX)
@@ -765,20 +768,9 @@ int kiln_agent_listen_hybrid(const char *uds_path, unsigned port,
 	err = uds_addr(&sa, uds_path, (int)port, log);
 	if (err < 0)
 		return err;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return kiln_errorf(log, -errno, "agent: socket: %s",
-				   strerror(errno));
-	/* a socket left by an earlier run, but never any other file */
-	if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(sa.sun_path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 4) < 0) {
-		err = -errno;
-		close(fd);
-		return kiln_errorf(log, err, "agent: listening on %s: %s",
-				   sa.sun_path, strerror(-err));
-	}
+	/* a socket left by an earlier run, but never a live one or any
+	 * other file */
+	fd = unix_listen(sa.sun_path, 4, false, "agent", log, &id);
 	return fd;
 }
 
@@ -964,14 +956,18 @@ void kiln_agent_close(struct kiln_agent *a)
 KILN_API void kiln_exec_opts_init(struct kiln_exec_opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
 	o->uid = o->gid = -1;
 	o->stdin_fd = o->stdout_fd = o->stderr_fd = -1;
 }
 
-int kiln_agent_exec_start(struct kiln_agent *a, const struct kiln_exec_opts *o,
+int kiln_agent_exec_start(struct kiln_agent *a,
+			  const struct kiln_exec_opts *caller_opts,
 			  struct kiln_agent_exec **out)
 {
 	struct kiln_agent_exec_req req = {0};
+	struct kiln_exec_opts opts;
+	const struct kiln_exec_opts *o = &opts;
 	struct kiln_agent_exec *s;
 	uint8_t *p;
 	int n;
@@ -979,6 +975,17 @@ int kiln_agent_exec_start(struct kiln_agent *a, const struct kiln_exec_opts *o,
 	*out = NULL;
 	if (a->err)
 		return a->err;
+	/* A caller built against an older kiln.h passes a smaller struct:
+	 * what it lacks keeps the defaults. */
+	if (caller_opts->size <
+		    offsetof(struct kiln_exec_opts, stderr_fd) + sizeof(int) ||
+	    caller_opts->size > sizeof(opts))
+		return kiln_errorf(&a->log, -EINVAL,
+				   "agent exec: options not set up with "
+				   "kiln_exec_opts_init (size %zu)",
+				   caller_opts->size);
+	kiln_exec_opts_init(&opts);
+	memcpy(&opts, caller_opts, caller_opts->size);
 	if (!o->argv || !o->argv[0])
 		return kiln_errorf(&a->log, -EINVAL, "agent exec: empty argv");
 	if (o->uid > (long)UINT32_MAX || o->gid > (long)UINT32_MAX ||

@@ -339,44 +339,19 @@ static int raw_get_size(int fd, const char *path, const struct kiln_log *log,
 	return 0;
 }
 
-int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
-		   struct block_backend **out)
+/* The raw backend around an open, checked fd (taken over, even on
+ * failure); name is for messages. */
+static int raw_from_fd(int fd, const char *name, bool read_only,
+		       const struct kiln_log *log, struct block_backend **out)
 {
-	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	struct raw_backend *rb;
 	struct stat st;
 	char id[64];
 	uint64_t size = 0;
-	int fd, r;
+	int r = raw_get_size(fd, name, log, &size);
 
-	/* O_NONBLOCK: a FIFO (or a device that waits for a carrier) must be
-	 * refused by raw_get_size, not block open() forever. */
-	fd = open(path, flags | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0) {
-		int err = errno;
-
-		if (err == ENOENT)
-			return kiln_errorf(log, -ENOENT,
-					   "block: %s: no such file", path);
-		/* open(O_RDWR) on a directory fails with EISDIR */
-		if (err == EISDIR)
-			return kiln_errorf(
-				log, -EISDIR,
-				"block: %s is a directory, not a disk image",
-				path);
-		return kiln_errorf(log, -err, "block: cannot open %s%s: %s",
-				   path, read_only ? "" : " read-write",
-				   strerror(err));
-	}
-	r = raw_get_size(fd, path, log, &size);
 	if (r < 0)
 		goto err_close;
-	/* a regular file or a block device: blocking I/O from here on */
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
-		r = kiln_errorf(log, -errno, "block: %s: fcntl: %s", path,
-				strerror(errno));
-		goto err_close;
-	}
 	rb = calloc(1, sizeof(*rb));
 	if (!rb) {
 		r = kiln_errorf(log, -ENOMEM, "block: out of memory");
@@ -401,6 +376,68 @@ int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
 err_close:
 	close(fd);
 	return r;
+}
+
+int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
+		   struct block_backend **out)
+{
+	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	uint64_t size;
+	int fd, r;
+
+	/* O_NONBLOCK: a FIFO (or a device that waits for a carrier) must be
+	 * refused by raw_get_size, not block open() forever. */
+	fd = open(path, flags | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		int err = errno;
+
+		if (err == ENOENT)
+			return kiln_errorf(log, -ENOENT,
+					   "block: %s: no such file", path);
+		/* open(O_RDWR) on a directory fails with EISDIR */
+		if (err == EISDIR)
+			return kiln_errorf(
+				log, -EISDIR,
+				"block: %s is a directory, not a disk image",
+				path);
+		return kiln_errorf(log, -err, "block: cannot open %s%s: %s",
+				   path, read_only ? "" : " read-write",
+				   strerror(err));
+	}
+	r = raw_get_size(fd, path, log, &size);
+	/* a regular file or a block device: blocking I/O from here on */
+	if (r == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		r = kiln_errorf(log, -errno, "block: %s: fcntl: %s", path,
+				strerror(errno));
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return raw_from_fd(fd, path, read_only, log, out);
+}
+
+int block_raw_open_fd(int fd, bool read_only, const struct kiln_log *log,
+		      struct block_backend **out)
+{
+	char name[32];
+	int fl = fcntl(fd, F_GETFL), copy;
+
+	snprintf(name, sizeof(name), "fd %d", fd);
+	if (fl < 0)
+		return kiln_errorf(log, -EBADF, "block: %s is not open", name);
+	if (!read_only && (fl & O_ACCMODE) == O_RDONLY)
+		return kiln_errorf(log, -EBADF,
+				   "block: %s is open read-only (add ro)",
+				   name);
+	if ((fl & O_ACCMODE) == O_WRONLY)
+		return kiln_errorf(log, -EBADF, "block: %s is open write-only",
+				   name);
+	/* our own descriptor: the caller may close theirs */
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0)
+		return kiln_errorf(log, -errno, "block: dup %s: %s", name,
+				   strerror(errno));
+	return raw_from_fd(copy, name, read_only, log, out);
 }
 
 /* ---- in memory ---- */

@@ -57,6 +57,12 @@ struct block_backend {
 int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
 		   struct block_backend **out);
 
+/* Like block_raw_open on an fd the caller opened (kept open by the caller;
+ * kiln uses its own duplicate, which shares the file offset and flags). A
+ * read-write disk needs an fd open for reading and writing. */
+int block_raw_open_fd(int fd, bool read_only, const struct kiln_log *log,
+		      struct block_backend **out);
+
 /* A zero-filled in-memory disk of `size` bytes (a non-zero multiple of 512),
  * for tests and scratch disks. Returns 0 and *out, or -errno (logged). */
 int block_mem_create(uint64_t size, bool read_only, const struct kiln_log *log,

@@ -11,22 +11,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Extensions kiln cannot run without, with the reason shown to the user. */
-static const struct {
-	unsigned long cap;
-	const char *name;
-	const char *why;
-} required_caps[] = {
+/* Extensions kiln cannot run without on any architecture, with the reason
+ * shown to the user (the architecture's own: arch_check_kvm). */
+static const struct kvm_cap_need required_caps[] = {
 	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", "guest RAM"},
-	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "in-kernel APIC/IOAPIC/PIC"},
-	{KVM_CAP_PIT2, "KVM_CAP_PIT2", "in-kernel timer"},
-	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", "x86 TSS area"},
-	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "CPUID setup"},
 	{KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "halt detection"},
 	{KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", "interrupt routing"},
 	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "device notifications"},
 	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts"},
 };
+
+int kvm_require_caps(const struct kvm_system *sys, const char *path,
+		     const struct kvm_cap_need *caps, size_t n,
+		     const struct kiln_log *log)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!kvm_check_extension(sys->fd, caps[i].cap))
+			return kiln_errorf(
+				log, -ENOTSUP,
+				"KVM at %s lacks the required extension "
+				"%s (needed for %s); a newer host kernel "
+				"is needed",
+				path, caps[i].name, caps[i].why);
+	return 0;
+}
 
 int kvm_check_extension(int fd, unsigned long cap)
 {
@@ -71,27 +79,22 @@ int kvm_system_open(struct kvm_system *sys, const char *path,
 				   "version %d",
 				   path, version, KVM_REQUIRED_API_VERSION);
 	}
-	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]);
-	     i++) {
-		if (!kvm_check_extension(fd, required_caps[i].cap)) {
-			close(fd);
-			return kiln_errorf(
-				log, -ENOTSUP,
-				"KVM at %s lacks the required extension "
-				"%s (needed for %s); a newer host kernel "
-				"is needed",
-				path, required_caps[i].name,
-				required_caps[i].why);
-		}
+	sys->fd = fd;
+	if (kvm_require_caps(sys, path, required_caps,
+			     sizeof(required_caps) / sizeof(required_caps[0]),
+			     log) < 0) {
+		close(fd);
+		sys->fd = -1;
+		return -ENOTSUP;
 	}
 	sys->vcpu_mmap_size = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (sys->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
 		close(fd);
+		sys->fd = -1;
 		return kiln_errorf(log, -EINVAL,
 				   "KVM_GET_VCPU_MMAP_SIZE returned %d",
 				   sys->vcpu_mmap_size);
 	}
-	sys->fd = fd;
 	return 0;
 }
 
@@ -102,43 +105,14 @@ void kvm_system_close(struct kvm_system *sys)
 	sys->fd = -1;
 }
 
-/* Addresses of the two pages KVM on Intel needs for real-mode emulation;
- * just below the IOAPIC/LAPIC/BIOS area, never RAM in kiln's layout. */
-#define KVM_TSS_ADDR	      0xfffbd000ull
-#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
-
 int kvm_vm_create(const struct kvm_system *sys, const struct kiln_log *log)
 {
-	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
-	int fd, err;
+	int fd = ioctl(sys->fd, KVM_CREATE_VM, 0);
 
-	fd = ioctl(sys->fd, KVM_CREATE_VM, 0);
 	if (fd < 0)
 		return kiln_errorf(log, -errno, "KVM_CREATE_VM: %s",
 				   strerror(errno));
-	if (ioctl(fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
-		err = -errno;
-		log_error(log, "KVM_SET_TSS_ADDR: %s", strerror(errno));
-		goto fail;
-	}
-	/* Optional: only Intel's real-mode emulation uses it. */
-	if (kvm_check_extension(sys->fd, KVM_CAP_SET_IDENTITY_MAP_ADDR))
-		ioctl(fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
-	if (ioctl(fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		err = -errno;
-		log_error(log, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-		goto fail;
-	}
-	if (ioctl(fd, KVM_CREATE_PIT2, &pit) < 0) {
-		err = -errno;
-		log_error(log, "KVM_CREATE_PIT2: %s", strerror(errno));
-		goto fail;
-	}
 	return fd;
-fail:
-	close(fd);
-	return err;
 }
 
 int kvm_vm_set_memory(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size,
@@ -204,32 +178,6 @@ void kvm_vcpu_close(struct kvm_vcpu_fd *vcpu)
 		close(vcpu->fd);
 	vcpu->run = NULL;
 	vcpu->fd = -1;
-}
-
-struct kvm_cpuid2 *kvm_supported_cpuid(const struct kvm_system *sys,
-				       const struct kiln_log *log)
-{
-	/* KVM answers E2BIG until the buffer is large enough. */
-	for (unsigned nent = 64; nent <= 4096; nent *= 2) {
-		struct kvm_cpuid2 *c =
-			calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
-
-		if (!c) {
-			log_error(log, "out of memory for CPUID table");
-			return NULL;
-		}
-		c->nent = nent;
-		if (ioctl(sys->fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			return c;
-		free(c);
-		if (errno != E2BIG) {
-			log_error(log, "KVM_GET_SUPPORTED_CPUID: %s",
-				  strerror(errno));
-			return NULL;
-		}
-	}
-	log_error(log, "KVM_GET_SUPPORTED_CPUID: table too large");
-	return NULL;
 }
 
 const char *kvm_exit_reason_name(uint32_t reason)

@@ -9,6 +9,7 @@
 
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/log.h"
@@ -33,10 +34,24 @@ int kvm_system_open(struct kvm_system *sys, const char *path,
 		    const struct kiln_log *log);
 void kvm_system_close(struct kvm_system *sys);
 
+/* A KVM extension kiln needs, with its name and what it is for. */
+struct kvm_cap_need {
+	unsigned long cap;
+	const char *name;
+	const char *why;
+};
+
+/* 0 if KVM has every one of caps, else -ENOTSUP naming the first missing
+ * one (logged). */
+int kvm_require_caps(const struct kvm_system *sys, const char *path,
+		     const struct kvm_cap_need *caps, size_t n,
+		     const struct kiln_log *log);
+
 /* Returns the KVM_CHECK_EXTENSION value for cap (0 if absent). */
 int kvm_check_extension(int fd, unsigned long cap);
 
-/* Creates a VM with an in-kernel IRQ chip and PIT; returns fd or -errno. */
+/* KVM_CREATE_VM (the architecture's setup follows: arch_vm_setup); fd or
+ * -errno (logged). */
 int kvm_vm_create(const struct kvm_system *sys, const struct kiln_log *log);
 
 /* Registers host memory as guest-physical memory in `slot`. */
@@ -50,10 +65,6 @@ int kvm_vm_irq_line(int vm_fd, uint32_t gsi, int level);
 int kvm_vcpu_create(const struct kvm_system *sys, int vm_fd, unsigned index,
 		    struct kvm_vcpu_fd *vcpu, const struct kiln_log *log);
 void kvm_vcpu_close(struct kvm_vcpu_fd *vcpu);
-
-/* Fetches KVM_GET_SUPPORTED_CPUID; caller frees. NULL on failure (logged). */
-struct kvm_cpuid2 *kvm_supported_cpuid(const struct kvm_system *sys,
-				       const struct kiln_log *log);
 
 /* Name of a KVM exit reason, for messages. */
 const char *kvm_exit_reason_name(uint32_t reason);

@@ -27,6 +27,8 @@
 
 #include "agent/client.h"
 #include "util/log.h"
+#include "virtio/fs.h"
+#include "virtio/vsock.h"
 #include "vm/config.h"
 #include "util/clock.h"
 #include "util/thread.h"
@@ -117,27 +119,33 @@ static struct kiln_sandbox *sandbox_alloc(void)
 static int sandbox_cmdline(struct kiln_config *c)
 {
 	size_t cap = 64 + (c->extra_cmdline ? strlen(c->extra_cmdline) : 0);
+	const struct virtio_dev_opts *sh;
 	char *s, *p;
+	int i = -1;
 
-	for (unsigned i = 0; i < c->nr_shares; i++)
-		cap += 32 + strlen(c->shares[i].tag) * 2 +
-		       (c->shares[i].guest_path
-				? strlen(c->shares[i].guest_path)
-				: 0);
+	while ((sh = config_next_device(c, &virtio_fs_ops, &i))) {
+		const char *mount = virtio_dev_opts_get(sh, "mount");
+
+		cap += 32 + strlen(virtio_dev_opts_get(sh, "tag")) * 2 +
+		       (mount ? strlen(mount) : 0);
+	}
 	s = malloc(cap);
 	if (!s)
 		return -ENOMEM;
 	p = s + sprintf(s, "rdinit=/sbin/kiln-agent quiet");
-	for (unsigned i = 0; i < c->nr_shares; i++) {
-		const struct kiln_share_config *sh = &c->shares[i];
+	i = -1;
+	while ((sh = config_next_device(c, &virtio_fs_ops, &i))) {
+		const char *tag = virtio_dev_opts_get(sh, "tag");
+		const char *mount = virtio_dev_opts_get(sh, "mount");
+		bool ro = false;
 
-		if (sh->guest_path)
-			p += sprintf(p, " kiln.mount=%s:%s", sh->tag,
-				     sh->guest_path);
+		/* checked when the share was added: cannot fail */
+		virtio_dev_opts_bool(sh, "ro", NULL, &ro);
+		if (mount)
+			p += sprintf(p, " kiln.mount=%s:%s", tag, mount);
 		else
-			p += sprintf(p, " kiln.mount=%s:/mnt/%s", sh->tag,
-				     sh->tag);
-		if (sh->read_only)
+			p += sprintf(p, " kiln.mount=%s:/mnt/%s", tag, tag);
+		if (ro)
 			p += sprintf(p, ":ro");
 	}
 	if (c->extra_cmdline && *c->extra_cmdline)
@@ -178,9 +186,10 @@ static int make_private_dir(struct kiln_sandbox *sb)
 KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
 				 struct kiln_sandbox **out)
 {
+	const struct virtio_dev_opts *vsock;
 	struct kiln_sandbox *sb;
 	struct kiln_config *c;
-	int err;
+	int err, at = -1;
 
 	*out = NULL;
 	if (!cfg->kernel_path)
@@ -198,8 +207,9 @@ KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
 	err = sandbox_cmdline(c);
 	if (err < 0)
 		goto fail;
-	if (c->vsock_uds) {
-		sb->uds = strdup(c->vsock_uds);
+	vsock = config_next_device(c, &virtio_vsock_ops, &at);
+	if (vsock) {
+		sb->uds = strdup(virtio_dev_opts_get(vsock, "uds"));
 		err = sb->uds ? 0 : -ENOMEM;
 	} else {
 		err = make_private_dir(sb);

@@ -13,6 +13,7 @@
 #include "server.h"
 #include "memguard.h"
 #include "util/clock.h"
+#include "util/unix_socket.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -95,8 +96,7 @@ struct vhost_user_server {
 	/* the lines a front-end can trigger at will */
 	struct kiln_ratelimit log_limit;
 	char *path; /* the socket we bound, removed on destroy */
-	dev_t path_dev;
-	ino_t path_ino;
+	struct unix_socket_id path_id; /* the socket file we made */
 	int io_timeout_ms;
 	bool stopped;
 	/* the device's own events (vhost_user_server_watch_fd) */
@@ -1522,88 +1522,29 @@ void vhost_user_server_set_io_timeout(struct vhost_user_server *s, int ms)
 	s->io_timeout_ms = ms > 0 ? ms : 1;
 }
 
-/* Removes what an earlier server left at path: a socket nobody accepts
- * on any more. Anything else there is somebody's file and stays. */
-static int remove_stale_socket(struct vhost_user_server *s, const char *path,
-			       const struct sockaddr_un *addr)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0
-				       : kiln_errorf(s->log, -errno,
-						     "vhost-user: %s: %s", path,
-						     strerror(errno));
-	if (!S_ISSOCK(st.st_mode))
-		return kiln_errorf(s->log, -EEXIST,
-				   "vhost-user: %s exists and is not a socket",
-				   path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return kiln_errorf(s->log, -errno, "vhost-user: socket: %s",
-				   strerror(errno));
-	r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-	if (r == 0 || errno == EAGAIN || errno == EINPROGRESS) {
-		close(fd);
-		return kiln_errorf(s->log, -EADDRINUSE,
-				   "vhost-user: a server is listening on %s",
-				   path);
-	}
-	close(fd);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return kiln_errorf(s->log, -errno,
-				   "vhost-user: cannot remove stale %s: %s",
-				   path, strerror(errno));
-	return 0;
-}
-
 int vhost_user_server_listen(struct vhost_user_server *s, const char *path)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, err;
+	int fd;
 
 	if (s->listen_fd >= 0)
 		return kiln_errorf(s->log, -EBUSY,
 				   "vhost-user: already listening");
-	if (!path || !*path || strlen(path) >= sizeof(addr.sun_path))
-		return kiln_errorf(
-			s->log, -ENAMETOOLONG,
-			"vhost-user: socket path must be 1..%zu bytes",
-			sizeof(addr.sun_path) - 1);
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	err = remove_stale_socket(s, path, &addr);
-	if (err < 0)
-		return err;
-	s->path = strdup(path);
+	s->path = strdup(path ? path : "");
 	if (!s->path)
 		return -ENOMEM;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		err = -errno;
-		goto fail;
-	}
 	/* Backlog 1: the next front-end waits while one is served. */
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(fd, 1) < 0 || stat(path, &st) < 0) {
-		err = -errno;
-		close(fd);
-		goto fail;
+	fd = unix_listen(path, 1, true, "vhost-user", s->log, &s->path_id);
+	if (fd < 0) {
+		free(s->path);
+		s->path = NULL;
+		return fd;
 	}
 	s->listen_fd = fd;
-	s->path_dev = st.st_dev;
-	s->path_ino = st.st_ino;
 	if (s->conn_fd < 0)
 		listen_watch(s, true);
 	log_info(s->log, "vhost-user: %s listening on %s", s->dev->ops->name,
 		 path);
 	return 0;
-fail:
-	free(s->path);
-	s->path = NULL;
-	return kiln_errorf(s->log, err, "vhost-user: cannot listen on %s: %s",
-			   path, strerror(-err));
 }
 
 int vhost_user_server_create(struct virtio_dev *dev, const struct kiln_log *log,
@@ -1665,8 +1606,6 @@ int vhost_user_server_create(struct virtio_dev *dev, const struct kiln_log *log,
 
 void vhost_user_server_destroy(struct vhost_user_server *s)
 {
-	struct stat st;
-
 	if (!s)
 		return;
 	conn_drop(s, -ECONNRESET);
@@ -1674,9 +1613,7 @@ void vhost_user_server_destroy(struct vhost_user_server *s)
 	if (s->listen_fd >= 0) {
 		close_fd(&s->listen_fd);
 		/* Only our own socket: someone may have replaced it. */
-		if (s->path && stat(s->path, &st) == 0 &&
-		    st.st_dev == s->path_dev && st.st_ino == s->path_ino)
-			unlink(s->path);
+		unix_unlink_own(s->path, &s->path_id);
 	}
 	free(s->path);
 	close_fd(&s->epoll_fd);

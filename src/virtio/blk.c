@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 #include "blk.h"
 #include "util/le.h"
+#include "virtio/device_table.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct virtio_blk {
 	struct block_backend *be;
+	bool owns_be; /* made by blk_create from options: destroyed with us */
 	bool read_only;
 	uint64_t capacity; /* 512-byte sectors */
 	uint8_t config[BLK_CONFIG_SIZE];
@@ -17,8 +20,6 @@ struct virtio_blk {
 	struct virtq_chain chain;
 	struct blk_request req;
 };
-
-static const struct virtio_dev_ops blk_ops;
 
 /* ---- parsing: pure functions of the chain ---- */
 
@@ -331,7 +332,7 @@ uint32_t virtio_blk_handle_chain(struct virtio_dev *dev,
 	uint64_t data_written = 0;
 	int status;
 
-	if (!b || dev->ops != &blk_ops)
+	if (!b || dev->ops != &virtio_blk_ops)
 		return 0;
 	req = &b->req;
 	status = blk_parse_request(c, req);
@@ -423,7 +424,64 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned qi)
 		virtio_dev_fail(d, "malformed request ring");
 }
 
-static const struct virtio_dev_ops blk_ops = {
+static const char *const blk_option_keys[] = {"path", "fd", "ro", NULL};
+
+static int blk_check(const struct virtio_dev_opts *o,
+		     const struct kiln_log *log)
+{
+	bool has_path = virtio_dev_opts_find(o, "path", NULL);
+	bool has_fd = virtio_dev_opts_find(o, "fd", NULL);
+	const char *path;
+	uint64_t fd;
+	bool ro;
+	int err = 0;
+
+	if (has_path && has_fd)
+		return kiln_errorf(log, -EINVAL,
+				   "blk: path= and fd= exclude each other");
+	if (has_fd)
+		err = virtio_dev_opts_u64(o, "fd", 0, INT32_MAX, log, &fd);
+	else
+		err = virtio_dev_opts_require(o, "path", "path=IMAGE (or fd=N)",
+					      log, &path);
+	return err < 0 ? err : virtio_dev_opts_bool(o, "ro", log, &ro);
+}
+
+/* A raw image (or block device) opened by the device itself, or a
+ * duplicate of the caller's fd. */
+static int blk_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
+{
+	const char *path = virtio_dev_opts_get(o, "path");
+	struct block_backend *be;
+	char what[32];
+	uint64_t fd;
+	bool ro;
+	int err;
+
+	if (virtio_dev_opts_bool(o, "ro", d->log, &ro) < 0)
+		return -EINVAL;
+	if (path) {
+		err = block_raw_open(path, ro, d->log, &be);
+	} else if (virtio_dev_opts_u64(o, "fd", 0, INT32_MAX, d->log, &fd) ==
+		   0) {
+		snprintf(what, sizeof(what), "fd %d", (int)fd);
+		path = what;
+		err = block_raw_open_fd((int)fd, ro, d->log, &be);
+	} else {
+		return -EINVAL;
+	}
+	if (err < 0)
+		return kiln_errorf(d->log, err, "cannot use disk %s", path);
+	err = virtio_blk_create(be, ro, d);
+	if (err < 0) {
+		block_backend_destroy(be);
+		return kiln_errorf(d->log, err, "cannot create disk %s", path);
+	}
+	((struct virtio_blk *)d->priv)->owns_be = true;
+	return 0;
+}
+
+const struct virtio_dev_ops virtio_blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
 	.num_queues = 1,
@@ -433,6 +491,13 @@ static const struct virtio_dev_ops blk_ops = {
 	.config_read = blk_config_read,
 	.config_write = blk_config_write,
 	.queue_notify = blk_queue_notify,
+	.type = "blk",
+	.option_keys = blk_option_keys,
+	.option_usage = "path=IMAGE|fd=N[,ro]",
+	.check = blk_check,
+	.create = blk_create,
+	.destroy = virtio_blk_destroy,
+	.vhost_user_frontend = "vhost-user-blk,num-queues=1",
 };
 
 static void fill_config(struct virtio_blk *b)
@@ -472,16 +537,21 @@ int virtio_blk_create(struct block_backend *be, bool read_only,
 	b->read_only = read_only || be->read_only;
 	b->capacity = size / BLOCK_SECTOR_SIZE;
 	fill_config(b);
-	dev->ops = &blk_ops;
+	dev->ops = &virtio_blk_ops;
 	dev->priv = b;
 	return 0;
 }
 
 void virtio_blk_destroy(struct virtio_dev *dev)
 {
-	if (!dev || dev->ops != &blk_ops)
+	struct virtio_blk *b;
+
+	if (!dev || dev->ops != &virtio_blk_ops || !dev->priv)
 		return;
-	free(dev->priv);
+	b = dev->priv;
+	if (b->owns_be)
+		block_backend_destroy(b->be);
+	free(b);
 	dev->priv = NULL;
 }
 

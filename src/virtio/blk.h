@@ -111,7 +111,12 @@ bool blk_request_is_write(const struct blk_request *req);
 int virtio_blk_create(struct block_backend *be, bool read_only,
 		      struct virtio_dev *dev);
 
-/* Frees what virtio_blk_create allocated (not the backend); idempotent. */
+/* The device type (device_table.h): "blk,path=IMAGE[,ro]" opens a raw image
+ * and owns it. */
+extern const struct virtio_dev_ops virtio_blk_ops;
+
+/* Frees what virtio_blk_create allocated (not the backend, unless the
+ * device was made from options); idempotent. */
 void virtio_blk_destroy(struct virtio_dev *dev);
 
 /* Handles one chain completely (parse, check, run, status byte) without

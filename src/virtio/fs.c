@@ -3,6 +3,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -10,6 +11,7 @@
 
 #include "fs/fuse_server.h"
 #include "util/le.h"
+#include "virtio/device_table.h"
 
 #define FS_NUM_QUEUES (1 + VIRTIO_FS_REQUEST_QUEUES)
 
@@ -23,8 +25,6 @@ struct virtio_fs {
 	struct virtq_chain *chains[FS_NUM_QUEUES];
 	struct virtio_fs_stats stats[FS_NUM_QUEUES];
 };
-
-static const struct virtio_dev_ops fs_ops;
 
 /* ---- device ops ---- */
 
@@ -101,7 +101,98 @@ static void fs_reset(struct virtio_dev *d)
 		fuse_server_reset(fs->srv);
 }
 
-static const struct virtio_dev_ops fs_ops = {
+/* ---- life cycle from options: fs,dir=DIR,tag=TAG[,ro][,mount=/PATH] ---- */
+
+static const char *const fs_option_keys[] = {"dir", "dirfd", "tag",
+					     "ro",  "mount", NULL};
+
+/* Tags and mount paths also travel on the guest's kernel command line, in
+ * the agent's TAG:PATH[:ro] mount list: nothing there may split it. */
+static bool cmdline_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == ':' || *s == '"' ||
+		    *s == 0x7f)
+			return false;
+	return true;
+}
+
+static int fs_check(const struct virtio_dev_opts *o, const struct kiln_log *log)
+{
+	const char *dir, *tag, *mount = NULL;
+	uint64_t dirfd;
+	bool ro;
+	int err;
+
+	if (virtio_dev_opts_find(o, "dirfd", NULL)) {
+		err = virtio_dev_opts_find(o, "dir", NULL)
+			      ? kiln_errorf(log, -EINVAL,
+					    "fs: dir= and dirfd= exclude each "
+					    "other")
+			      : virtio_dev_opts_u64(o, "dirfd", 0, INT32_MAX,
+						    log, &dirfd);
+	} else {
+		err = virtio_dev_opts_require(o, "dir", "dir=DIR (or dirfd=N)",
+					      log, &dir);
+	}
+	if (err == 0)
+		err = virtio_dev_opts_require(o, "tag", "tag=TAG", log, &tag);
+	if (err == 0)
+		err = virtio_dev_opts_bool(o, "ro", log, &ro);
+	if (err < 0)
+		return err;
+	if (strlen(tag) > VIRTIO_FS_TAG_MAX || !cmdline_safe(tag))
+		return kiln_errorf(
+			log, -EINVAL,
+			"share tag '%s': 1..%u bytes, no whitespace, "
+			"':' or '\"'",
+			tag, VIRTIO_FS_TAG_MAX);
+	if (virtio_dev_opts_find(o, "mount", &mount) &&
+	    (!mount || mount[0] != '/' || strlen(mount) > 255 ||
+	     !cmdline_safe(mount)))
+		return kiln_errorf(
+			log, -EINVAL,
+			"share guest path '%s': must be absolute, at "
+			"most 255 bytes, no whitespace, ':' or '\"'",
+			mount ? mount : "");
+	return 0;
+}
+
+/* mount= is for a sandbox's agent (where it mounts the share); the
+ * device itself does not use it. */
+static int fs_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
+{
+	const char *dir = virtio_dev_opts_get(o, "dir");
+	char fd_dir[32];
+	uint64_t dirfd;
+	bool ro;
+
+	if (virtio_dev_opts_bool(o, "ro", d->log, &ro) < 0)
+		return -EINVAL;
+	/* The caller's directory fd, reopened through its /proc link: the
+	 * share opens the root itself (O_PATH) and keeps that. */
+	if (!dir && virtio_dev_opts_u64(o, "dirfd", 0, INT32_MAX, d->log,
+					&dirfd) == 0) {
+		snprintf(fd_dir, sizeof(fd_dir), "/proc/self/fd/%d",
+			 (int)dirfd);
+		dir = fd_dir;
+	}
+	return virtio_fs_create(dir, virtio_dev_opts_get(o, "tag"), ro, d->log,
+				d);
+}
+
+/* QEMU's vhost-user-fs-device needs the tag too. */
+static int fs_frontend_props(const struct virtio_dev *d, char *buf,
+			     unsigned len)
+{
+	const struct virtio_fs *fs = d->priv;
+	int r = snprintf(buf, len, "tag=%.*s", VIRTIO_FS_TAG_MAX,
+			 (const char *)fs->config + VIRTIO_FS_CFG_TAG);
+
+	return r < 0 || (unsigned)r >= len ? -ENOSPC : r;
+}
+
+const struct virtio_dev_ops virtio_fs_ops = {
 	.name = "virtio-fs",
 	.device_id = VIRTIO_ID_FS,
 	.num_queues = FS_NUM_QUEUES,
@@ -112,6 +203,14 @@ static const struct virtio_dev_ops fs_ops = {
 	.config_write = fs_config_write,
 	.queue_notify = fs_queue_notify,
 	.reset = fs_reset,
+	.type = "fs",
+	.option_keys = fs_option_keys,
+	.option_usage = "dir=DIR|dirfd=N,tag=TAG[,ro]",
+	.check = fs_check,
+	.create = fs_create,
+	.destroy = virtio_fs_destroy,
+	.vhost_user_frontend = "vhost-user-fs-device",
+	.frontend_props = fs_frontend_props,
 };
 
 /* ---- construction ---- */
@@ -232,7 +331,7 @@ int virtio_fs_create(const char *dir, const char *tag, bool read_only,
 	memcpy(fs->config + VIRTIO_FS_CFG_TAG, tag, strlen(tag));
 	put_le32(fs->config + VIRTIO_FS_CFG_NUM_REQ_QUEUES,
 		 VIRTIO_FS_REQUEST_QUEUES);
-	dev->ops = &fs_ops;
+	dev->ops = &virtio_fs_ops;
 	dev->priv = fs;
 	return 0;
 fail:
@@ -246,7 +345,7 @@ void virtio_fs_destroy(struct virtio_dev *dev)
 {
 	struct virtio_fs *fs;
 
-	if (!dev || dev->ops != &fs_ops || !dev->priv)
+	if (!dev || dev->ops != &virtio_fs_ops || !dev->priv)
 		return;
 	fs = dev->priv;
 	fuse_server_destroy(fs->srv);
@@ -260,7 +359,7 @@ void virtio_fs_get_stats(const struct virtio_dev *dev,
 			 struct virtio_fs_stats *out)
 {
 	const struct virtio_fs *fs =
-		dev && dev->ops == &fs_ops ? dev->priv : NULL;
+		dev && dev->ops == &virtio_fs_ops ? dev->priv : NULL;
 
 	memset(out, 0, sizeof(*out));
 	if (!fs)

@@ -50,6 +50,10 @@ struct virtio_fs_stats {
 int virtio_fs_create(const char *dir, const char *tag, bool read_only,
 		     const struct kiln_log *log, struct virtio_dev *dev);
 
+/* The device type (device_table.h): "fs,dir=DIR,tag=TAG[,ro][,mount=PATH]"
+ * (mount: where a sandbox's agent mounts it, unused by the device). */
+extern const struct virtio_dev_ops virtio_fs_ops;
+
 /* Frees what virtio_fs_create allocated and closes the share; idempotent.
  * No queue_notify may be running. */
 void virtio_fs_destroy(struct virtio_dev *dev);

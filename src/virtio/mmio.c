@@ -381,8 +381,20 @@ void virtio_mmio_handle_notify(struct virtio_mmio *t, unsigned q)
 	/* Work only for a live driver on a ready, healthy queue. */
 	if ((d->status & VIRTIO_STATUS_DRIVER_OK) &&
 	    !(d->status & VIRTIO_STATUS_NEEDS_RESET) && d->vqs[q].ready &&
-	    !d->vqs[q].broken && d->ops->queue_notify)
+	    !d->vqs[q].broken && d->ops->queue_notify) {
+		/* Every device shares the device thread: a busy queue does a
+		 * bounded batch, then goes to the back of the line by
+		 * notifying itself again. */
+		virtq_begin_batch(&d->vqs[q], VIRTIO_MMIO_NOTIFY_BUDGET);
 		d->ops->queue_notify(d, q);
+		if (virtq_end_batch(&d->vqs[q])) {
+			uint64_t one = 1;
+
+			if (write(t->notify_fd[q], &one, sizeof(one)) < 0) {
+				/* only on counter overflow: already set */
+			}
+		}
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -16,6 +16,9 @@
 #include "virtio/virtio.h"
 
 #define VIRTIO_MMIO_SIZE 0x200
+/* Chains one queue notification may handle before the other devices on
+ * the device thread get their turn. */
+#define VIRTIO_MMIO_NOTIFY_BUDGET 64
 
 struct virtio_mmio {
 	struct virtio_dev dev;

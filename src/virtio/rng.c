@@ -44,7 +44,14 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned qi)
 		virtio_dev_fail(d, "malformed rng request ring");
 }
 
-static const struct virtio_dev_ops rng_ops = {
+static int rng_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
+{
+	(void)o;
+	virtio_rng_init(d);
+	return 0;
+}
+
+const struct virtio_dev_ops virtio_rng_ops = {
 	.name = "virtio-rng",
 	.device_id = VIRTIO_ID_RNG,
 	.num_queues = 1,
@@ -52,10 +59,14 @@ static const struct virtio_dev_ops rng_ops = {
 	.features = rng_features,
 	.config_size = 0,
 	.queue_notify = rng_queue_notify,
+	.type = "rng",
+	.max_per_vm = 1,
+	.create = rng_create,
+	.vhost_user_frontend = "vhost-user-rng",
 };
 
 void virtio_rng_init(struct virtio_dev *dev)
 {
-	dev->ops = &rng_ops;
+	dev->ops = &virtio_rng_ops;
 	dev->priv = NULL;
 }

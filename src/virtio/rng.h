@@ -5,6 +5,9 @@
 
 #include "virtio/virtio.h"
 
+/* The device type (device_table.h): "rng", no options; every VM has one. */
+extern const struct virtio_dev_ops virtio_rng_ops;
+
 /* Fills dev->ops/priv for a virtio-rng device. */
 void virtio_rng_init(struct virtio_dev *dev);
 

@@ -38,9 +38,12 @@
 #define VIRTIO_ID_FS	  26
 
 struct virtio_dev;
+struct virtio_dev_opts;
+struct snapshot_writer;
+struct snapshot_reader;
 
 struct virtio_dev_ops {
-	const char *name;
+	const char *name; /* for messages: "virtio-blk" */
 	uint32_t device_id;
 	unsigned num_queues;
 	uint16_t queue_max_size;
@@ -58,6 +61,38 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *d, unsigned q);
 	/* back to the state before the driver touched the device */
 	void (*reset)(struct virtio_dev *d);
+
+	/* ---- life cycle: what the device table (device_table.h) needs;
+	 * a type without create is not in the table (the console) ---- */
+	const char *type;		/* its name in options: "blk" */
+	const char *const *option_keys; /* NULL-terminated; NULL: none */
+	const char *option_usage;	/* for help texts: "path=IMAGE[,ro]" */
+	/* at most this many per VM; 0: no limit of its own */
+	unsigned max_per_vm;
+	/* checks option values, no side effects: 0 or -EINVAL (logged) */
+	int (*check)(const struct virtio_dev_opts *o,
+		     const struct kiln_log *log);
+	/* builds the device in d (ops, priv) from checked options; d->log
+	 * is set: 0 or -errno (logged) */
+	int (*create)(struct virtio_dev *d, const struct virtio_dev_opts *o);
+	/* frees what create made; idempotent */
+	void (*destroy)(struct virtio_dev *d);
+	/* optional: a host fd the owner watches for readability and then
+	 * calls host_events, on the thread and under the lock it runs
+	 * queue_notify with */
+	int (*host_fd)(const struct virtio_dev *d);
+	void (*host_events)(struct virtio_dev *d);
+	/* QEMU's vhost-user front end for this type (emulating engine),
+	 * with fixed properties: "vhost-user-blk,num-queues=1" */
+	const char *vhost_user_frontend;
+	/* optional: per-device front-end properties ("tag=data"); bytes
+	 * written (< len) or -ENOSPC */
+	int (*frontend_props)(const struct virtio_dev *d, char *buf,
+			      unsigned len);
+	/* optional (snapshots): device state out and back in; a device
+	 * without them cannot be snapshotted */
+	int (*save)(const struct virtio_dev *d, struct snapshot_writer *w);
+	int (*restore)(struct virtio_dev *d, struct snapshot_reader *r);
 };
 
 /* What a device asks of its transport. */

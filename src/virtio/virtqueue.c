@@ -207,6 +207,21 @@ static int walk_chain(struct virtq *q, struct virtq_chain *c, uint16_t head)
 	}
 }
 
+void virtq_begin_batch(struct virtq *q, unsigned budget)
+{
+	q->batch = true;
+	q->batch_cut = false;
+	q->batch_left = budget;
+}
+
+bool virtq_end_batch(struct virtq *q)
+{
+	bool cut = q->batch_cut;
+
+	q->batch = q->batch_cut = false;
+	return cut;
+}
+
 int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 {
 	struct vring_avail *avail;
@@ -218,6 +233,10 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 	 * addresses may be stale or unset. */
 	if (!q->ready)
 		return 0;
+	if (q->batch && q->batch_left == 0) {
+		q->batch_cut = true;
+		return 0;
+	}
 	if (!q->mem || !size_ok(q->size))
 		return fail(q);
 	avail = avail_ring(q);
@@ -251,6 +270,8 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 	if (walk_chain(q, chain, head) < 0)
 		return fail(q);
 	q->last_avail_idx++;
+	if (q->batch)
+		q->batch_left--;
 	return 1;
 }
 

@@ -42,6 +42,10 @@ struct virtq {
 	uint16_t signalled_used; /* used_idx at the last interrupt */
 	bool signalled_used_valid;
 	bool broken; /* a malformed ring was seen: no more processing */
+	/* per-notify work budget (virtq_begin_batch): chains left to pop */
+	bool batch;
+	bool batch_cut;
+	unsigned batch_left;
 };
 
 /* One descriptor chain taken from the avail ring: device-readable segments
@@ -54,6 +58,14 @@ struct virtq_chain {
 	struct iovec out[VIRTQ_MAX_SEGS];
 	struct iovec in[VIRTQ_MAX_SEGS];
 };
+
+/* Bounds the work one notification may do: until virtq_end_batch, pops
+ * beyond `budget` chains return 0 as if the ring were empty. */
+void virtq_begin_batch(struct virtq *q, unsigned budget);
+
+/* Ends the batch; true if the budget cut it short (chains may be left, so
+ * the transport must run the queue again after the other devices). */
+bool virtq_end_batch(struct virtq *q);
 
 /* Resets the device-side state (indices, broken flag) and the config. */
 void virtq_reset(struct virtq *q);

@@ -19,6 +19,8 @@
 #include "vsock.h"
 #include "util/le.h"
 #include "util/clock.h"
+#include "util/unix_socket.h"
+#include "virtio/device_table.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -99,8 +101,7 @@ struct vsock {
 	uint32_t buf_alloc;
 	unsigned max_conns, connect_ms, close_ms;
 	char *uds_path;
-	dev_t path_dev;
-	ino_t path_ino;
+	struct unix_socket_id path_id; /* the socket file we made */
 	int epoll_fd, listen_fd, timer_fd;
 	bool listen_watched;
 	int64_t listen_resume; /* accept again from then (ms); 0: not paused */
@@ -119,8 +120,6 @@ struct vsock {
 	struct virtq_chain tx_chain, rx_chain;
 	uint8_t buf[VSOCK_MAX_PKT];
 };
-
-static const struct virtio_dev_ops vsock_ops;
 
 static bool would_block(int err)
 {
@@ -1283,7 +1282,7 @@ void virtio_vsock_handle_events(struct virtio_dev *d)
 	struct epoll_event evs[EVENTS_PER_CALL];
 	int n;
 
-	if (!vs || d->ops != &vsock_ops)
+	if (!vs || d->ops != &virtio_vsock_ops)
 		return;
 	vs->dev = d;
 	check_live(vs);
@@ -1320,7 +1319,7 @@ int virtio_vsock_poll_fd(const struct virtio_dev *d)
 {
 	const struct vsock *vs = d ? d->priv : NULL;
 
-	if (!vs || d->ops != &vsock_ops)
+	if (!vs || d->ops != &virtio_vsock_ops)
 		return -1;
 	return vs->epoll_fd;
 }
@@ -1379,97 +1378,28 @@ static void vsock_reset(struct virtio_dev *d)
 	drop_conns(vs, true);
 }
 
-static const struct virtio_dev_ops vsock_ops = {
-	.name = "virtio-vsock",
-	.device_id = VIRTIO_ID_VSOCK,
-	.num_queues = VSOCK_NUM_QUEUES,
-	.queue_max_size = VSOCK_QUEUE_SIZE,
-	.features = vsock_features,
-	.config_size = VSOCK_CONFIG_SIZE,
-	.config_read = vsock_config_read,
-	.config_write = vsock_config_write,
-	.queue_notify = vsock_queue_notify,
-	.reset = vsock_reset,
-};
-
 /* ---- creation ---- */
-
-/* Removes what an earlier run left at path: a socket nobody accepts on
- * any more. Anything else there is somebody's file and stays. */
-static int remove_stale_socket(const struct kiln_log *log, const char *path,
-			       const struct sockaddr_un *addr)
-{
-	struct stat st;
-	int fd, r, err;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0
-				       : kiln_errorf(log, -errno,
-						     "virtio-vsock: %s: %s",
-						     path, strerror(errno));
-	if (!S_ISSOCK(st.st_mode))
-		return kiln_errorf(
-			log, -EEXIST,
-			"virtio-vsock: %s exists and is not a socket", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return kiln_errorf(log, -errno, "virtio-vsock: socket: %s",
-				   strerror(errno));
-	r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-	err = errno;
-	close(fd);
-	if (r == 0 || err == EAGAIN)
-		return kiln_errorf(log, -EADDRINUSE,
-				   "virtio-vsock: something listens on %s",
-				   path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return kiln_errorf(log, -errno,
-				   "virtio-vsock: cannot remove stale %s: %s",
-				   path, strerror(errno));
-	return 0;
-}
 
 static int listen_uds(struct vsock *vs, const struct kiln_log *log)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, err;
+	int fd = unix_listen(vs->uds_path, 64, true, "virtio-vsock", log,
+			     &vs->path_id);
 
-	memcpy(addr.sun_path, vs->uds_path, strlen(vs->uds_path) + 1);
-	err = remove_stale_socket(log, vs->uds_path, &addr);
-	if (err < 0)
-		return err;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return kiln_errorf(log, -errno, "virtio-vsock: socket: %s",
-				   strerror(errno));
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(fd, 64) < 0 || stat(vs->uds_path, &st) < 0) {
-		err = -errno;
-		close(fd);
-		return kiln_errorf(log, err,
-				   "virtio-vsock: cannot listen on %s: %s",
-				   vs->uds_path, strerror(-err));
-	}
+		return fd;
 	vs->listen_fd = fd;
-	vs->path_dev = st.st_dev;
-	vs->path_ino = st.st_ino;
 	listen_watch(vs, true);
 	return vs->listen_watched ? 0 : -ENOMEM;
 }
 
 static void vsock_free(struct vsock *vs)
 {
-	struct stat st;
-
 	if (vs->slots)
 		drop_conns(vs, false);
 	if (vs->listen_fd >= 0) {
 		close(vs->listen_fd);
 		/* Only our own socket: someone may have replaced it. */
-		if (stat(vs->uds_path, &st) == 0 && st.st_dev == vs->path_dev &&
-		    st.st_ino == vs->path_ino)
-			unlink(vs->uds_path);
+		unix_unlink_own(vs->uds_path, &vs->path_id);
 	}
 	if (vs->timer_fd >= 0)
 		close(vs->timer_fd);
@@ -1575,7 +1505,7 @@ int virtio_vsock_create(const struct virtio_vsock_config *cfg,
 		vsock_free(vs);
 		return err;
 	}
-	dev->ops = &vsock_ops;
+	dev->ops = &virtio_vsock_ops;
 	dev->priv = vs;
 	log_info(log, "virtio-vsock: guest CID %llu, host sockets at %s",
 		 (unsigned long long)vs->guest_cid, vs->uds_path);
@@ -1584,7 +1514,7 @@ int virtio_vsock_create(const struct virtio_vsock_config *cfg,
 
 void virtio_vsock_destroy(struct virtio_dev *dev)
 {
-	if (!dev || dev->ops != &vsock_ops || !dev->priv)
+	if (!dev || dev->ops != &virtio_vsock_ops || !dev->priv)
 		return;
 	vsock_free(dev->priv);
 	dev->priv = NULL;
@@ -1594,10 +1524,74 @@ void virtio_vsock_get_stats(const struct virtio_dev *dev,
 			    struct virtio_vsock_stats *out)
 {
 	const struct vsock *vs =
-		dev && dev->ops == &vsock_ops ? dev->priv : NULL;
+		dev && dev->ops == &virtio_vsock_ops ? dev->priv : NULL;
 
 	if (vs)
 		*out = vs->stats;
 	else
 		memset(out, 0, sizeof(*out));
 }
+
+/* ---- life cycle from options: vsock,cid=CID,uds=PATH ---- */
+
+static const char *const vsock_option_keys[] = {"cid", "uds", NULL};
+
+static int vsock_opts_config(const struct virtio_dev_opts *o,
+			     const struct kiln_log *log,
+			     struct virtio_vsock_config *cfg)
+{
+	uint64_t cid;
+	const char *uds;
+	int err = virtio_dev_opts_u64(o, "cid", 3, UINT32_MAX - 1, log, &cid);
+
+	if (err == -ENOENT)
+		err = kiln_errorf(log, -EINVAL, "vsock: cid=CID is required");
+	if (err == 0)
+		err = virtio_dev_opts_require(o, "uds", "uds=PATH", log, &uds);
+	if (err < 0)
+		return err;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->guest_cid = cid;
+	cfg->uds_path = uds;
+	err = check_config(cfg, log);
+	return err < 0 ? -EINVAL : 0;
+}
+
+static int vsock_check(const struct virtio_dev_opts *o,
+		       const struct kiln_log *log)
+{
+	struct virtio_vsock_config cfg;
+
+	return vsock_opts_config(o, log, &cfg);
+}
+
+static int vsock_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
+{
+	struct virtio_vsock_config cfg;
+	int err = vsock_opts_config(o, d->log, &cfg);
+
+	return err < 0 ? err : virtio_vsock_create(&cfg, d);
+}
+
+const struct virtio_dev_ops virtio_vsock_ops = {
+	.name = "virtio-vsock",
+	.device_id = VIRTIO_ID_VSOCK,
+	.num_queues = VSOCK_NUM_QUEUES,
+	.queue_max_size = VSOCK_QUEUE_SIZE,
+	.features = vsock_features,
+	.config_size = VSOCK_CONFIG_SIZE,
+	.config_read = vsock_config_read,
+	.config_write = vsock_config_write,
+	.queue_notify = vsock_queue_notify,
+	.reset = vsock_reset,
+	.type = "vsock",
+	.option_keys = vsock_option_keys,
+	.option_usage = "cid=CID,uds=PATH",
+	.max_per_vm = 1,
+	.check = vsock_check,
+	.create = vsock_create,
+	.destroy = virtio_vsock_destroy,
+	.host_fd = virtio_vsock_poll_fd,
+	.host_events = virtio_vsock_handle_events,
+	.vhost_user_frontend = "vhost-user-vsock-device",
+};

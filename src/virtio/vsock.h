@@ -126,6 +126,9 @@ enum vsock_verdict vsock_parse_pkt(const struct virtq_chain *c,
 int virtio_vsock_create(const struct virtio_vsock_config *cfg,
 			struct virtio_dev *dev);
 
+/* The device type (device_table.h): "vsock,cid=CID,uds=PATH". */
+extern const struct virtio_dev_ops virtio_vsock_ops;
+
 /* Closes every connection and the listening socket (removing it), frees
  * the state; idempotent. */
 void virtio_vsock_destroy(struct virtio_dev *dev);

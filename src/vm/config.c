@@ -2,11 +2,16 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "virtio/blk.h"
+#include "virtio/fs.h"
+#include "virtio/vsock.h"
 
 KILN_API const char *kiln_version(void)
 {
@@ -36,14 +41,8 @@ KILN_API void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->kvm_path);
 	free(cfg->base_cmdline);
 	free(cfg->extra_cmdline);
-	for (unsigned i = 0; i < cfg->nr_disks; i++)
-		free(cfg->disks[i].path);
-	free(cfg->vsock_uds);
-	for (unsigned i = 0; i < cfg->nr_shares; i++) {
-		free(cfg->shares[i].dir);
-		free(cfg->shares[i].tag);
-		free(cfg->shares[i].guest_path);
-	}
+	for (unsigned i = 0; i < cfg->nr_devices; i++)
+		virtio_dev_opts_free(&cfg->devices[i]);
 	free(cfg);
 }
 
@@ -79,6 +78,18 @@ KILN_API int kiln_config_set_initrd(struct kiln_config *cfg, const char *path)
 	if (path && !*path)
 		return kiln_errorf(&cfg->log, -EINVAL, "empty initrd path");
 	return replace_string(&cfg->initrd_path, path);
+}
+
+KILN_API int kiln_config_set_kvm_fd(struct kiln_config *cfg, int fd)
+{
+	char path[32];
+
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return kiln_errorf(&cfg->log, -EBADF, "KVM fd %d is not open",
+				   fd);
+	/* reopened through its /proc link when the VM is created */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return replace_string(&cfg->kvm_path, path);
 }
 
 KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg, const char *path)
@@ -161,33 +172,96 @@ KILN_API int kiln_config_set_console(struct kiln_config *cfg,
 	return 0;
 }
 
-KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
-				  int read_only)
+const struct virtio_dev_opts *
+config_next_device(const struct kiln_config *cfg,
+		   const struct virtio_dev_ops *type, int *from)
 {
-	char *copy;
+	for (int i = *from + 1; i < (int)cfg->nr_devices; i++)
+		if (cfg->devices[i].type == type) {
+			*from = i;
+			return &cfg->devices[i];
+		}
+	return NULL;
+}
 
-	if (!path || !*path)
-		return kiln_errorf(&cfg->log, -EINVAL, "empty disk path");
-	if (cfg->nr_disks == KILN_MAX_DISKS)
-		return kiln_errorf(&cfg->log, -E2BIG, "at most %d disks",
-				   KILN_MAX_DISKS);
-	copy = strdup(path);
-	if (!copy)
-		return -ENOMEM;
-	cfg->disks[cfg->nr_disks].path = copy;
-	cfg->disks[cfg->nr_disks].read_only = read_only != 0;
-	cfg->nr_disks++;
+/* Takes o (checked) into the device list, or frees it: the limits that
+ * span devices (slots, per-type counts, unique share tags). */
+static int add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
+{
+	const struct virtio_dev_ops *type = o->type;
+	unsigned same = 0;
+	int err = 0;
+
+	for (unsigned i = 0; i < cfg->nr_devices; i++) {
+		const struct virtio_dev_opts *d = &cfg->devices[i];
+		const char *tag = virtio_dev_opts_get(o, "tag");
+
+		if (d->type != type)
+			continue;
+		same++;
+		if (type == &virtio_fs_ops && tag &&
+		    !strcmp(tag, virtio_dev_opts_get(d, "tag")))
+			err = kiln_errorf(&cfg->log, -EEXIST,
+					  "share tag '%s' is used twice", tag);
+	}
+	if (err == 0 && type->max_per_vm && same >= type->max_per_vm)
+		err = kiln_errorf(&cfg->log, -E2BIG,
+				  "at most %u %s device%s per VM",
+				  type->max_per_vm, type->type,
+				  type->max_per_vm == 1 ? "" : "s");
+	if (err == 0 && type == &virtio_fs_ops && same >= KILN_MAX_SHARES)
+		err = kiln_errorf(&cfg->log, -E2BIG, "at most %d shares",
+				  KILN_MAX_SHARES);
+	if (err == 0 && cfg->nr_devices == KILN_MAX_DEVICES)
+		err = kiln_errorf(&cfg->log, -E2BIG,
+				  "at most %d devices (disks, shares, vsock "
+				  "and others together): kiln has no more "
+				  "virtio-mmio slots",
+				  KILN_MAX_DEVICES);
+	if (err < 0) {
+		virtio_dev_opts_free(o);
+		return err;
+	}
+	cfg->devices[cfg->nr_devices++] = *o;
 	return 0;
 }
 
-/* True if s has no byte that would split a kernel command-line parameter or
- * the agent's TAG:PATH[:ro] mount spec. */
-static bool cmdline_safe(const char *s)
+/* Builds options for type from key/value pairs (NULL-terminated), checks
+ * and adds them. */
+static int add_typed(struct kiln_config *cfg, const struct virtio_dev_ops *type,
+		     const char *const *kv)
 {
-	for (; *s; s++)
-		if (*s <= ' ' || *s == ':' || *s == '"' || *s == 0x7f)
-			return false;
-	return true;
+	struct virtio_dev_opts o;
+	int err = 0;
+
+	virtio_dev_opts_init(&o, type);
+	for (; kv[0] && err == 0; kv += 2)
+		err = virtio_dev_opts_add(&o, kv[0], kv[1]);
+	if (err == 0)
+		err = virtio_dev_opts_check(&o, &cfg->log);
+	if (err < 0) {
+		virtio_dev_opts_free(&o);
+		return err;
+	}
+	return add_device(cfg, &o);
+}
+
+KILN_API int kiln_config_add_device(struct kiln_config *cfg, const char *spec)
+{
+	struct virtio_dev_opts o;
+	int err = virtio_dev_opts_parse(spec, &cfg->log, &o);
+
+	return err < 0 ? err : add_device(cfg, &o);
+}
+
+KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
+				  int read_only)
+{
+	const char *kv[] = {"path", path, read_only ? "ro" : NULL, NULL, NULL};
+
+	if (!path || !*path)
+		return kiln_errorf(&cfg->log, -EINVAL, "empty disk path");
+	return add_typed(cfg, &virtio_blk_ops, kv);
 }
 
 KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
@@ -200,44 +274,21 @@ KILN_API int kiln_config_add_share_at(struct kiln_config *cfg, const char *dir,
 				      const char *tag, int read_only,
 				      const char *guest_path)
 {
-	struct kiln_share_config *sh;
+	const char *kv[10] = {"dir", dir, "tag", tag};
+	unsigned n = 4;
 
 	if (!dir || !*dir || !tag || !*tag)
 		return kiln_errorf(&cfg->log, -EINVAL,
 				   "a share needs a host directory and a tag");
-	if (strlen(tag) > KILN_MAX_SHARE_TAG || !cmdline_safe(tag))
-		return kiln_errorf(&cfg->log, -EINVAL,
-				   "share tag '%s': at most %d bytes, no "
-				   "whitespace, ':' or '\"'",
-				   tag, KILN_MAX_SHARE_TAG);
-	if (guest_path && (guest_path[0] != '/' || strlen(guest_path) > 255 ||
-			   !cmdline_safe(guest_path)))
-		return kiln_errorf(
-			&cfg->log, -EINVAL,
-			"share guest path '%s': must be absolute, at "
-			"most 255 bytes, no whitespace, ':' or '\"'",
-			guest_path);
-	if (cfg->nr_shares == KILN_MAX_SHARES)
-		return kiln_errorf(&cfg->log, -E2BIG, "at most %d shares",
-				   KILN_MAX_SHARES);
-	for (unsigned i = 0; i < cfg->nr_shares; i++)
-		if (!strcmp(cfg->shares[i].tag, tag))
-			return kiln_errorf(&cfg->log, -EEXIST,
-					   "share tag '%s' is used twice", tag);
-	sh = &cfg->shares[cfg->nr_shares];
-	sh->dir = strdup(dir);
-	sh->tag = strdup(tag);
-	sh->guest_path = guest_path ? strdup(guest_path) : NULL;
-	if (!sh->dir || !sh->tag || (guest_path && !sh->guest_path)) {
-		free(sh->dir);
-		free(sh->tag);
-		free(sh->guest_path);
-		sh->dir = sh->tag = sh->guest_path = NULL;
-		return -ENOMEM;
+	if (read_only) {
+		kv[n++] = "ro";
+		kv[n++] = NULL;
 	}
-	sh->read_only = read_only != 0;
-	cfg->nr_shares++;
-	return 0;
+	if (guest_path) {
+		kv[n++] = "mount";
+		kv[n++] = guest_path;
+	}
+	return add_typed(cfg, &virtio_fs_ops, kv);
 }
 
 static bool regular_file(const char *path)
@@ -319,14 +370,11 @@ struct kiln_config *config_clone(const struct kiln_config *cfg)
 	c->kvm_path = dup_or_null(cfg->kvm_path, &failed);
 	c->base_cmdline = dup_or_null(cfg->base_cmdline, &failed);
 	c->extra_cmdline = dup_or_null(cfg->extra_cmdline, &failed);
-	c->vsock_uds = dup_or_null(cfg->vsock_uds, &failed);
-	for (unsigned i = 0; i < cfg->nr_disks; i++)
-		c->disks[i].path = dup_or_null(cfg->disks[i].path, &failed);
-	for (unsigned i = 0; i < cfg->nr_shares; i++) {
-		c->shares[i].dir = dup_or_null(cfg->shares[i].dir, &failed);
-		c->shares[i].tag = dup_or_null(cfg->shares[i].tag, &failed);
-		c->shares[i].guest_path =
-			dup_or_null(cfg->shares[i].guest_path, &failed);
+	c->nr_devices = 0;
+	for (unsigned i = 0; i < cfg->nr_devices; i++) {
+		if (virtio_dev_opts_copy(&c->devices[i], &cfg->devices[i]) < 0)
+			failed = true;
+		c->nr_devices = i + 1;
 	}
 	if (failed) {
 		kiln_config_free(c);
@@ -338,16 +386,34 @@ struct kiln_config *config_clone(const struct kiln_config *cfg)
 KILN_API int kiln_config_set_vsock(struct kiln_config *cfg, uint64_t cid,
 				   const char *uds_path)
 {
-	if (uds_path && (cid < 3 || cid >= 0xffffffffull))
-		return kiln_errorf(&cfg->log, -EINVAL,
-				   "vsock guest CID %llu is out of range "
-				   "(3..4294967294)",
-				   (unsigned long long)cid);
+	char cid_text[24];
+	const char *kv[] = {"cid", cid_text, "uds", uds_path, NULL};
+	struct virtio_dev_opts old = {0};
+	int at = -1, err;
+
 	if (uds_path && !*uds_path)
 		return kiln_errorf(&cfg->log, -EINVAL,
 				   "empty vsock socket path");
-	cfg->vsock_cid = cid;
-	return replace_string(&cfg->vsock_uds, uds_path);
+	/* "set" replaces the one there is: take it out, put it back on
+	 * failure */
+	if (config_next_device(cfg, &virtio_vsock_ops, &at)) {
+		old = cfg->devices[at];
+		memmove(&cfg->devices[at], &cfg->devices[at + 1],
+			(cfg->nr_devices - (unsigned)at - 1) *
+				sizeof(cfg->devices[0]));
+		cfg->nr_devices--;
+	}
+	if (!uds_path) {
+		virtio_dev_opts_free(&old);
+		return 0;
+	}
+	snprintf(cid_text, sizeof(cid_text), "%llu", (unsigned long long)cid);
+	err = add_typed(cfg, &virtio_vsock_ops, kv);
+	if (err < 0 && old.type)
+		cfg->devices[cfg->nr_devices++] = old; /* at the end now */
+	else
+		virtio_dev_opts_free(&old);
+	return err;
 }
 
 KILN_API int kiln_config_set_console_capture(struct kiln_config *cfg,

@@ -7,28 +7,17 @@
 #include <stdint.h>
 
 #include "util/log.h"
+#include "virtio/device_table.h"
 
 #define KILN_DEFAULT_BASE_CMDLINE	 "console=ttyS0 reboot=k panic=-1"
 #define KILN_VIRTIO_CONSOLE_BASE_CMDLINE "console=hvc0 reboot=k panic=-1"
 #define KILN_DEFAULT_MEMORY_MIB		 256u
 
-#define KILN_MAX_DISKS	16
+/* virtio devices a config may list: the MMIO slots (VM_VIRTIO_MAX_DEVICES)
+ * less the console's and the rng's. */
+#define KILN_MAX_DEVICES 17
+/* each share is up to RLIMIT_NOFILE host fds */
 #define KILN_MAX_SHARES 8
-
-/* virtio-fs tag field size (virtio 1.2, 5.11.4) */
-#define KILN_MAX_SHARE_TAG 36
-
-struct kiln_share_config {
-	char *dir, *tag;
-	char *guest_path; /* where a sandbox's agent mounts it; NULL: /mnt/TAG
-			   */
-	bool read_only;
-};
-
-struct kiln_disk_config {
-	char *path;
-	bool read_only;
-};
 
 struct kiln_config {
 	struct kiln_log log;
@@ -45,16 +34,20 @@ struct kiln_config {
 	bool console_capture;
 	enum kiln_console console;
 	enum kiln_accel accel;
-	struct kiln_disk_config disks[KILN_MAX_DISKS];
-	unsigned nr_disks;
-	struct kiln_share_config shares[KILN_MAX_SHARES];
-	unsigned nr_shares;
-	char *vsock_uds; /* NULL: no vsock device */
-	uint64_t vsock_cid;
+	/* every virtio device the user asked for, in order (--disk, --share,
+	 * --vsock, --device): built through the device table */
+	struct virtio_dev_opts devices[KILN_MAX_DEVICES];
+	unsigned nr_devices;
 };
 
 /* A deep copy of cfg (same log); NULL on ENOMEM. */
 struct kiln_config *config_clone(const struct kiln_config *cfg);
+
+/* The first device of type after index *from (start with -1), or NULL;
+ * *from is its index. */
+const struct virtio_dev_opts *
+config_next_device(const struct kiln_config *cfg,
+		   const struct virtio_dev_ops *type, int *from);
 
 /* Builds "base devices extra": kiln's base (per console), what devices
  * need, then the user's arguments; NULL on ENOMEM. */

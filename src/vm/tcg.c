@@ -37,8 +37,6 @@
 
 #include "util/clock.h"
 #include "vhost_user/server.h"
-#include "virtio/fs.h"
-#include "virtio/vsock.h"
 #include "vm/tcg.h"
 #include "vm/vm_internal.h"
 
@@ -136,40 +134,37 @@ static int add_arg(struct tcg_engine *t, const char *fmt, ...)
 	return 0;
 }
 
-/* QEMU's -device for one of kiln's devices (its chardev is vuN). */
-static int add_device_args(struct tcg_engine *t, const struct vm_vdev *v,
-			   unsigned n, const struct kiln_config *cfg,
-			   unsigned share)
+/* QEMU's -device for one of kiln's devices (its chardev is vuN): the
+ * type's vhost-user front end and the device's own properties. */
+static int add_device_args(struct tcg_engine *t, const struct virtio_dev *d,
+			   unsigned n)
 {
-	int r = add_arg(t, "-chardev");
+	const struct virtio_dev_ops *ops = d->ops;
+	char props[128] = "";
+	int r = 0;
 
+	if (!ops->vhost_user_frontend)
+		return -ENOTSUP;
+	if (ops->frontend_props) {
+		props[0] = ',';
+		r = ops->frontend_props(d, props + 1, sizeof(props) - 1);
+	}
+	if (r >= 0)
+		r = add_arg(t, "-chardev");
 	if (r == 0)
 		r = add_arg(t, "socket,id=vu%u,fd=%d", n,
 			    t->servers[n].peer_fd);
 	if (r == 0)
 		r = add_arg(t, "-device");
-	if (r < 0)
-		return r;
-	switch (v->kind) {
-	case VDEV_RNG: return add_arg(t, "vhost-user-rng,chardev=vu%u", n);
-	case VDEV_BLK:
-		return add_arg(t, "vhost-user-blk,chardev=vu%u,num-queues=1",
-			       n);
-	case VDEV_VSOCK:
-		return add_arg(t, "vhost-user-vsock-device,chardev=vu%u", n);
-	case VDEV_FS:
-		/* tags were checked by kiln_config_add_share: no commas */
-		return add_arg(t, "vhost-user-fs-device,chardev=vu%u,tag=%s", n,
-			       cfg->shares[share].tag);
-	case VDEV_CONSOLE: break;
-	}
-	return -EINVAL;
+	if (r == 0)
+		r = add_arg(t, "%s,chardev=vu%u%s", ops->vhost_user_frontend, n,
+			    props[0] ? props : "");
+	return r;
 }
 
 static int build_argv(struct tcg_engine *t, const struct kiln_config *cfg)
 {
 	struct kiln_vm *vm = t->vm;
-	unsigned share = 0;
 	int r = 0;
 
 #define ARG(...)                                                               \
@@ -224,22 +219,21 @@ static int build_argv(struct tcg_engine *t, const struct kiln_config *cfg)
 	ARG("-append");
 	ARG("%s", vm->cmdline);
 #undef ARG
-	for (unsigned i = 0; r == 0 && i < vm->nr_vdevs; i++) {
-		r = add_device_args(t, &vm->vdevs[i], i, cfg, share);
-		if (vm->vdevs[i].kind == VDEV_FS)
-			share++;
-	}
+	for (unsigned i = 0; r == 0 && i < vm->nr_vdevs; i++)
+		r = add_device_args(t, &vm->vdevs[i].mmio.dev, i);
 	if (r < 0)
 		return kiln_errorf(&vm->log, r,
 				   "cannot build QEMU's arguments");
 	return 0;
 }
 
-/* vsock's host sockets, on its server's thread (which also runs its
- * queues, so no lock is needed). */
-static void vsock_host_events(void *opaque)
+/* A device's host fds (vsock's sockets), on its server's thread (which
+ * also runs its queues, so no lock is needed). */
+static void vdev_host_events(void *opaque)
 {
-	virtio_vsock_handle_events(opaque);
+	struct virtio_dev *d = opaque;
+
+	d->ops->host_events(d);
 }
 
 int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
@@ -279,17 +273,16 @@ int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
 
 		s->peer_fd = -1;
 		t->nr_servers = i + 1;
-		r = vhost_user_server_create(dev, &t->server_log,
-					     &s->srv);
+		r = vhost_user_server_create(dev, &t->server_log, &s->srv);
 		if (r < 0)
 			return r;
 		r = socket_pair(&ours, &s->peer_fd);
 		if (r == 0)
 			r = vhost_user_server_attach(s->srv, ours);
-		if (r == 0 && vm->vdevs[i].kind == VDEV_VSOCK)
-			r = vhost_user_server_watch_fd(
-				s->srv, virtio_vsock_poll_fd(dev),
-				vsock_host_events, dev);
+		if (r == 0 && dev->ops->host_fd)
+			r = vhost_user_server_watch_fd(s->srv,
+						       dev->ops->host_fd(dev),
+						       vdev_host_events, dev);
 		if (r < 0)
 			return kiln_errorf(&vm->log, r,
 					   "cannot serve %s to QEMU: %s",

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "devices/bus.h"
 #include "devices/legacy.h"
@@ -22,9 +23,12 @@
 #include "vm/config.h"
 #include "vm/event_loop.h"
 
-/* How often the monitor checks for a guest that can never run again. */
-#define HALT_PROBE_INTERVAL_MS 250
-#define HALT_PROBE_ANSWER_MS   100
+/* When the monitor checks for a guest that can never run again: first
+ * after 250 ms, then at doubling intervals up to 2 s (an idle VM wakes the
+ * host about once every 2 s for it). */
+#define HALT_PROBE_INTERVAL_MS	   250
+#define HALT_PROBE_MAX_INTERVAL_MS 2000
+#define HALT_PROBE_ANSWER_MS	   100
 
 struct vm_vcpu {
 	struct kiln_vm *vm;
@@ -44,7 +48,8 @@ struct vm_vcpu {
 #define VM_VIRTIO_FIRST_GSI   5
 #define VM_VIRTIO_MAX_DEVICES 19
 
-enum vm_vdev_kind { VDEV_CONSOLE, VDEV_RNG, VDEV_BLK, VDEV_VSOCK, VDEV_FS };
+_Static_assert(VM_VIRTIO_MAX_DEVICES >= KILN_MAX_DEVICES + 2,
+	       "every configured device, the console and rng need a slot");
 
 struct vm_vdev;
 struct vm_vdev_notify {
@@ -56,11 +61,9 @@ struct vm_vdev_notify {
  * transport itself is set up only by the KVM engine (transport_up). */
 struct vm_vdev {
 	struct virtio_mmio mmio;
-	enum vm_vdev_kind kind;
 	bool transport_up;
 	struct vm_vdev_notify notify[VIRTIO_MAX_QUEUES];
-	struct virtio_console console;	   /* VDEV_CONSOLE only */
-	struct block_backend *blk_backend; /* VDEV_BLK only */
+	struct virtio_console console; /* the VM's own console device only */
 };
 
 struct tcg_engine;
@@ -122,12 +125,50 @@ void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome, const char *fmt,
 /* Guest console output: into the capture buffer, then to the output fd. */
 void vm_console_output(void *opaque, const uint8_t *buf, size_t len);
 
+/* ts = CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait on vm->cond. */
+static inline void deadline_after(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Thread bodies (arg: the vm, or the vm_vcpu for a vCPU). vcpu.c,
+ * console.c, monitor.c. */
+void *vm_vcpu_thread(void *arg);
+void *vm_console_thread(void *arg);
+void *vm_monitor_thread(void *arg);
+
+/* vcpu.c: the kick signal (a handler installed if the application left
+ * the default), and the vCPUs created and set up for boot. */
+int vm_kick_signal_setup(void);
+struct arch_boot;
+int vm_setup_vcpus(struct kiln_vm *vm, const struct arch_boot *boot);
+
+/* guest.c: guest RAM mapped into KVM, and the kernel/initrd loaded into it
+ * (0 or -errno, logged). */
+int vm_setup_memory(struct kiln_vm *vm, uint64_t bytes);
+int vm_load_guest(struct kiln_vm *vm, const struct kiln_config *cfg,
+		  struct arch_boot *boot);
+
+/* devices.c: the UART, reset and debug-exit ports on the port bus; and
+ * every virtio device with its transport, notifications and command-line
+ * part (cmdline_part: malloc'd). 0 or -errno (logged). */
+int vm_setup_legacy_devices(struct kiln_vm *vm);
+int vm_setup_virtio(struct kiln_vm *vm, const struct kiln_config *cfg,
+		    char **cmdline_part);
+
 /* Checks the kernel (bzImage or PVH ELF) and initrd files as the KVM engine
  * would load them, with the same messages; 0 or -errno (logged). */
 int vm_check_guest_files(struct kiln_vm *vm, const struct kiln_config *cfg);
 
-/* Creates the virtio devices in vm->vdevs, without transports: console
- * (if with_console), rng, disks, vsock, shares, in that order. On failure
+/* Creates the virtio devices in vm->vdevs, without transports: the
+ * console (if with_console), rng unless the config lists one, then the
+ * config's devices in order, each through the device table. On failure
  * what was made is left for vm_destroy_vdevs. 0 or -errno (logged). */
 int vm_create_vdevs(struct kiln_vm *vm, const struct kiln_config *cfg,
 		    bool with_console);

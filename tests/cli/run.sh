@@ -30,7 +30,7 @@ check "timeout invalid" 2 "--timeout: '0' is not a positive" -- boot --kernel "$
 check "missing option argument" 2 "requires an argument" -- boot --kernel
 check "console kind invalid" 2 "--console: 'vga' is not 'serial' or 'virtio'" -- boot --kernel "$BZ" --console vga
 check "vsock spec invalid" 2 "--vsock: expected cid=CID,uds=PATH" -- boot --kernel "$BZ" --vsock cid=3
-check "vsock cid out of range" 2 "vsock guest CID 2 is out of range" -- boot --kernel "$BZ" --vsock "cid=2,uds=$T/v.sock"
+check "vsock cid out of range" 2 "vsock: cid=2 is not a number in 3..4294967294" -- boot --kernel "$BZ" --vsock "cid=2,uds=$T/v.sock"
 check "share spec invalid" 2 "--share: expected HOST_DIR:TAG\[:ro\]" -- boot --kernel "$BZ" --share "$T"
 check "share mode invalid" 2 "--share: expected" -- boot --kernel "$BZ" --share "$T:data:rx"
 check "share tag twice" 2 "share tag 'data' is used twice" -- boot --kernel "$BZ" --share "$T:data" --share "$T:data:ro"
@@ -43,6 +43,18 @@ check "vhost-user no socket" 2 "socket" -- vhost-user --device blk,path=/dev/nul
 check "vhost-user unknown device" 2 "unknown device type" -- vhost-user --socket "$T/vu.sock" --device floppy,path=x
 check "vhost-user blk without path" 2 "path" -- vhost-user --socket "$T/vu.sock" --device blk
 check "vhost-user missing image" 125 "$T/none.img" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/none.img"
+check "vhost-user unknown key" 2 "blk: unknown key 'size' \\(keys: path, fd, ro\\)" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/none.img,size=1"
+check "vhost-user trailing comma" 2 "blk: empty option" -- vhost-user --socket "$T/vu.sock" --device "blk,path=x,"
+check "vhost-user escaped comma" 125 "$T/a,b.img" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/a,,b.img"
+
+# --device: the same syntax and checks for the VMM's devices
+check "device unknown type" 2 "unknown device type 'floppy' \\(supported: blk, fs, vsock, rng\\)" -- boot --kernel "$BZ" --device floppy
+check "device bad value" 2 "blk: ro=maybe is not on or off" -- boot --kernel "$BZ" --device "blk,path=/dev/null,ro=maybe"
+check "device two vsocks" 2 "at most 1 vsock device per VM" -- boot --kernel "$BZ" --vsock "cid=3,uds=$T/v1" --device "vsock,cid=4,uds=$T/v2"
+too_many=()
+for i in $(seq 18); do too_many+=(--disk "$T/none$i.img"); done
+check "device more than the slots" 2 "at most 17 devices .*virtio-mmio slots" -- boot --kernel "$BZ" "${too_many[@]}"
+check "device missing image" 125 "cannot use disk $T/none.img" -- boot --accel kvm --kernel "$BZ" --device "blk,path=$T/none.img"
 
 # mkimage: an ext4 image from a directory, never over an existing file
 mkdir -p "$T/tree/sub"

@@ -216,6 +216,33 @@ static void test_multi(void **state)
 	assert_int_equal(f->c->in_len, 0);
 }
 
+/* A notification's batch stops at its budget; outside a batch, and in
+ * the next one, the rest is still there. */
+static void test_batch_budget(void **state)
+{
+	struct fx *f = *state;
+
+	for (unsigned i = 0; i < 5; i++) {
+		desc(f, i, BUF + i, 1, 0, 0);
+		avail_put(f, (uint16_t)i);
+	}
+	virtq_begin_batch(&f->q, 2);
+	assert_int_equal(virtq_pop(&f->q, f->c), 1);
+	assert_int_equal(virtq_pop(&f->q, f->c), 1);
+	assert_int_equal(virtq_pop(&f->q, f->c), 0);
+	assert_true(virtq_end_batch(&f->q));
+	virtq_begin_batch(&f->q, 2);
+	assert_int_equal(virtq_pop(&f->q, f->c), 1);
+	assert_int_equal(f->c->head, 2);
+	assert_false(virtq_end_batch(&f->q)); /* budget left: not cut */
+	assert_int_equal(virtq_pop(&f->q, f->c), 1);
+	assert_int_equal(virtq_pop(&f->q, f->c), 1);
+	assert_int_equal(f->c->head, 4);
+	virtq_begin_batch(&f->q, 2);
+	assert_int_equal(virtq_pop(&f->q, f->c), 0); /* empty, not cut */
+	assert_false(virtq_end_batch(&f->q));
+}
+
 static void test_in_only(void **state)
 {
 	struct fx *f = *state;
@@ -1176,6 +1203,7 @@ int main(void)
 		T(test_not_ready),
 		T(test_single),
 		T(test_multi),
+		T(test_batch_budget),
 		T(test_in_only),
 		T(test_wraparound),
 		T(test_full_ring),
