@@ -13,10 +13,10 @@ ROUNDS=${ROUNDS:-7}
 BIN=$BUILD/bench/blk
 IMG=$DIR/blk.img
 
-[ -f "$BUILD/libkiln.a" ] || make -j1 "$BUILD/libkiln.a"
+[ -f "$BUILD/libkiln-internal.a" ] || make -j1 "$BUILD/libkiln-internal.a"
 mkdir -p "$BUILD/bench" "$DIR"
 cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -Isrc \
-	-o "$BIN" bench/blk.c "$BUILD/libkiln.a" -pthread
+	-o "$BIN" bench/blk.c "$BUILD/libkiln-internal.a" -pthread
 
 # Real data, not a sparse file: holes would skip the page cache copy.
 if [ ! -f "$IMG" ] || [ "$(stat -c %s "$IMG")" -ne $((MIB << 20)) ]; then

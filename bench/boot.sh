@@ -21,7 +21,7 @@ trap 'rm -rf "$T"' EXIT
 QEMU=(qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,isa-serial=on
 	-accel kvm -m 16 -nodefaults -no-user-config -display none -serial null -no-reboot
 	-device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$GUEST")
-KILN=("$BUILD/kiln" boot --kernel "$GUEST" --memory 16 --debug-exit)
+KILN=("$BUILD/kiln" boot --accel kvm --kernel "$GUEST" --memory 16 --debug-exit)
 
 # one_run NAME CMD...: appends "wall_ms rss_kib" to $T/NAME
 one_run() {
@@ -70,7 +70,7 @@ time_to_marker() {
 	echo $((($(date +%s%N) - s) / 1000000))
 }
 for _ in $(seq 10); do
-	time_to_marker "$BUILD/kiln" boot --kernel "$G/vmlinux" --initrd "$G/initramfs.cpio.gz" --cmdline kiln.test=reboot >>"$T/kinit"
+	time_to_marker "$BUILD/kiln" boot --accel kvm --kernel "$G/vmlinux" --initrd "$G/initramfs.cpio.gz" --cmdline kiln.test=reboot >>"$T/kinit"
 	time_to_marker qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,isa-serial=on,rtc=on -accel kvm \
 		-m 256 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
 		-device i8042 -kernel "$G/vmlinux" -initrd "$G/initramfs.cpio.gz" -append "console=ttyS0 reboot=k panic=-1 kiln.test=reboot" >>"$T/qinit"
