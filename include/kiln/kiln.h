@@ -18,7 +18,9 @@
  * real-time signal (SIGRTMIN+3) inside KVM_RUN only, and installs a no-op
  * handler for it if the application left the default. Writes to fds the
  * caller hands over (console output, exec output) never raise SIGPIPE in
- * the caller: a closed reader is treated as "discard".
+ * the caller: a closed reader is treated as "discard". Console output goes
+ * through a 1 MiB queue and its own thread, so a reader that stalls never
+ * stalls the guest; what it does not take is dropped, with one warning.
  *
  * Growth: option structs carry their size (kiln_exec_opts), result structs
  * reserved space; fields are only ever added at the end.

@@ -38,8 +38,6 @@ _Static_assert(KILN_EXEC_MESSAGE_MAX == KILN_AGENT_MAX_MSG,
 
 /* Guest CID of a sandbox's private vsock device. */
 #define SANDBOX_CID 3
-/* Slices in which waits look at the VM. */
-#define POLL_SLICE_MS 100
 
 struct kiln_sandbox {
 	struct kiln_log log;
@@ -289,20 +287,21 @@ KILN_API int kiln_sandbox_wait_ready(struct kiln_sandbox *sb, int timeout_ms)
 	if (!sb->vm || sb->ready_fd < 0)
 		return -EINVAL;
 	for (;;) {
-		struct pollfd pfd = {.fd = sb->ready_fd, .events = POLLIN};
-		int slice = left_ms(deadline);
+		/* the agent's READY, or the VM's end: no polling in slices */
+		struct pollfd pfd[2] = {
+			{.fd = sb->ready_fd, .events = POLLIN},
+			{.fd = kiln_vm_end_fd(sb->vm), .events = POLLIN},
+		};
 		int n;
 
 		if (vm_ended(sb))
 			return vm_gone(sb, "before its agent was ready");
-		if (slice < 0 || slice > POLL_SLICE_MS)
-			slice = POLL_SLICE_MS;
-		n = poll(&pfd, 1, slice);
+		n = poll(pfd, 2, left_ms(deadline));
 		if (n < 0 && errno != EINTR)
 			return kiln_errorf(&sb->log, -errno,
 					   "sandbox: poll: %s",
 					   strerror(errno));
-		if (n > 0)
+		if (n > 0 && (pfd[0].revents & POLLIN))
 			break;
 		if (deadline >= 0 && now_ms() >= deadline)
 			return kiln_errorf(

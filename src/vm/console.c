@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -54,24 +56,166 @@ static void capture_output(struct kiln_vm *vm, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Guest console output (UART or virtio-console): capture, then the fd. */
+/* Guest console output (UART or virtio-console; any thread): capture, then
+ * the output ring. Never blocks on the output fd. */
 void vm_console_output(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct kiln_vm *vm = opaque;
+	struct console_out *o = &vm->out;
+	size_t room, take;
 
 	if (vm->capture)
 		capture_output(vm, buf, len);
+	if (!o->ring)
+		return;
+	pthread_mutex_lock(&o->lock);
+	room = o->dead ? 0 : CONSOLE_OUT_RING - o->len;
+	take = len < room ? len : room;
+	o->dropped += len - take;
+	for (size_t done = 0; done < take;) {
+		size_t at = (o->head + o->len) % CONSOLE_OUT_RING;
+		size_t n = CONSOLE_OUT_RING - at;
 
-	while (vm->console_out_fd >= 0 && len) {
-		ssize_t n = write_nosigpipe(vm->console_out_fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* reader gone or non-blocking and full: drop */
-		buf += n;
-		len -= (size_t)n;
+		if (n > take - done)
+			n = take - done;
+		memcpy(o->ring + at, buf + done, n);
+		o->len += n;
+		done += n;
 	}
+	if (take)
+		pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* Writes the ring to the output fd, blocking only itself. A kick signal
+ * (sent by vm_console_out_stop once the drain time is over) interrupts a
+ * write to a reader that never reads. */
+static void *console_out_thread(void *arg)
+{
+	struct kiln_vm *vm = arg;
+	struct console_out *o = &vm->out;
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, vm->kick_signal);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	pthread_mutex_lock(&o->lock);
+	for (;;) {
+		size_t n;
+		ssize_t w;
+
+		while (!o->len && !o->stop)
+			pthread_cond_wait(&o->cond, &o->lock);
+		if (!o->len || o->dead)
+			break;
+		n = CONSOLE_OUT_RING - o->head;
+		if (n > o->len)
+			n = o->len;
+		pthread_mutex_unlock(&o->lock);
+		w = write_nosigpipe(vm->console_out_fd, o->ring + o->head, n);
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd p = {.fd = vm->console_out_fd,
+					   .events = POLLOUT};
+
+			poll(&p, 1, 100); /* a non-blocking fd that is full */
+		}
+		pthread_mutex_lock(&o->lock);
+		if (w > 0) {
+			o->head = (o->head + (size_t)w) % CONSOLE_OUT_RING;
+			o->len -= (size_t)w;
+		} else if (w == 0 || (errno != EAGAIN && errno != EINTR) ||
+			   (o->stop && errno == EINTR)) {
+			/* reader gone, or stopping and it will not read */
+			o->dead = true;
+			o->dropped += o->len;
+			o->len = 0;
+		}
+		pthread_cond_broadcast(&o->cond);
+	}
+	pthread_mutex_unlock(&o->lock);
+	return NULL;
+}
+
+int vm_console_out_init(struct kiln_vm *vm)
+{
+	struct console_out *o = &vm->out;
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&o->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (vm->console_out_fd < 0)
+		return 0;
+	o->ring = malloc(CONSOLE_OUT_RING);
+	return o->ring ? 0 : -ENOMEM;
+}
+
+int vm_console_out_start(struct kiln_vm *vm)
+{
+	struct console_out *o = &vm->out;
+	int r;
+
+	if (!o->ring)
+		return 0;
+	r = -pthread_create(&o->thread, NULL, console_out_thread, vm);
+	o->started = r == 0;
+	return r;
+}
+
+void vm_console_out_drain(struct kiln_vm *vm, int ms)
+{
+	struct console_out *o = &vm->out;
+	struct timespec ts;
+
+	if (!o->started)
+		return;
+	deadline_after(&ts, ms);
+	pthread_mutex_lock(&o->lock);
+	while (o->len && !o->dead &&
+	       pthread_cond_timedwait(&o->cond, &o->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&o->lock);
+}
+
+void vm_console_out_stop(struct kiln_vm *vm)
+{
+	struct console_out *o = &vm->out;
+
+	if (o->started) {
+		/* what the guest printed is written, if the reader takes it
+		 * within a second */
+		vm_console_out_drain(vm, 1000);
+		pthread_mutex_lock(&o->lock);
+		o->stop = true;
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
+		for (;;) {
+			struct timespec ts; /* timedjoin: CLOCK_REALTIME */
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_timedjoin_np(o->thread, NULL, &ts) == 0)
+				break;
+			/* stuck in a write nobody reads: interrupt it */
+			pthread_kill(o->thread, vm->kick_signal);
+		}
+		o->started = false;
+	}
+	if (o->dropped)
+		log_warn(&vm->log,
+			 "console: %llu bytes of guest output were dropped "
+			 "(the output fd did not take them)",
+			 (unsigned long long)o->dropped);
+	free(o->ring);
+	o->ring = NULL;
+	pthread_cond_destroy(&o->cond);
+	pthread_mutex_destroy(&o->lock);
 }
 
 static size_t console_room(struct kiln_vm *vm)

@@ -171,10 +171,11 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 	vm->kick_signal = vm_kick_signal_setup();
 	vm->events.epoll_fd = vm->events.stop_fd = -1;
 	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->wake_fd < 0) {
-		r = -errno;
+	r = vm->wake_fd < 0 ? -errno : 0;
+	if (vm_console_out_init(vm) < 0 && r == 0)
+		r = -ENOMEM;
+	if (r < 0)
 		goto fail;
-	}
 	r = choose_engine(vm, cfg, qemu, sizeof(qemu));
 	if (r < 0)
 		goto fail;
@@ -264,6 +265,8 @@ KILN_API int kiln_vm_start(struct kiln_vm *vm)
 	}
 	if (r == 0 && !vm->tcg)
 		r = event_loop_start(&vm->events);
+	if (r == 0)
+		r = vm_console_out_start(vm);
 	if (r == 0 && vm->console_in_fd >= 0) {
 		r = -pthread_create(&vm->console_thread, NULL,
 				    vm_console_thread, vm);
@@ -309,6 +312,9 @@ KILN_API int kiln_vm_wait(struct kiln_vm *vm, int timeout_ms,
 	if (info)
 		*info = vm->exit;
 	pthread_mutex_unlock(&vm->lock);
+	/* the guest's last words come before the caller's report of its end */
+	if (r == 0)
+		vm_console_out_drain(vm, 1000);
 	return r;
 }
 
@@ -351,6 +357,7 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 		if (vm->monitor_started)
 			pthread_join(vm->monitor_thread, NULL);
 	}
+	vm_console_out_stop(vm); /* after every thread that prints */
 	event_loop_destroy(&vm->events);
 	if (vm->tcg)
 		tcg_destroy(vm); /* its servers go before the devices */

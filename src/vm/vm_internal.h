@@ -106,11 +106,36 @@ struct kiln_vm {
 	struct kiln_exit_info exit;
 	char exit_detail[512];
 	bool rx_space;
+	/* console output (console.c): a bounded ring drained to
+	 * console_out_fd by its own thread, so no vCPU or device thread ever
+	 * waits for the reader; under out_lock */
+	struct console_out {
+		pthread_mutex_t lock;
+		pthread_cond_t cond; /* output queued, drained, or stop */
+		uint8_t *ring;	     /* NULL: no output fd */
+		size_t head, len;
+		uint64_t dropped; /* bytes lost to a full ring or dead fd */
+		bool stop, dead, started;
+		pthread_t thread;
+	} out;
 	/* console capture for wait_for/exec, under lock */
 	bool capture;
 	char *cap;
 	size_t cap_len, cap_size;
 };
+
+/* Console output waiting for a slow reader of the output fd; beyond this
+ * it is dropped (and counted), never waited for. */
+#define CONSOLE_OUT_RING (1u << 20)
+
+/* console.c: the output ring and its thread. init: 0 or -ENOMEM; start
+ * (with signals blocked, from kiln_vm_start): 0 or -errno; drain: waits up
+ * to ms for what is queued to be written; stop: drains (bounded), ends
+ * the thread, frees the ring. */
+int vm_console_out_init(struct kiln_vm *vm);
+int vm_console_out_start(struct kiln_vm *vm);
+void vm_console_out_drain(struct kiln_vm *vm, int ms);
+void vm_console_out_stop(struct kiln_vm *vm);
 
 /* Bound on unread captured console output; older bytes are dropped. */
 #define CONSOLE_CAPTURE_MAX (1u << 20)
