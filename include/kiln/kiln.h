@@ -341,7 +341,10 @@ KILN_API int kiln_exec_kill(struct kiln_exec *e, int signo);
 KILN_API int kiln_exec_resize(struct kiln_exec *e, unsigned rows,
 			      unsigned cols);
 /* Waits at most timeout_ms (< 0: forever) for the exec to end, filling *res.
- * -ETIMEDOUT leaves it running; -EPIPE if the VM or connection died. */
+ * -ETIMEDOUT leaves it running; -EPIPE if the VM or connection died. Output
+ * for stdout_fd/stderr_fd is written during waits and never holds one past
+ * its timeout: what a slow reader has not taken yet is written by the next
+ * wait (nothing is dropped unless the fd fails). */
 KILN_API int kiln_exec_wait(struct kiln_exec *e, int timeout_ms,
 			    struct kiln_exec_result *res);
 /* Frees an exec; one still running is killed first. NULL is fine. */

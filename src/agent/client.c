@@ -13,6 +13,7 @@
 #include "util/unix_socket.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -53,6 +54,11 @@ struct kiln_agent_exec {
 	kiln_output_fn on_output;
 	void *opaque;
 	int out_fd[2];
+	/* output the caller's fd did not take before a wait's deadline: it
+	 * goes first on the next wait, and no frame is read until then */
+	uint8_t *pend;
+	size_t pend_len, pend_off;
+	int pend_stream;
 	struct kiln_exec_result res;
 	int file_fd;
 	uint64_t size; /* put: bytes to send; get: the most we take */
@@ -68,6 +74,9 @@ struct kiln_agent {
 	struct kiln_agent_ready peer;
 	uint32_t last_id;
 	struct kiln_agent_exec *sessions;
+	/* the running wait's deadline (-1: none), for writes to output fds */
+	int64_t io_deadline;
+	unsigned n_pending; /* sessions with pending output */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
@@ -228,6 +237,10 @@ static void sess_free(struct kiln_agent_exec *s)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = s->next;
+	if (s->pend) {
+		free(s->pend);
+		s->a->n_pending--;
+	}
 	free(s);
 }
 
@@ -272,32 +285,82 @@ static void sess_cancel(struct kiln_agent_exec *s)
 
 /* ---- incoming frames ---- */
 
-static int write_all(int fd, const uint8_t *p, size_t len)
+/* Writes to an fd the caller gave for output, never past deadline (-1:
+ * none): it waits for room with poll and writes at most a pipe buffer at a
+ * time, so a blocking fd cannot hold the thread longer. Returns the bytes
+ * written (fewer than len only at the deadline) or -errno. */
+static ssize_t write_some(int fd, const uint8_t *p, size_t len,
+			  int64_t deadline)
 {
-	while (len) {
-		ssize_t n = write_nosigpipe(fd, p, len);
+	size_t done = 0;
 
-		if (n < 0) {
-			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	while (done < len) {
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		size_t chunk = len - done < PIPE_BUF ? len - done : PIPE_BUF;
+		int r = poll(&pfd, 1, poll_timeout(deadline));
+		ssize_t n;
 
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return -errno;
-			poll(&pfd, 1, -1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0) {
+			if (expired(deadline))
+				break;
 			continue;
 		}
-		p += n;
-		len -= (size_t)n;
+		n = write_nosigpipe(fd, p + done, chunk);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN ||
+			    errno == EWOULDBLOCK)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
 	}
-	return 0;
+	return (ssize_t)done;
+}
+
+static void output_failed(struct kiln_agent_exec *s, int stream, int err)
+{
+	log_warn(&s->a->log,
+		 "agent exec %u: writing its %s: %s; dropping the rest", s->id,
+		 stream == 1 ? "stdout" : "stderr", strerror(-err));
+	s->out_fd[stream - 1] = -1;
+}
+
+/* Writes what is pending for every session, until deadline. */
+static void flush_pending(struct kiln_agent *a, int64_t deadline)
+{
+	for (struct kiln_agent_exec *s = a->sessions; s && a->n_pending;
+	     s = s->next) {
+		int fd;
+		ssize_t n;
+
+		if (!s->pend)
+			continue;
+		fd = s->out_fd[s->pend_stream - 1];
+		n = fd < 0 ? (ssize_t)(s->pend_len - s->pend_off)
+			   : write_some(fd, s->pend + s->pend_off,
+					s->pend_len - s->pend_off, deadline);
+		if (n < 0) {
+			output_failed(s, s->pend_stream, (int)n);
+			n = (ssize_t)(s->pend_len - s->pend_off);
+		}
+		s->pend_off += (size_t)n;
+		if (s->pend_off < s->pend_len)
+			return; /* deadline */
+		free(s->pend);
+		s->pend = NULL;
+		a->n_pending--;
+	}
 }
 
 static void deliver(struct kiln_agent_exec *s, int stream, const uint8_t *p,
 		    size_t len)
 {
 	int fd = s->out_fd[stream - 1];
-	int err;
+	ssize_t n;
 
 	if (s->on_output) {
 		s->on_output(s->opaque, stream, p, len);
@@ -305,13 +368,21 @@ static void deliver(struct kiln_agent_exec *s, int stream, const uint8_t *p,
 	}
 	if (fd < 0)
 		return;
-	err = write_all(fd, p, len);
-	if (err < 0) {
-		log_warn(&s->a->log,
-			 "agent exec %u: writing its %s: %s; dropping the rest",
-			 s->id, stream == 1 ? "stdout" : "stderr",
-			 strerror(-err));
-		s->out_fd[stream - 1] = -1;
+	n = write_some(fd, p, len, s->a->io_deadline);
+	if (n < 0) {
+		output_failed(s, stream, (int)n);
+	} else if ((size_t)n < len) {
+		/* the wait's deadline: keep the rest for the next wait */
+		s->pend = malloc(len - (size_t)n);
+		if (!s->pend) {
+			conn_fail(s->a, -ENOMEM, "out of memory");
+			return;
+		}
+		memcpy(s->pend, p + n, len - (size_t)n);
+		s->pend_len = len - (size_t)n;
+		s->pend_off = 0;
+		s->pend_stream = stream;
+		s->a->n_pending++;
 	}
 }
 
@@ -371,6 +442,7 @@ static int on_error_frame(struct kiln_agent_exec *s, const uint8_t *p,
 
 static int on_file_data(struct kiln_agent_exec *s, const uint8_t *p, size_t len)
 {
+	ssize_t n;
 	int err;
 
 	if (len > s->size - s->done)
@@ -379,7 +451,9 @@ static int on_file_data(struct kiln_agent_exec *s, const uint8_t *p, size_t len)
 	s->done += len;
 	if (s->err || s->detached)
 		return 0;
-	err = write_all(s->file_fd, p, len);
+	/* a file: written completely, whatever the wait's deadline */
+	n = write_some(s->file_fd, p, len, -1);
+	err = n < 0 ? (int)n : 0;
 	if (err < 0) {
 		log_error(&s->a->log, "agent get: writing the copy: %s",
 			  strerror(-err));
@@ -492,11 +566,12 @@ static int dispatch(struct kiln_agent *a, const struct kiln_agent_hdr *h,
 static int process_input(struct kiln_agent *a)
 {
 	size_t off = 0;
-	struct kiln_agent_hdr h;
+	struct kiln_agent_hdr h = {0};
 	const uint8_t *p;
 	int n = 0;
 
-	while (!a->err) {
+	/* no frame after one whose output is still pending (order) */
+	while (!a->err && !a->n_pending) {
 		n = kiln_agent_frame_next(a->in + off, a->in_len - off, 1, &h,
 					  &p);
 		if (n < 0)
@@ -592,6 +667,15 @@ static int pump(struct kiln_agent *a, int64_t deadline)
 
 	if (a->err)
 		return a->err;
+	a->io_deadline = deadline;
+	if (a->n_pending) {
+		flush_pending(a, deadline);
+		/* then the frames that waited behind it */
+		if (!a->n_pending && a->in_len)
+			process_input(a);
+		if (a->n_pending || a->err)
+			return a->err;
+	}
 	pfd[0].fd = a->fd;
 	pfd[0].events = POLLIN | (out_pending(a) ? POLLOUT : 0);
 	for (struct kiln_agent_exec *s = a->sessions;
@@ -901,6 +985,7 @@ int kiln_agent_connect(int fd, const struct kiln_log *log, int timeout_ms,
 		return -ENOMEM;
 	}
 	a->fd = fd;
+	a->io_deadline = -1;
 	if (log)
 		a->log = *log;
 	a->in = malloc(IN_CAP_MIN);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "agent/client.h"
+#include "util/clock.h"
 
 #define WAIT_MS 30000
 
@@ -418,6 +419,60 @@ static void test_slow_reader(void)
 	else
 		passf("%s (peak RSS %ld KiB)", name, after);
 	free(cap);
+}
+
+/* A caller's stdout fd whose reader does not read for a while: the wait
+ * still returns at its timeout, and nothing is lost: once the reader reads,
+ * later waits deliver the rest and then the command's end. */
+static void test_stalled_stdout_fd(void)
+{
+	const char *name = "stalled stdout fd: the wait keeps its timeout, "
+			   "no output lost";
+	const char *argv[] = {"sh", "-c", "head -c 1048576 /dev/zero", NULL};
+	struct kiln_agent_exec *e = NULL;
+	struct kiln_exec_result res;
+	struct kiln_exec_opts o;
+	static char buf[65536];
+	long long took = -1;
+	size_t total = 0;
+	int64_t t0;
+	int p[2], err;
+
+	if (pipe(p) < 0) {
+		fail(name, "pipe: %s", strerror(errno));
+		return;
+	}
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	kiln_exec_opts_init(&o);
+	o.argv = argv;
+	o.stdout_fd = p[1]; /* blocking; read only between waits */
+	err = kiln_agent_exec_start(conn, &o, &e);
+	t0 = now_ms();
+	if (err == 0)
+		err = kiln_agent_exec_wait(e, 1000, &res);
+	took = now_ms() - t0;
+	for (int rounds = 0; err == -ETIMEDOUT && rounds < 2000; rounds++) {
+		ssize_t n;
+
+		while ((n = read(p[0], buf, sizeof(buf))) > 0)
+			total += (size_t)n;
+		err = kiln_agent_exec_wait(e, 20, &res);
+	}
+	if (err == 0) {
+		ssize_t n;
+
+		while ((n = read(p[0], buf, sizeof(buf))) > 0)
+			total += (size_t)n;
+	}
+	if (err < 0 || res.status != 0 || total != 1048576 || took < 900 ||
+	    took > 3000)
+		fail(name, "err %d status %d, %zu bytes, first wait %lld ms",
+		     err, res.status, total, took);
+	else
+		passf("%s (first wait %lld ms)", name, took);
+	kiln_agent_exec_free(e);
+	close(p[0]);
+	close(p[1]);
 }
 
 static void test_streams(void)
@@ -1217,6 +1272,7 @@ int main(int argc, char **argv)
 	test_streams();
 	test_big_stdout();
 	test_slow_reader();
+	test_stalled_stdout_fd();
 	test_stdin();
 	test_stdin_fd();
 	test_env_cwd();
