@@ -103,6 +103,7 @@ static void *console_out_thread(void *arg)
 	for (;;) {
 		size_t n;
 		ssize_t w;
+		int werr;
 
 		while (!o->len && !o->stop)
 			pthread_cond_wait(&o->cond, &o->lock);
@@ -113,7 +114,8 @@ static void *console_out_thread(void *arg)
 			n = o->len;
 		pthread_mutex_unlock(&o->lock);
 		w = write_nosigpipe(vm->console_out_fd, o->ring + o->head, n);
-		if (w < 0 && errno == EAGAIN) {
+		werr = w < 0 ? errno : 0;
+		if (werr == EAGAIN) {
 			struct pollfd p = {.fd = vm->console_out_fd,
 					   .events = POLLOUT};
 
@@ -123,9 +125,10 @@ static void *console_out_thread(void *arg)
 		if (w > 0) {
 			o->head = (o->head + (size_t)w) % CONSOLE_OUT_RING;
 			o->len -= (size_t)w;
-		} else if (w == 0 || (errno != EAGAIN && errno != EINTR) ||
-			   (o->stop && errno == EINTR)) {
-			/* reader gone, or stopping and it will not read */
+		} else if (w == 0 || (werr != EAGAIN && werr != EINTR) ||
+			   o->stop) {
+			/* reader gone, or stopping (after the drain time) and
+			 * it still takes nothing */
 			o->dead = true;
 			o->dropped += o->len;
 			o->len = 0;
