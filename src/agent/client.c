@@ -105,6 +105,24 @@ static int poll_timeout(int64_t deadline)
 	return left > 60000 ? 60000 : (int)left;
 }
 
+/* Waits until fd has events (POLLIN/POLLOUT) or deadline (-1: none)
+ * passes: 1 ready, 0 deadline passed, -errno. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = {.fd = fd, .events = events};
+
+	for (;;) {
+		int r = poll(&pfd, 1, poll_timeout(deadline));
+
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r == 0 && expired(deadline))
+			return 0;
+	}
+}
+
 /* Marks the connection dead (first error wins), logs why, returns err. */
 static int conn_fail(struct kiln_agent *a, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -295,20 +313,14 @@ static ssize_t write_some(int fd, const uint8_t *p, size_t len,
 	size_t done = 0;
 
 	while (done < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 		size_t chunk = len - done < PIPE_BUF ? len - done : PIPE_BUF;
-		int r = poll(&pfd, 1, poll_timeout(deadline));
+		int r = wait_fd(fd, POLLOUT, deadline);
 		ssize_t n;
 
-		if (r < 0 && errno == EINTR)
-			continue;
 		if (r < 0)
-			return -errno;
-		if (r == 0) {
-			if (expired(deadline))
-				break;
-			continue;
-		}
+			return r;
+		if (r == 0)
+			break;
 		n = write_nosigpipe(fd, p + done, chunk);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
@@ -770,7 +782,6 @@ int kiln_agent_read_ready(int fd, int timeout_ms, const struct kiln_log *log,
 	int n;
 
 	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t r;
 
 		n = kiln_agent_frame_next(buf, have, 1, &h, &p);
@@ -783,16 +794,14 @@ int kiln_agent_read_ready(int fd, int timeout_ms, const struct kiln_log *log,
 		if (have == sizeof(buf))
 			return kiln_errorf(log, -EPROTO,
 					   "agent ready: frame too large");
-		r = poll(&pfd, 1, poll_timeout(deadline));
-		if (r < 0 && errno != EINTR)
-			return kiln_errorf(log, -errno, "agent ready: poll: %s",
-					   strerror(errno));
-		if (r == 0 && expired(deadline))
+		r = wait_fd(fd, POLLIN, deadline);
+		if (r < 0)
+			return kiln_errorf(log, (int)r, "agent ready: poll: %s",
+					   strerror((int)-r));
+		if (r == 0)
 			return kiln_errorf(log, -ETIMEDOUT,
 					   "agent ready: no READY in %d ms",
 					   timeout_ms);
-		if (r <= 0)
-			continue;
 		/* take only this frame's bytes: the header bounds the rest */
 		r = read(fd, buf + have,
 			 have < KILN_AGENT_HDR_SIZE ? KILN_AGENT_HDR_SIZE - have
@@ -863,15 +872,11 @@ int kiln_agent_accept_ready(int listen_fd, int timeout_ms,
 			    struct kiln_agent_ready *ready)
 {
 	int64_t deadline = deadline_of(timeout_ms);
-	struct pollfd pfd = {.fd = listen_fd, .events = POLLIN};
-	int fd, err, n;
+	int fd, err, n = wait_fd(listen_fd, POLLIN, deadline);
 
-	do {
-		n = poll(&pfd, 1, poll_timeout(deadline));
-	} while ((n < 0 && errno == EINTR) || (n == 0 && !expired(deadline)));
 	if (n < 0)
-		return kiln_errorf(log, -errno, "agent ready: poll: %s",
-				   strerror(errno));
+		return kiln_errorf(log, n, "agent ready: poll: %s",
+				   strerror(-n));
 	if (n == 0)
 		return kiln_errorf(log, -ETIMEDOUT,
 				   "agent ready: no announcement in %d ms",
@@ -893,19 +898,13 @@ static int read_line(int fd, char *buf, size_t cap, int64_t deadline)
 	size_t n = 0;
 
 	while (n + 1 < cap) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int r = poll(&pfd, 1, poll_timeout(deadline));
+		int r = wait_fd(fd, POLLIN, deadline);
 		ssize_t got;
 
-		if (r < 0 && errno == EINTR)
-			continue;
 		if (r < 0)
-			return -errno;
-		if (r == 0) {
-			if (expired(deadline))
-				return -ETIMEDOUT;
-			continue;
-		}
+			return r;
+		if (r == 0)
+			return -ETIMEDOUT;
 		got = read(fd, buf + n, 1);
 		if (got < 0 && errno == EINTR)
 			continue;

@@ -339,23 +339,18 @@ static int raw_get_size(int fd, const char *path, const struct kiln_log *log,
 	return 0;
 }
 
-/* The raw backend around an open, checked fd (taken over, even on
- * failure); name is for messages. */
-static int raw_from_fd(int fd, const char *name, bool read_only,
+/* The raw backend around an open fd of `size` bytes, checked by
+ * raw_get_size (taken over, even on failure). */
+static int raw_from_fd(int fd, uint64_t size, bool read_only,
 		       const struct kiln_log *log, struct block_backend **out)
 {
-	struct raw_backend *rb;
+	struct raw_backend *rb = calloc(1, sizeof(*rb));
 	struct stat st;
 	char id[64];
-	uint64_t size = 0;
-	int r = raw_get_size(fd, name, log, &size);
 
-	if (r < 0)
-		goto err_close;
-	rb = calloc(1, sizeof(*rb));
 	if (!rb) {
-		r = kiln_errorf(log, -ENOMEM, "block: out of memory");
-		goto err_close;
+		close(fd);
+		return kiln_errorf(log, -ENOMEM, "block: out of memory");
 	}
 	rb->be.ops = &raw_ops;
 	rb->be.read_only = read_only;
@@ -372,10 +367,6 @@ static int raw_from_fd(int fd, const char *name, bool read_only,
 	}
 	*out = &rb->be;
 	return 0;
-
-err_close:
-	close(fd);
-	return r;
 }
 
 int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
@@ -413,14 +404,15 @@ int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
 		close(fd);
 		return r;
 	}
-	return raw_from_fd(fd, path, read_only, log, out);
+	return raw_from_fd(fd, size, read_only, log, out);
 }
 
 int block_raw_open_fd(int fd, bool read_only, const struct kiln_log *log,
 		      struct block_backend **out)
 {
 	char name[32];
-	int fl = fcntl(fd, F_GETFL), copy;
+	uint64_t size;
+	int fl = fcntl(fd, F_GETFL), copy, r;
 
 	snprintf(name, sizeof(name), "fd %d", fd);
 	if (fl < 0)
@@ -437,7 +429,12 @@ int block_raw_open_fd(int fd, bool read_only, const struct kiln_log *log,
 	if (copy < 0)
 		return kiln_errorf(log, -errno, "block: dup %s: %s", name,
 				   strerror(errno));
-	return raw_from_fd(copy, name, read_only, log, out);
+	r = raw_get_size(copy, name, log, &size);
+	if (r < 0) {
+		close(copy);
+		return r;
+	}
+	return raw_from_fd(copy, size, read_only, log, out);
 }
 
 /* ---- in memory ---- */

@@ -21,13 +21,6 @@ struct kiln_vhost_user {
 	struct vhost_user_server *srv;
 };
 
-static void vdev_host_events(void *opaque)
-{
-	struct virtio_dev *d = opaque;
-
-	d->ops->host_events(d);
-}
-
 KILN_API int kiln_vhost_user_create(const char *device_spec,
 				    const char *socket_path, kiln_log_fn log,
 				    void *opaque, enum kiln_log_level max_level,
@@ -66,10 +59,6 @@ KILN_API int kiln_vhost_user_create(const char *device_spec,
 		err = -EIO;
 	if (err == 0)
 		err = vhost_user_server_create(&vu->dev, &vu->log, &vu->srv);
-	if (err == 0 && vu->dev.ops->host_fd)
-		err = vhost_user_server_watch_fd(vu->srv,
-						 vu->dev.ops->host_fd(&vu->dev),
-						 vdev_host_events, &vu->dev);
 	if (err == 0)
 		err = vhost_user_server_listen(vu->srv, socket_path);
 	if (err < 0) {

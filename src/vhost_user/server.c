@@ -99,9 +99,7 @@ struct vhost_user_server {
 	struct unix_socket_id path_id; /* the socket file we made */
 	int io_timeout_ms;
 	bool stopped;
-	/* the device's own events (vhost_user_server_watch_fd) */
-	void (*dev_fn)(void *opaque);
-	void *dev_opaque;
+	bool dev_watched; /* the device's host fd (ops->host_fd) is in epoll */
 	/* per-connection state */
 	uint64_t features; /* as set, PROTOCOL_FEATURES bit included */
 	uint64_t protocol_features;
@@ -1438,8 +1436,8 @@ int vhost_user_server_poll(struct vhost_user_server *s, int timeout_ms)
 			}
 			break;
 		case TAG_DEVICE:
-			if (s->dev_fn)
-				s->dev_fn(s->dev_opaque);
+			if (s->dev_watched)
+				s->dev->ops->host_events(s->dev);
 			break;
 		case TAG_HANDSHAKE:
 			if (read(s->handshake_fd, &v, sizeof(v)) < 0) {
@@ -1497,24 +1495,6 @@ bool vhost_user_server_connected(const struct vhost_user_server *s)
 const struct guest_mem *vhost_user_server_mem(const struct vhost_user_server *s)
 {
 	return &s->mem;
-}
-
-int vhost_user_server_watch_fd(struct vhost_user_server *s, int fd,
-			       void (*fn)(void *opaque), void *opaque)
-{
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_DEVICE};
-
-	if (!fn || fd < 0)
-		return -EINVAL;
-	if (s->dev_fn)
-		return -EBUSY;
-	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return kiln_errorf(s->log, -errno,
-				   "vhost-user: cannot watch the device: %s",
-				   strerror(errno));
-	s->dev_fn = fn;
-	s->dev_opaque = opaque;
-	return 0;
 }
 
 void vhost_user_server_set_io_timeout(struct vhost_user_server *s, int ms)
@@ -1600,6 +1580,24 @@ int vhost_user_server_create(struct virtio_dev *dev, const struct kiln_log *log,
 	dev->mem = &s->mem;
 	virtio_dev_reset(dev);
 	virtio_dev_apply_features(dev);
+	/* A device's own host fds (vsock's sockets) are served on this
+	 * thread too, like its rings, so they need no lock. */
+	if (dev->ops->host_fd) {
+		struct epoll_event dev_ev = {.events = EPOLLIN,
+					     .data.u64 = TAG_DEVICE};
+		int fd = dev->ops->host_fd(dev);
+
+		if (fd < 0 ||
+		    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &dev_ev) < 0) {
+			int err = fd < 0 ? -EINVAL : -errno;
+
+			vhost_user_server_destroy(s);
+			return kiln_errorf(log, err,
+					   "vhost-user: cannot watch %s: %s",
+					   dev->ops->name, strerror(-err));
+		}
+		s->dev_watched = true;
+	}
 	*out = s;
 	return 0;
 }

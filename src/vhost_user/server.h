@@ -42,8 +42,9 @@
 struct vhost_user_server;
 
 /* Creates a server for dev, whose ops/priv are set (e.g. by
- * virtio_blk_create); the server sets dev's transport, mem and log and
- * must be destroyed before dev. No socket yet. Returns 0 or -errno. */
+ * virtio_blk_create); the server sets dev's transport, mem and log, also
+ * serves the device's host fd (ops->host_fd) on its thread, and must be
+ * destroyed before dev. No socket yet. Returns 0 or -errno. */
 int vhost_user_server_create(struct virtio_dev *dev, const struct kiln_log *log,
 			     struct vhost_user_server **out);
 
@@ -72,13 +73,6 @@ bool vhost_user_server_connected(const struct vhost_user_server *s);
 /* Guest RAM as the current memory table maps it (empty without one). */
 const struct guest_mem *
 vhost_user_server_mem(const struct vhost_user_server *s);
-
-/* Also watches fd, a device's own event fd (e.g. virtio_vsock_poll_fd),
- * and runs fn(opaque) on the server's thread whenever it is readable. One
- * per server; fd must stay open until the server is destroyed. 0 or -errno
- * (-EBUSY if one is set already). */
-int vhost_user_server_watch_fd(struct vhost_user_server *s, int fd,
-			       void (*fn)(void *opaque), void *opaque);
 
 /* Limit for finishing a started message or reply (tests shorten it). */
 void vhost_user_server_set_io_timeout(struct vhost_user_server *s, int ms);

@@ -204,6 +204,7 @@ const struct virtio_dev_ops virtio_fs_ops = {
 	.queue_notify = fs_queue_notify,
 	.reset = fs_reset,
 	.type = "fs",
+	.max_per_vm = VIRTIO_FS_MAX_PER_VM,
 	.option_keys = fs_option_keys,
 	.option_usage = "dir=DIR|dirfd=N,tag=TAG[,ro]",
 	.check = fs_check,

@@ -29,6 +29,10 @@
 #define VIRTIO_FS_CFG_NUM_REQ_QUEUES 36
 #define VIRTIO_FS_CONFIG_SIZE	     40
 
+/* Shares one VM may have (max_per_vm): each may hold up to RLIMIT_NOFILE
+ * host fds. */
+#define VIRTIO_FS_MAX_PER_VM 8
+
 /* Descriptors reserved for the embedder's own use (guest memory, eventfds,
  * sockets) when the share's inode limit is fitted to RLIMIT_NOFILE. */
 #define VIRTIO_FS_RESERVED_FDS 256

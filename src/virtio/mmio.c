@@ -64,6 +64,17 @@ static void mmio_needs_reset(struct virtio_dev *d)
 	}
 }
 
+/* Signals queue q's notify eventfd, as KVM's ioeventfd does. */
+static void queue_kick(struct virtio_mmio *t, unsigned q)
+{
+	uint64_t one = 1;
+
+	if (t->notify_fd[q] >= 0 &&
+	    write(t->notify_fd[q], &one, sizeof(one)) < 0) {
+		/* counter saturated: a notify is pending anyway */
+	}
+}
+
 static const struct virtio_transport_ops mmio_transport_ops = {
 	.notify_used = mmio_notify_used,
 	.needs_reset = mmio_needs_reset,
@@ -352,12 +363,8 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data,
 	if (offset == MMIO_QUEUE_NOTIFY) {
 		/* Reached only without ioeventfd: hand it to the device thread
 		 * the same way KVM would. */
-		uint64_t one = 1;
-
-		if (v < d->ops->num_queues && t->notify_fd[v] >= 0 &&
-		    write(t->notify_fd[v], &one, sizeof(one)) < 0) {
-			/* counter saturated: a notify is pending anyway */
-		}
+		if (v < d->ops->num_queues)
+			queue_kick(t, v);
 		return;
 	}
 	if (offset == MMIO_INTERRUPT_ACK) {
@@ -387,13 +394,8 @@ void virtio_mmio_handle_notify(struct virtio_mmio *t, unsigned q)
 		 * notifying itself again. */
 		virtq_begin_batch(&d->vqs[q], VIRTIO_MMIO_NOTIFY_BUDGET);
 		d->ops->queue_notify(d, q);
-		if (virtq_end_batch(&d->vqs[q])) {
-			uint64_t one = 1;
-
-			if (write(t->notify_fd[q], &one, sizeof(one)) < 0) {
-				/* only on counter overflow: already set */
-			}
-		}
+		if (virtq_end_batch(&d->vqs[q]))
+			queue_kick(t, q);
 	}
 	pthread_mutex_unlock(&t->lock);
 }

@@ -189,12 +189,12 @@ config_next_device(const struct kiln_config *cfg,
 static int add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
 {
 	const struct virtio_dev_ops *type = o->type;
+	const char *tag = virtio_dev_opts_get(o, "tag");
 	unsigned same = 0;
 	int err = 0;
 
-	for (unsigned i = 0; i < cfg->nr_devices; i++) {
+	for (unsigned i = 0; i < cfg->nr_devices && err == 0; i++) {
 		const struct virtio_dev_opts *d = &cfg->devices[i];
-		const char *tag = virtio_dev_opts_get(o, "tag");
 
 		if (d->type != type)
 			continue;
@@ -209,9 +209,6 @@ static int add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
 				  "at most %u %s device%s per VM",
 				  type->max_per_vm, type->type,
 				  type->max_per_vm == 1 ? "" : "s");
-	if (err == 0 && type == &virtio_fs_ops && same >= KILN_MAX_SHARES)
-		err = kiln_errorf(&cfg->log, -E2BIG, "at most %d shares",
-				  KILN_MAX_SHARES);
 	if (err == 0 && cfg->nr_devices == KILN_MAX_DEVICES)
 		err = kiln_errorf(&cfg->log, -E2BIG,
 				  "at most %d devices (disks, shares, vsock "

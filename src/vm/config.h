@@ -16,9 +16,6 @@
 /* virtio devices a config may list: the MMIO slots (VM_VIRTIO_MAX_DEVICES)
  * less the console's and the rng's. */
 #define KILN_MAX_DEVICES 17
-/* each share is up to RLIMIT_NOFILE host fds */
-#define KILN_MAX_SHARES 8
-
 struct kiln_config {
 	struct kiln_log log;
 	char *kernel_path;

@@ -142,13 +142,9 @@ static void *console_out_thread(void *arg)
 int vm_console_out_init(struct kiln_vm *vm)
 {
 	struct console_out *o = &vm->out;
-	pthread_condattr_t ca;
 
 	pthread_mutex_init(&o->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&o->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	vm_cond_init(&o->cond);
 	if (vm->console_out_fd < 0)
 		return 0;
 	o->ring = malloc(CONSOLE_OUT_RING);
@@ -195,14 +191,9 @@ void vm_console_out_stop(struct kiln_vm *vm)
 		pthread_cond_broadcast(&o->cond);
 		pthread_mutex_unlock(&o->lock);
 		for (;;) {
-			struct timespec ts; /* timedjoin: CLOCK_REALTIME */
+			struct timespec ts;
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			deadline_on(CLOCK_REALTIME, &ts, 100);
 			if (pthread_timedjoin_np(o->thread, NULL, &ts) == 0)
 				break;
 			/* stuck in a write nobody reads: interrupt it */
@@ -263,12 +254,7 @@ static void wait_console_room(struct kiln_vm *vm)
 			pthread_cond_wait(&vm->cond, &vm->lock);
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += 50 * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	deadline_after(&ts, 50);
 	pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
 }
 

@@ -227,15 +227,6 @@ static int build_argv(struct tcg_engine *t, const struct kiln_config *cfg)
 	return 0;
 }
 
-/* A device's host fds (vsock's sockets), on its server's thread (which
- * also runs its queues, so no lock is needed). */
-static void vdev_host_events(void *opaque)
-{
-	struct virtio_dev *d = opaque;
-
-	d->ops->host_events(d);
-}
-
 int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
 	       const char *qemu)
 {
@@ -279,10 +270,6 @@ int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
 		r = socket_pair(&ours, &s->peer_fd);
 		if (r == 0)
 			r = vhost_user_server_attach(s->srv, ours);
-		if (r == 0 && dev->ops->host_fd)
-			r = vhost_user_server_watch_fd(s->srv,
-						       dev->ops->host_fd(dev),
-						       vdev_host_events, dev);
 		if (r < 0)
 			return kiln_errorf(&vm->log, r,
 					   "cannot serve %s to QEMU: %s",

@@ -146,7 +146,6 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 	struct arch_boot boot;
 	char *devices_cmdline = NULL;
 	char qemu[4096];
-	pthread_condattr_t ca;
 	int r;
 
 	*out = NULL;
@@ -164,10 +163,7 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 	vm->vm_fd = -1;
 	vm->wake_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&vm->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	vm_cond_init(&vm->cond);
 	vm->kick_signal = vm_kick_signal_setup();
 	vm->events.epoll_fd = vm->events.stop_fd = -1;
 	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

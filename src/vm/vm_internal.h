@@ -150,16 +150,34 @@ void vm_finish(struct kiln_vm *vm, enum kiln_outcome outcome, const char *fmt,
 /* Guest console output: into the capture buffer, then to the output fd. */
 void vm_console_output(void *opaque, const uint8_t *buf, size_t len);
 
-/* ts = CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait on vm->cond. */
-static inline void deadline_after(struct timespec *ts, long ms)
+/* ts = clock's now + ms (CLOCK_REALTIME for pthread_timedjoin_np). */
+static inline void deadline_on(clockid_t clock, struct timespec *ts, long ms)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
+	clock_gettime(clock, ts);
 	ts->tv_sec += ms / 1000;
 	ts->tv_nsec += (ms % 1000) * 1000000L;
 	if (ts->tv_nsec >= 1000000000L) {
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
 	}
+}
+
+/* ts = CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait on a condition
+ * made by vm_cond_init (vm->cond, the console output's). */
+static inline void deadline_after(struct timespec *ts, long ms)
+{
+	deadline_on(CLOCK_MONOTONIC, ts, ms);
+}
+
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+static inline void vm_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
 }
 
 /* Thread bodies (arg: the vm, or the vm_vcpu for a vCPU). vcpu.c,

@@ -275,7 +275,7 @@ static void test_config_limits(void **state)
 
 	(void)state;
 	kiln_config_set_log(cfg, capture_log, NULL, KILN_LOG_DEBUG);
-	for (unsigned i = 0; i < KILN_MAX_SHARES; i++) {
+	for (unsigned i = 0; i < VIRTIO_FS_MAX_PER_VM; i++) {
 		snprintf(spec, sizeof(spec), "t%u", i);
 		assert_int_equal(kiln_config_add_share(cfg, "/tmp", spec, 0),
 				 0);

@@ -64,7 +64,7 @@ int arch_check_guest(const uint8_t *kernel, size_t kernel_size,
 			     ram_bytes < GUEST_MMIO_HOLE_START
 				     ? ram_bytes
 				     : GUEST_MMIO_HOLE_START,
-			     initrd_size, log);
+			     initrd_size, NULL, log);
 }
 
 int arch_load_guest(const struct guest_mem *mem, const uint8_t *kernel,

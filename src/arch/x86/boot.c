@@ -517,10 +517,14 @@ static int place_initrd(uint64_t low_end, const struct x86_kernel *k,
 }
 
 int x86_check_fit(const struct x86_kernel *k, uint64_t low_end,
-		  uint64_t initrd_size, const struct kiln_log *log)
+		  uint64_t initrd_size, uint64_t *initrd_addr,
+		  const struct kiln_log *log)
 {
-	uint64_t initrd_addr;
+	uint64_t addr = 0;
+	int r;
 
+	if (initrd_addr)
+		*initrd_addr = 0;
 	if (low_end < 2 * X86_HIMEM_START)
 		return kiln_errorf(log, -EINVAL,
 				   "guest memory too small to boot");
@@ -532,9 +536,12 @@ int x86_check_fit(const struct x86_kernel *k, uint64_t low_end,
 			"MiB below 3 GiB; raise --memory",
 			(unsigned long long)((k->end + (1 << 20) - 1) >> 20),
 			(unsigned long long)(low_end >> 20));
-	return initrd_size
-		       ? place_initrd(low_end, k, initrd_size, &initrd_addr, log)
-		       : 0;
+	if (!initrd_size)
+		return 0;
+	r = place_initrd(low_end, k, initrd_size, &addr, log);
+	if (r == 0 && initrd_addr)
+		*initrd_addr = addr;
+	return r;
 }
 
 static int load_kernel(const struct guest_mem *m, const struct x86_kernel *k,
@@ -634,7 +641,8 @@ int x86_setup_boot(const struct guest_mem *m, const struct x86_kernel *k,
 	uint64_t initrd_addr = 0, cmdline_len = strlen(cmdline);
 	int n, r;
 
-	r = x86_check_fit(k, guest_mem_low_end(m), initrd_size, log);
+	r = x86_check_fit(k, guest_mem_low_end(m), initrd_size, &initrd_addr,
+			  log);
 	if (r < 0)
 		return r;
 	if (cmdline_len > k->cmdline_size)
@@ -647,10 +655,6 @@ int x86_setup_boot(const struct guest_mem *m, const struct x86_kernel *k,
 	if (r < 0)
 		return r;
 	if (initrd_size) {
-		r = place_initrd(guest_mem_low_end(m), k, initrd_size,
-				 &initrd_addr, log);
-		if (r < 0)
-			return r;
 		r = guest_mem_write(m, initrd_addr, initrd, initrd_size);
 		if (r < 0)
 			return r;

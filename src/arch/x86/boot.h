@@ -65,10 +65,12 @@ int x86_parse_kernel(const uint8_t *img, size_t size, struct x86_kernel *k,
 		     const struct kiln_log *log);
 
 /* Checks that kernel k, and an initrd of initrd_size bytes (0: none), fit in
- * guest RAM that ends at low_end below the MMIO hole, as x86_setup_boot
- * will place them; 0, or -EINVAL / -E2BIG with a message naming --memory. */
+ * guest RAM that ends at low_end below the MMIO hole, and where the initrd
+ * goes (*initrd_addr if non-NULL; 0 without one); 0, or -EINVAL / -E2BIG
+ * with a message naming --memory. */
 int x86_check_fit(const struct x86_kernel *k, uint64_t low_end,
-		  uint64_t initrd_size, const struct kiln_log *log);
+		  uint64_t initrd_size, uint64_t *initrd_addr,
+		  const struct kiln_log *log);
 
 /* Builds the e820 map for m; returns the entry count (<= max) or -errno. */
 int x86_build_e820(const struct guest_mem *m, struct e820_entry *out,
