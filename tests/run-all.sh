@@ -3,7 +3,8 @@
 #   check: N passed, N failed, N skipped
 # Tiers: unit (cmocka, plain and ASan/UBSan), fuzz, abi (the installed
 # library's symbols), cli, kvm (tiny guests), agent, qemu-boot (the default
-# guest under QEMU TCG), the Linux-driver tier (QEMU + kiln vhost-user),
+# guest under QEMU TCG), the Linux-driver tier (QEMU + kiln vhost-user;
+# pjdfstest on kiln's share and on virtiofsd's),
 # linux-early (real kernel's early boot on kiln), linux (full guest on kiln;
 # SKIP where /dev/kvm lacks hardware virtualization).
 #
@@ -105,7 +106,7 @@ tiers=(tests/abi/exports.sh tests/cli/run.sh)
 tiers+=(tests/cli/accel.sh)
 tiers+=(tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh
 	tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh tests/linux/vhost-user-vsock.sh
-	tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh)
+	tests/linux/pjdfstest.sh tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh)
 [ -e tests/linux/tcg.sh ] && tiers+=(tests/linux/tcg.sh)
 for tier in "${tiers[@]}"; do
 	echo "== $tier"

@@ -632,10 +632,10 @@ static int op_setattr(struct req *r)
 	    (err = fs_inode_get(&s->t, r->h.nodeid, &ino)) < 0)
 		return err;
 	proc_name(name, ino->fd);
-	/* the guest cannot make devices or sockets; nor may it open up the
-	 * host's to other host users */
+	/* nodev: the guest may not open up a device node to other host users
+	 * by its mode or owner either */
 	if ((in.valid & (FATTR_MODE | FATTR_UID | FATTR_GID)) &&
-	    (S_ISCHR(ino->type) || S_ISBLK(ino->type) || S_ISSOCK(ino->type)))
+	    s->opts.no_dev && (S_ISCHR(ino->type) || S_ISBLK(ino->type)))
 		err = -EPERM;
 	if (!err && (in.valid & FATTR_MODE)) {
 		if (S_ISLNK(ino->type))
@@ -709,26 +709,47 @@ static int op_symlink(struct req *r)
 	return err;
 }
 
+/* The kernel's new_decode_dev(): fuse_mknod_in.rdev -> dev_t. */
+static dev_t decode_dev(uint32_t d)
+{
+	return makedev((d & 0xfff00) >> 8, (d & 0xff) | ((d >> 12) & 0xfff00));
+}
+
+/* Every type mknod(2) makes, as the guest asked: a root guest expects its
+ * fifos, sockets (bind) and device nodes. They are only ever created with
+ * mknodat under the parent's O_PATH fd and never opened here (reopen), so a
+ * device node is inert for the VMM; the nodev share option refuses them
+ * for the sake of other host users. */
 static int op_mknod(struct req *r)
 {
 	struct fuse_mknod_in in;
 	struct fs_inode *dir;
 	const char *name;
 	mode_t type;
+	dev_t rdev = 0;
 	int err;
 
 	if ((err = take(r, &in, sizeof(in))) < 0 ||
 	    (err = take_name(r, &name)) < 0)
 		return err;
 	type = in.mode & S_IFMT;
-	if (type == 0)
-		type = S_IFREG;
-	/* no device nodes or sockets: a host device must not appear */
-	if (type != S_IFREG && type != S_IFIFO)
-		return -EPERM;
+	switch (type) {
+	case 0: type = S_IFREG; break;
+	case S_IFREG:
+	case S_IFIFO:
+	case S_IFSOCK: break;
+	case S_IFCHR:
+	case S_IFBLK:
+		if (r->s->opts.no_dev)
+			return -EPERM;
+		rdev = decode_dev(in.rdev);
+		break;
+	case S_IFDIR: return -EPERM; /* as mknod(2): MKDIR makes those */
+	default: return -EINVAL;
+	}
 	if ((err = get_dir(r, &dir)) < 0)
 		return err;
-	if (mknodat(dir->fd, name, type | (in.mode & 07777), 0) < 0)
+	if (mknodat(dir->fd, name, type | (in.mode & 07777), rdev) < 0)
 		err = host_err(r->s, errno);
 	else
 		err = finish_new(r, dir, name, type, in.mode);

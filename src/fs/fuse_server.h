@@ -43,6 +43,8 @@
 struct fuse_server_opts {
 	bool read_only; /* every mutating request fails with EROFS */
 	bool xattr;	/* serve user.* xattrs; else xattr ops are ENOSYS */
+	bool no_dev;	/* MKNOD of char/block devices, and chmod/chown of
+			   existing ones, fail with EPERM */
 	uint32_t max_inodes;  /* live nodeids, root included; 0: default */
 	uint32_t max_handles; /* open files and dirs; 0: default */
 };

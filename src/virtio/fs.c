@@ -101,10 +101,11 @@ static void fs_reset(struct virtio_dev *d)
 		fuse_server_reset(fs->srv);
 }
 
-/* ---- life cycle from options: fs,dir=DIR,tag=TAG[,ro][,mount=/PATH] ---- */
+/* ---- life cycle from options:
+ * fs,dir=DIR,tag=TAG[,ro][,nodev][,mount=/PATH] ---- */
 
-static const char *const fs_option_keys[] = {"dir", "dirfd", "tag",
-					     "ro",  "mount", NULL};
+static const char *const fs_option_keys[] = {"dir",   "dirfd", "tag", "ro",
+					     "nodev", "mount", NULL};
 
 /* Tags and mount paths also travel on the guest's kernel command line, in
  * the agent's TAG:PATH[:ro] mount list: nothing there may split it. */
@@ -121,7 +122,7 @@ static int fs_check(const struct virtio_dev_opts *o, const struct kiln_log *log)
 {
 	const char *dir, *tag, *mount = NULL;
 	uint64_t dirfd;
-	bool ro;
+	bool ro, nodev;
 	int err;
 
 	if (virtio_dev_opts_find(o, "dirfd", NULL)) {
@@ -139,6 +140,8 @@ static int fs_check(const struct virtio_dev_opts *o, const struct kiln_log *log)
 		err = virtio_dev_opts_require(o, "tag", "tag=TAG", log, &tag);
 	if (err == 0)
 		err = virtio_dev_opts_bool(o, "ro", log, &ro);
+	if (err == 0)
+		err = virtio_dev_opts_bool(o, "nodev", log, &nodev);
 	if (err < 0)
 		return err;
 	if (strlen(tag) > VIRTIO_FS_TAG_MAX || !cmdline_safe(tag))
@@ -164,11 +167,15 @@ static int fs_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 {
 	const char *dir = virtio_dev_opts_get(o, "dir");
 	char fd_dir[32];
+	unsigned flags = 0;
 	uint64_t dirfd;
-	bool ro;
+	bool ro, nodev;
 
-	if (virtio_dev_opts_bool(o, "ro", d->log, &ro) < 0)
+	if (virtio_dev_opts_bool(o, "ro", d->log, &ro) < 0 ||
+	    virtio_dev_opts_bool(o, "nodev", d->log, &nodev) < 0)
 		return -EINVAL;
+	flags |= ro ? VIRTIO_FS_READ_ONLY : 0;
+	flags |= nodev ? VIRTIO_FS_NO_DEV : 0;
 	/* The caller's directory fd, reopened through its /proc link: the
 	 * share opens the root itself (O_PATH) and keeps that. */
 	if (!dir && virtio_dev_opts_u64(o, "dirfd", 0, INT32_MAX, d->log,
@@ -177,8 +184,8 @@ static int fs_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 			 (int)dirfd);
 		dir = fd_dir;
 	}
-	return virtio_fs_create(dir, virtio_dev_opts_get(o, "tag"), ro, d->log,
-				d);
+	return virtio_fs_create(dir, virtio_dev_opts_get(o, "tag"), flags,
+				d->log, d);
 }
 
 /* QEMU's vhost-user-fs-device needs the tag too. */
@@ -206,7 +213,7 @@ const struct virtio_dev_ops virtio_fs_ops = {
 	.type = "fs",
 	.max_per_vm = VIRTIO_FS_MAX_PER_VM,
 	.option_keys = fs_option_keys,
-	.option_usage = "dir=DIR|dirfd=N,tag=TAG[,ro]",
+	.option_usage = "dir=DIR|dirfd=N,tag=TAG[,ro][,nodev]",
 	.check = fs_check,
 	.create = fs_create,
 	.destroy = virtio_fs_destroy,
@@ -297,10 +304,13 @@ static int fit_fd_limit(struct fuse_server_opts *o, const struct kiln_log *log)
 	return 0;
 }
 
-int virtio_fs_create(const char *dir, const char *tag, bool read_only,
+int virtio_fs_create(const char *dir, const char *tag, unsigned flags,
 		     const struct kiln_log *log, struct virtio_dev *dev)
 {
-	struct fuse_server_opts opts = {.read_only = read_only};
+	struct fuse_server_opts opts = {
+		.read_only = flags & VIRTIO_FS_READ_ONLY,
+		.no_dev = flags & VIRTIO_FS_NO_DEV,
+	};
 	struct virtio_fs *fs;
 	int err;
 

@@ -43,18 +43,22 @@ struct virtio_fs_stats {
 	uint64_t dropped;  /* no room for a reply: returned with 0 bytes */
 };
 
+#define VIRTIO_FS_READ_ONLY 1u /* every change fails with EROFS */
+#define VIRTIO_FS_NO_DEV    2u /* no device nodes made or chmod/chowned */
+
 /* Makes dev a virtio-fs device sharing the directory dir under tag (1..35
- * bytes, no whitespace or control characters), read-only if read_only.
+ * bytes, no whitespace or control characters); flags: VIRTIO_FS_*.
  * Each inode the guest looks up holds one host fd: the share's inode limit
  * is lowered to fit this process's RLIMIT_NOFILE (minus
  * VIRTIO_FS_RESERVED_FDS), so raise that limit first for large trees. log
  * may be NULL, else must outlive the device. Only dev->ops/priv are set.
  * Returns 0 or -errno: -ENOENT (no dir), -ENOTDIR, -EINVAL (bad tag),
  * -EMFILE (RLIMIT_NOFILE too low), -ENOMEM; each logged. */
-int virtio_fs_create(const char *dir, const char *tag, bool read_only,
+int virtio_fs_create(const char *dir, const char *tag, unsigned flags,
 		     const struct kiln_log *log, struct virtio_dev *dev);
 
-/* The device type (device_table.h): "fs,dir=DIR,tag=TAG[,ro][,mount=PATH]"
+/* The device type (device_table.h):
+ * "fs,dir=DIR,tag=TAG[,ro][,nodev][,mount=PATH]"
  * (mount: where a sandbox's agent mounts it, unused by the device). */
 extern const struct virtio_dev_ops virtio_fs_ops;
 

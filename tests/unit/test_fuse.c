@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -554,12 +555,31 @@ static void test_mknod(void **state)
 	host_path(f, "fifo", p, sizeof(p));
 	assert_int_equal(lstat(p, &st), 0);
 	assert_true(S_ISFIFO(st.st_mode));
-	/* no devices or sockets, whoever asks */
-	assert_int_equal(mknod_(f, 1, "chr", S_IFCHR | 0600, NULL), -EPERM);
-	assert_int_equal(mknod_(f, 1, "blk", S_IFBLK | 0600, NULL), -EPERM);
-	assert_int_equal(mknod_(f, 1, "sock", S_IFSOCK | 0600, NULL), -EPERM);
+	/* sockets (a guest bind()) and, with CAP_MKNOD, device nodes with
+	 * the guest's device number */
+	assert_int_equal(mknod_(f, 1, "sock", S_IFSOCK | 0600, &e), 0);
+	assert_true(S_ISSOCK(e.attr.mode));
+	host_path(f, "sock", p, sizeof(p));
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	if (geteuid() == 0) {
+		struct fuse_mknod_in in = {.mode = S_IFBLK | 0640,
+					   .rdev = (0x123 << 8) | 0x45 |
+						   (0x678 << 12) << 8};
+		assert_int_equal(call2(f, FUSE_MKNOD, 1, &in, sizeof(in), "blk",
+				       NULL, &e, sizeof(e), NULL),
+				 0);
+		assert_int_equal(e.attr.rdev, in.rdev);
+		host_path(f, "blk", p, sizeof(p));
+		assert_int_equal(lstat(p, &st), 0);
+		assert_true(S_ISBLK(st.st_mode));
+		assert_int_equal(major(st.st_rdev), 0x123);
+		assert_int_equal(minor(st.st_rdev), 0x67845);
+	}
+	/* not directories (MKDIR), nor types mknod(2) does not know */
 	assert_int_equal(mknod_(f, 1, "dir", S_IFDIR | 0600, NULL), -EPERM);
-	host_path(f, "chr", p, sizeof(p));
+	assert_int_equal(mknod_(f, 1, "odd", 0170000 | 0600, NULL), -EINVAL);
+	host_path(f, "odd", p, sizeof(p));
 	assert_int_equal(lstat(p, &st), -1);
 	assert_int_equal(mknod_(f, 1, "reg", S_IFREG | 0600, NULL), -EEXIST);
 	/* mode bits the host umask would drop are kept */

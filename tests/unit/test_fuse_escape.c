@@ -615,17 +615,18 @@ static void test_special_files(void **state)
 		assert_int_equal(call(f, FUSE_SETATTR, e.nodeid, &set,
 				      sizeof(set), &ao, sizeof(ao), NULL),
 				 -EINVAL);
-		/* no chmod/chown of host devices and sockets */
+		/* their mode and owner are metadata: nothing is opened */
 		set.valid = FATTR_MODE;
-		set.mode = 0666;
+		set.mode = 0640;
 		assert_int_equal(call(f, FUSE_SETATTR, e.nodeid, &set,
 				      sizeof(set), &ao, sizeof(ao), NULL),
-				 sp[i].type == S_IFIFO ? 0 : -EPERM);
+				 0);
+		assert_int_equal(ao.attr.mode, sp[i].type | 0640);
 		set.valid = FATTR_UID;
 		set.uid = getuid();
 		assert_int_equal(call(f, FUSE_SETATTR, e.nodeid, &set,
 				      sizeof(set), &ao, sizeof(ao), NULL),
-				 sp[i].type == S_IFIFO ? 0 : -EPERM);
+				 0);
 		assert_int_equal(call2(f, FUSE_GETXATTR, e.nodeid, &gx,
 				       sizeof(gx), "user.x", NULL, buf,
 				       sizeof(buf)),
@@ -634,15 +635,59 @@ static void test_special_files(void **state)
 				      sizeof(gx), buf, sizeof(buf), &got),
 				 0);
 		assert_int_equal(got, 0);
-		/* a guest MKNOD of the same kind is refused (FIFOs allowed) */
-		if (sp[i].type != S_IFIFO)
-			assert_int_equal(
-				do_mknod(f, 1, "again", sp[i].type | 0666),
-				-EPERM);
+		/* a guest MKNOD of the same kind makes one (mknodat under
+		 * the parent's O_PATH fd), just as inert */
+		snprintf(buf, sizeof(buf), "again-%s", sp[i].name);
+		assert_int_equal(do_mknod(f, 1, buf, sp[i].type | 0666), 0);
+		assert_int_equal(fuse_client_lookup(&f->c, 1, buf, &e), 0);
+		assert_int_equal(e.attr.mode & S_IFMT, sp[i].type);
+		assert_int_equal(do_open(f, e.nodeid, O_RDWR | O_NONBLOCK, &fh),
+				 sp[i].open_err);
 	}
 	alarm(0);
 	assert_int_equal(stats(f).handles, 0);
 	close(s);
+}
+
+/* The nodev share option: no device node is made, and none in the share
+ * can be chmod/chowned (opened up to other host users); fifos and sockets
+ * are unaffected. */
+static void test_nodev(void **state)
+{
+	struct fuse_server_opts o = {.no_dev = true};
+	struct fuse_setattr_in set = {.valid = FATTR_MODE, .mode = 0666};
+	struct fuse_attr_out ao;
+	struct fuse_entry_out e;
+	struct fx *f = fx_new(&o);
+	char p[PATH_MAX];
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(do_mknod(f, 1, "chr", S_IFCHR | 0666), -EPERM);
+	assert_int_equal(do_mknod(f, 1, "blk", S_IFBLK | 0666), -EPERM);
+	hpath(f, "chr", p);
+	assert_int_equal(lstat(p, &st), -1);
+	hpath(f, "blk", p);
+	assert_int_equal(lstat(p, &st), -1);
+	assert_int_equal(do_mknod(f, 1, "fifo", S_IFIFO | 0666), 0);
+	assert_int_equal(do_mknod(f, 1, "sock", S_IFSOCK | 0666), 0);
+	hpath(f, "null", p);
+	if (mknod(p, S_IFCHR | 0600, makedev(1, 3)) == 0) {
+		/* root: a host device node already in the share */
+		assert_int_equal(fuse_client_lookup(&f->c, 1, "null", &e), 0);
+		assert_int_equal(call(f, FUSE_SETATTR, e.nodeid, &set,
+				      sizeof(set), &ao, sizeof(ao), NULL),
+				 -EPERM);
+		set.valid = FATTR_UID;
+		set.uid = 65534;
+		assert_int_equal(call(f, FUSE_SETATTR, e.nodeid, &set,
+				      sizeof(set), &ao, sizeof(ao), NULL),
+				 -EPERM);
+		assert_int_equal(lstat(p, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 0600);
+		assert_int_equal(st.st_uid, 0);
+	}
+	fx_free(f);
 }
 
 /* ---- malformed requests ---- */
@@ -1084,6 +1129,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dir_swapped_for_symlink,
 						setup, teardown),
+		cmocka_unit_test(test_nodev),
 		cmocka_unit_test_setup_teardown(test_special_files, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_headers, setup,

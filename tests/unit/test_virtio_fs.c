@@ -123,7 +123,8 @@ static struct ring_env *ring_env_new(uint16_t req_qsize, bool read_only)
 	guest_mem_init(&e->mem, e->ram, RAM_SIZE);
 	share_init(&e->share);
 	e->dev.log = &test_log;
-	assert_int_equal(virtio_fs_create(e->share.dir, "data", read_only,
+	assert_int_equal(virtio_fs_create(e->share.dir, "data",
+					  read_only ? VIRTIO_FS_READ_ONLY : 0,
 					  &test_log, &e->dev),
 			 0);
 	fake_driver_bind(&e->dev, &e->mem, &e->tr);
@@ -269,8 +270,8 @@ static void test_config_space(void **state)
 	(void)state;
 	share_init(&s);
 	memset(&dev, 0, sizeof(dev));
-	assert_int_equal(
-		virtio_fs_create(s.dir, "myshare", false, &test_log, &dev), 0);
+	assert_int_equal(virtio_fs_create(s.dir, "myshare", 0, &test_log, &dev),
+			 0);
 	assert_int_equal(dev.ops->device_id, VIRTIO_ID_FS);
 	assert_int_equal(dev.ops->device_id, 26);
 	assert_int_equal(dev.ops->num_queues, 2); /* hiprio + 1 request */
@@ -327,7 +328,8 @@ static void test_longest_tag(void **state)
 	assert_int_equal(strlen(tag35), 35);
 	share_init(&s);
 	memset(&dev, 0, sizeof(dev));
-	assert_int_equal(virtio_fs_create(s.dir, tag35, true, &test_log, &dev),
+	assert_int_equal(virtio_fs_create(s.dir, tag35, VIRTIO_FS_READ_ONLY,
+					  &test_log, &dev),
 			 0);
 	dev.ops->config_read(&dev, 0, cfg, sizeof(cfg));
 	assert_memory_equal(cfg, tag35, 35);
@@ -345,8 +347,7 @@ static void expect_create_error(const char *dir, const char *tag, int err,
 
 	memset(&dev, 0, sizeof(dev));
 	last_log[0] = 0;
-	assert_int_equal(virtio_fs_create(dir, tag, false, &test_log, &dev),
-			 err);
+	assert_int_equal(virtio_fs_create(dir, tag, 0, &test_log, &dev), err);
 	assert_null(dev.ops);
 	assert_null(dev.priv);
 	if (log_part && !strstr(last_log, log_part))
@@ -376,9 +377,8 @@ static void test_create_errors(void **state)
 	expect_create_error(s.dir, "tab\there", -EINVAL, "space");
 	expect_create_error(s.dir, "nl\n", -EINVAL, "control");
 	expect_create_error(s.dir, "del\x7f", -EINVAL, "control");
-	assert_int_equal(
-		virtio_fs_create(s.dir, "data", false, &test_log, NULL),
-		-EINVAL);
+	assert_int_equal(virtio_fs_create(s.dir, "data", 0, &test_log, NULL),
+			 -EINVAL);
 	share_fini(&s);
 }
 
@@ -401,8 +401,8 @@ static void test_fd_limit(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
 	memset(&dev, 0, sizeof(dev));
 	last_log[0] = 0;
-	assert_int_equal(
-		virtio_fs_create(s.dir, "data", false, &test_log, &dev), 0);
+	assert_int_equal(virtio_fs_create(s.dir, "data", 0, &test_log, &dev),
+			 0);
 	assert_non_null(strstr(last_log, "RLIMIT_NOFILE 1000"));
 	virtio_fs_destroy(&dev);
 	/* one too low to leave the embedder any room is refused */
@@ -661,8 +661,8 @@ static void test_destroy_idempotent(void **state)
 	(void)state;
 	share_init(&s);
 	memset(&dev, 0, sizeof(dev));
-	assert_int_equal(
-		virtio_fs_create(s.dir, "data", false, &test_log, &dev), 0);
+	assert_int_equal(virtio_fs_create(s.dir, "data", 0, &test_log, &dev),
+			 0);
 	/* a queue index past the device's is ignored */
 	dev.ops->queue_notify(&dev, 2);
 	dev.ops->queue_notify(&dev, 7);
