@@ -1102,6 +1102,7 @@ int kiln_cmd_start(int argc, char **argv)
 			goto out;
 		}
 	}
+	code = EXIT_USAGE; /* the last option may have left 0 */
 	if (optind < argc) {
 		cli_usage_error("start: unexpected argument '%s'",
 				argv[optind]);

@@ -87,6 +87,7 @@ check "run --cpus 0" 2 "cpu" -- run --cpus 0 -- true
 check "run unknown option" 2 "kiln run --help" -- run --bogus -- true
 check "start with a bad name" 2 "is not a sandbox name" -- start --name ../x
 check "start with an argument" 2 "unexpected argument" -- start extra
+check "start with an argument after an option" 2 "unexpected argument" -- start --cpus 1 extra
 check "exec without a name" 2 "missing sandbox name" -- exec -- true
 check "exec of an unknown sandbox" 125 "no sandbox named 'nope'" -- exec nope -- true
 check "exec with a bad name" 2 "is not a sandbox name" -- exec ../x -- true
