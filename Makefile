@@ -11,6 +11,11 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
+# where Debian's python3 finds packages: /usr/lib/python3/dist-packages for
+# PREFIX=/usr, PREFIX/lib/python3.X/dist-packages otherwise
+PYTHON ?= /usr/bin/python3
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)
 
 CC ?= cc
 AR ?= ar
@@ -227,9 +232,11 @@ format:
 # uninstall removes exactly these files, then the directories that are
 # kiln's own (kiln/ under INCLUDEDIR and DATADIR) once empty.
 GUEST_FILES := vmlinux bzImage initramfs.cpio.gz
+PY_FILES := __init__.py _lib.py aio.py errors.py sandbox.py py.typed
 INSTALLED := $(BINDIR)/kiln $(LIBDIR)/libkiln.a $(LIBDIR)/libkiln.so.$(SOVERSION) \
 	$(LIBDIR)/libkiln.so $(INCLUDEDIR)/kiln/kiln.h $(LIBDIR)/pkgconfig/kiln.pc \
-	$(MANDIR)/man1/kiln.1 $(GUEST_FILES:%=$(DATADIR)/kiln/guest/%)
+	$(MANDIR)/man1/kiln.1 $(GUEST_FILES:%=$(DATADIR)/kiln/guest/%) \
+	$(PY_FILES:%=$(PYTHONDIR)/kiln/%)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
@@ -244,11 +251,14 @@ install: all
 	if [ -f $(BUILD)/guest/initramfs.cpio.gz ]; then \
 		install -d $(DESTDIR)$(DATADIR)/kiln/guest && \
 		install -m 0644 $(GUEST_FILES:%=$(BUILD)/guest/%) $(DESTDIR)$(DATADIR)/kiln/guest/; fi
+	install -d $(DESTDIR)$(PYTHONDIR)/kiln
+	install -m 0644 $(PY_FILES:%=python/kiln/%) $(DESTDIR)$(PYTHONDIR)/kiln/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rm -rf $(DESTDIR)$(PYTHONDIR)/kiln/__pycache__
 	rmdir $(DESTDIR)$(DATADIR)/kiln/guest $(DESTDIR)$(DATADIR)/kiln \
-		$(DESTDIR)$(INCLUDEDIR)/kiln 2>/dev/null || true
+		$(DESTDIR)$(INCLUDEDIR)/kiln $(DESTDIR)$(PYTHONDIR)/kiln 2>/dev/null || true
 
 clean:
 	rm -rf $(BUILD)

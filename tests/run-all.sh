@@ -6,7 +6,8 @@
 # guest under QEMU TCG), the Linux-driver tier (QEMU + kiln vhost-user;
 # pjdfstest on kiln's share and on virtiofsd's),
 # linux-early (real kernel's early boot on kiln), linux (full guest on kiln;
-# SKIP where /dev/kvm lacks hardware virtualization).
+# SKIP where /dev/kvm lacks hardware virtualization), python (the Python
+# SDK's pytest suite on real sandboxes).
 #
 # Usage: tests/run-all.sh [unit]   (unit: only the cmocka tier, for
 # `make check-unit`). Nothing expected is dropped silently: a unit-test or
@@ -106,7 +107,8 @@ tiers=(tests/abi/exports.sh tests/cli/run.sh)
 tiers+=(tests/cli/accel.sh)
 tiers+=(tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh
 	tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh tests/linux/vhost-user-vsock.sh
-	tests/linux/pjdfstest.sh tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh)
+	tests/linux/pjdfstest.sh tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh
+	tests/python/run.sh)
 [ -e tests/linux/tcg.sh ] && tiers+=(tests/linux/tcg.sh)
 for tier in "${tiers[@]}"; do
 	echo "== $tier"

@@ -1,0 +1,408 @@
+# SPDX-License-Identifier: MIT
+"""The Python SDK on real sandboxes (whichever engine runs here)."""
+import asyncio
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import kiln
+import kiln.aio
+from conftest import ROOT, children, fd_count
+
+
+def test_exit_codes(sb):
+    assert sb.run(["true"]).exit_code == 0
+    r = sb.run("exit 7")
+    assert (r.exit_code, r.signal, r.ok) == (7, 0, False)
+    assert sb.run(["/no/such/program"]).exit_code == 127
+    with pytest.raises(kiln.CommandError) as ei:
+        sb.run(["false"], check=True)
+    assert ei.value.result.exit_code == 1
+    assert sb.run(["true"], check=True).ok
+
+
+def test_signal(sb):
+    r = sb.run("kill -TERM $$")
+    assert r.signal == signal.SIGTERM
+    assert r.exit_code == 128 + signal.SIGTERM
+    p = sb.exec(["sleep", "30"])
+    p.kill(signal.SIGKILL)
+    r = p.wait(timeout=30)
+    assert r.signal == signal.SIGKILL
+
+
+def test_output_10mib_byte_exact(sb):
+    # 10 MiB of a known pseudo-random stream, plus its digest from the guest
+    r = sb.run("head -c 10485760 /dev/urandom >/tmp/big && md5sum </tmp/big >&2 && cat /tmp/big", timeout=120)
+    assert r.exit_code == 0
+    assert len(r.stdout) == 10 * 1024 * 1024
+    assert hashlib.md5(r.stdout).hexdigest() == r.stderr.split()[0].decode()
+
+
+def test_stdin_bytes_and_streaming(sb):
+    data = os.urandom(300_000)
+    r = sb.run(["md5sum"], stdin=data)
+    assert r.stdout.split()[0].decode() == hashlib.md5(data).hexdigest()
+    p = sb.exec(["cat"], stdin=True)
+    for i in range(5):
+        p.write(b"line %d\n" % i)
+    p.close_stdin()
+    r = p.wait(timeout=30)
+    assert r.stdout == b"".join(b"line %d\n" % i for i in range(5))
+
+
+def test_stream_output_chunks(sb):
+    p = sb.exec("for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.2; done")
+    seen = {"stdout": b"", "stderr": b""}
+    for stream, data in p:
+        seen[stream] += data
+    assert seen == {"stdout": b"out1\nout2\nout3\n", "stderr": b"err1\nerr2\nerr3\n"}
+    assert p.wait().exit_code == 0
+
+
+def test_env_and_cwd(sb):
+    r = sb.run(["sh", "-c", 'echo "$GREETING" && pwd'], env={"GREETING": "hi there"}, cwd="/tmp")
+    assert r.stdout == b"hi there\n/tmp\n"
+    assert sb.run(["true"], cwd="/no/such/dir").exit_code != 0
+
+
+def test_timeout(sb):
+    t0 = time.monotonic()
+    with pytest.raises(kiln.Timeout) as ei:
+        sb.run("echo started; sleep 30", timeout=1)
+    assert time.monotonic() - t0 < 20
+    assert ei.value.result is not None
+    assert ei.value.result.exit_code == 124
+    assert ei.value.result.stdout == b"started\n"
+    # a wait's own timeout leaves the command running
+    p = sb.exec(["sleep", "5"])
+    with pytest.raises(kiln.Timeout):
+        p.wait(timeout=0.2)
+    assert p.returncode is None
+    p.kill()
+    assert p.wait(timeout=30).signal == signal.SIGKILL
+
+
+def test_files_round_trip_5mib(sb, tmp_path):
+    data = os.urandom(5 * 1024 * 1024)
+    sb.files.write("/tmp/five", data, mode=0o600)
+    assert sb.files.read("/tmp/five") == data
+    r = sb.run(["stat", "-c", "%a %s", "/tmp/five"])
+    assert r.stdout == b"600 5242880\n"
+    # streaming, through a real file and through a non-file object
+    src = tmp_path / "src.bin"
+    src.write_bytes(data[:1_000_000])
+    with open(src, "rb") as f:
+        sb.files.write_stream("/tmp/one", f)
+    sb.files.write("/tmp/two", io.BytesIO(b"from BytesIO"))
+    assert sb.files.read("/tmp/two") == b"from BytesIO"
+    out = tmp_path / "out.bin"
+    with open(out, "wb") as f:
+        assert sb.files.read_stream("/tmp/one", f) == 1_000_000
+    assert out.read_bytes() == data[:1_000_000]
+    buf = io.BytesIO()
+    sb.files.read_stream("/tmp/one", buf)
+    assert buf.getvalue() == data[:1_000_000]
+    with pytest.raises(kiln.KilnError):
+        sb.files.read("/no/such/file")
+    with pytest.raises(kiln.KilnError):
+        sb.files.read("/tmp/five", max_size=10)
+
+
+def test_concurrent_execs_from_threads(sb):
+    results = [None] * 20
+    errors = []
+
+    def one(i):
+        try:
+            results[i] = sb.run(["sh", "-c", f"sleep 0.$((RANDOM % 5)); echo {i}"])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert [r.stdout for r in results] == [b"%d\n" % i for i in range(20)]
+
+
+def test_processes_fed_from_several_threads(sb):
+    procs = [sb.exec(["cat"], stdin=True) for _ in range(4)]
+
+    def feed(p, i):
+        for _ in range(50):
+            p.write(b"x" * 1000 + b"%d\n" % i)
+        p.close_stdin()
+
+    threads = [threading.Thread(target=feed, args=(p, i)) for i, p in enumerate(procs)]
+    for t in threads:
+        t.start()
+    for i, p in enumerate(procs):
+        r = p.wait(timeout=120)
+        assert r.stdout == (b"x" * 1000 + b"%d\n" % i) * 50
+    for t in threads:
+        t.join()
+
+
+def test_asyncio_concurrency(engine_ok):
+    async def main():
+        async with kiln.aio.Sandbox(boot_timeout=120) as sb:
+            t0 = time.monotonic()
+            rs = await asyncio.gather(*(sb.run(["sh", "-c", f"sleep 1; echo {i}"]) for i in range(8)))
+            took = time.monotonic() - t0
+            assert [r.stdout for r in rs] == [b"%d\n" % i for i in range(8)]
+            # concurrent, not one after the other
+            assert took < 8
+            ticks = 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.05)
+                    ticks += 1
+
+            t = asyncio.ensure_future(ticker())
+            p = await sb.exec(["sh", "-c", "echo a; sleep 1; echo b"])
+            chunks = [d async for _, d in p]
+            t.cancel()
+            assert b"".join(chunks) == b"a\nb\n"
+            assert ticks >= 5  # the loop ran while we waited
+            await sb.files.write("/tmp/x", b"async")
+            assert await sb.files.read("/tmp/x") == b"async"
+
+    asyncio.run(main())
+
+
+def test_misuse(engine_ok):
+    with pytest.raises(TypeError):
+        kiln.Sandbox(cpus="2")
+    with pytest.raises(ValueError):
+        kiln.Sandbox(accel="warp")
+    with pytest.raises(TypeError):
+        kiln.Sandbox(shares=["/tmp"])
+    with pytest.raises(ValueError):
+        kiln.Sandbox(cpus=2**40)
+    with pytest.raises(TypeError):
+        kiln.Sandbox(shares=[kiln.Share(123, "t")]).start()
+    with pytest.raises(kiln.KilnError):
+        kiln.Sandbox(memory_mib=1).start()  # below kiln's minimum
+    with pytest.raises(kiln.KilnError) as ei:
+        kiln.Sandbox(kernel="/no/such/kernel", initrd="/no/such/initrd").start()
+    assert ei.value.errno != 0
+    sb = kiln.Sandbox(boot_timeout=120)
+    with pytest.raises(kiln.ClosedError):
+        sb.run(["true"])  # never started
+    sb.start()
+    with pytest.raises(TypeError):
+        sb.run(42)
+    with pytest.raises(ValueError):
+        sb.run([])
+    with pytest.raises(ValueError):
+        sb.run(["echo", "a\0b"])
+    with pytest.raises(TypeError):
+        sb.run(["cat"], stdin="text")
+    with pytest.raises(ValueError):
+        sb.run(["true"], timeout=-1)
+    with pytest.raises(ValueError):
+        sb.run(["true"], timeout=float("nan"))
+    assert sb.run(["true"], timeout=float("inf")).ok
+    with pytest.raises(TypeError):
+        sb.run(["true"], env=["A=B"])
+    with pytest.raises(ValueError):
+        sb.run(["true"], env={"A=B": "c"})
+    with pytest.raises(kiln.KilnError):
+        sb.run(["echo", "x" * (8 << 20)])  # far beyond an exec's size
+    with pytest.raises(ValueError):
+        sb.files.write("/tmp/x", b"", mode=0o70000)
+    with pytest.raises(TypeError):
+        sb.files.write("/tmp/x", 12)
+    p = sb.exec(["true"])
+    p.wait(timeout=30)
+    with pytest.raises(kiln.KilnError):
+        p.write(b"no stdin")
+    p.close()
+    p.close()
+    assert sb.run(["echo", "still fine"]).stdout == b"still fine\n"
+    sb.close()
+    sb.close()  # twice is fine
+    with pytest.raises(kiln.ClosedError):
+        sb.run(["true"])
+    with pytest.raises(kiln.ClosedError):
+        sb.files.read("/etc/hostname")
+    with pytest.raises(kiln.ClosedError):
+        sb.start()
+
+
+def test_boot_error_carries_console(engine_ok):
+    with pytest.raises(kiln.BootError) as ei:
+        kiln.Sandbox(boot_timeout=0.001).start()
+    assert ei.value.errno in (110, 32)  # ETIMEDOUT / EPIPE
+    assert isinstance(ei.value.console, str)
+
+
+def test_console(sb):
+    assert "kiln" in sb.console.text() or sb.console.text() != ""
+    assert sb.accel in ("kvm", "tcg")
+    sb.run("echo console-marker-1 >/dev/console", check=True)
+    assert "console-marker-1" in sb.console.wait_for("console-marker-1", timeout=30)
+    with pytest.raises(kiln.Timeout):
+        sb.console.wait_for("never-printed", timeout=0.2)
+
+
+def test_close_while_console_waits(engine_ok):
+    sb = kiln.Sandbox(boot_timeout=120).start()
+    errs = []
+
+    def waiter():
+        try:
+            sb.console.wait_for("never-printed", timeout=60)
+        except kiln.KilnError as e:
+            errs.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    sb.close()
+    t.join(30)
+    assert not t.is_alive() and len(errs) == 1
+    assert time.monotonic() - t0 < 30
+
+
+def test_dropped_process_is_safe(sb):
+    import gc
+
+    sb.exec("for i in $(seq 1 50); do echo dropped $i; sleep 0.01; done")  # not kept
+    gc.collect()
+    r = sb.run("sleep 1; echo kept")  # its wait moves the dropped one's output
+    gc.collect()
+    assert r.stdout == b"kept\n"
+
+
+def test_nothing_leaks(engine_ok):
+    before_fds = fd_count()
+    before_kids = set(children())
+    for _ in range(2):
+        with kiln.Sandbox(boot_timeout=120) as sb:
+            assert sb.run(["echo", "x"]).stdout == b"x\n"
+            sock = sb.vsock_path
+            assert os.path.exists(sock)
+    assert not os.path.exists(sock)
+    deadline = time.monotonic() + 10
+    while set(children()) - before_kids and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(children()) - before_kids == set()
+    assert fd_count() == before_fds
+
+
+def test_exception_in_block_stops_the_sandbox(engine_ok):
+    before = set(children())
+    with pytest.raises(RuntimeError):
+        with kiln.Sandbox(boot_timeout=120) as sb:
+            sb.run(["true"])
+            raise RuntimeError("boom")
+    assert sb.closed
+    deadline = time.monotonic() + 10
+    while set(children()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(children()) - before == set()
+
+
+def test_share(engine_ok, tmp_path):
+    (tmp_path / "in.txt").write_text("from the host")
+    shares = [kiln.Share(str(tmp_path), "work", guest_path="/work")]
+    with kiln.Sandbox(shares=shares, boot_timeout=120) as sb:
+        assert sb.run(["cat", "/work/in.txt"]).stdout == b"from the host"
+        sb.run("echo from the guest > /work/out.txt", check=True)
+    assert (tmp_path / "out.txt").read_text() == "from the guest\n"
+
+
+def test_interpreter_exit_stops_sandboxes(engine_ok):
+    code = (
+        "import kiln, os\n"
+        "sb = kiln.Sandbox(boot_timeout=120).start()\n"
+        "print(sb.run(['echo', 'up']).stdout.decode(), end='', flush=True)\n"
+        "os.environ['X'] = '1'\n"
+        # no close: atexit must stop it
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=180)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout == b"up\n"
+
+
+def test_attach_to_kiln_start(engine_ok, tmp_path):
+    kiln_bin = str(ROOT / os.environ.get("BUILD", "build") / "kiln")
+    name = f"py{os.getpid()}"
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    os.chmod(tmp_path, 0o700)
+    st = subprocess.run([kiln_bin, "start", "--boot-timeout", "120", "--name", name], env=env, capture_output=True, timeout=180)
+    assert st.returncode == 0, st.stderr.decode()
+    old = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(tmp_path)
+    try:
+        sb = kiln.Sandbox.attach(name)
+        assert sb.run(["echo", "attached"]).stdout == b"attached\n"
+        sb.close()  # detaches; the VM keeps running
+        sb2 = kiln.Sandbox.attach(name)
+        assert sb2.run(["true"]).ok
+        sb2.close()
+        with pytest.raises(kiln.KilnError):
+            kiln.Sandbox.attach(name + "-missing")
+    finally:
+        if old is None:
+            del os.environ["XDG_RUNTIME_DIR"]
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = old
+        subprocess.run([kiln_bin, "stop", name], env=env, capture_output=True, timeout=60)
+
+
+def test_host_check():
+    hc = kiln.host_check()
+    assert isinstance(hc.kvm, bool) and isinstance(hc.tcg, bool)
+    assert hc.kvm or hc.reason
+    assert hc.library
+    assert kiln.library_version().count(".") == 2
+
+
+def test_library_not_found_says_where_it_looked(tmp_path):
+    code = "import kiln\ntry:\n    kiln.host_check()\nexcept kiln.LibraryNotFound as e:\n    print(e)\n"
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT / "python"),
+        KILN_LIBRARY=str(tmp_path / "nope.so"),
+        BUILD=str(tmp_path / "nobuild"),
+    )
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    out = p.stdout.decode()
+    assert "$KILN_LIBRARY" in out and "build tree" in out and "system loader" in out, out
+
+
+def test_pip_install_offline(tmp_path):
+    target = tmp_path / "site"
+    p = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation",
+         "--target", str(target), str(ROOT / "python")],
+        capture_output=True,
+        timeout=300,
+    )
+    if p.returncode != 0 and b"No module named pip" in p.stderr:
+        pytest.skip("pip is not installed for this python")
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert (target / "kiln" / "py.typed").exists()
+    lib = ROOT / os.environ.get("BUILD", "build") / "libkiln.so.0"
+    env = dict(os.environ, PYTHONPATH=str(target), KILN_LIBRARY=str(lib))
+    q = subprocess.run(
+        [sys.executable, "-c", "import kiln; print(kiln.library_version())"],
+        env=env, capture_output=True, timeout=60, cwd=str(tmp_path),
+    )
+    assert q.returncode == 0 and q.stdout.strip(), q.stderr.decode()
