@@ -10,6 +10,7 @@ PKGS=(
 	busybox-static cpio gzip            # the default guest's initramfs
 	linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils  # guest kernel
 	e2fsprogs                           # disk images
+	libslirp-dev                        # user-mode NAT (--net user)
 	util-linux                          # setpriv, flock
 	python3 python3-pytest python3-setuptools python3-pip  # the Python SDK and its tests
 )

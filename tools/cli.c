@@ -202,6 +202,29 @@ static int accel_option(struct kiln_config *cfg, const char *what,
 	return kiln_config_set_accel(cfg, a) < 0 ? EXIT_KILN_FAILED : 0;
 }
 
+/* --net none | user[,egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]:
+ * user-mode NAT behind a virtio-net device (none: no NIC at all). */
+static int net_option(struct kiln_config *cfg, const char *arg)
+{
+	char spec[256];
+
+	if (!strcmp(arg, "none"))
+		return 0;
+	if (strcmp(arg, "user") && strncmp(arg, "user,", 5)) {
+		cli_usage_error("--net: expected none or "
+				"user[,egress=public|all|none][,mac=MAC]"
+				"[,net=A.B.C.D/N], got '%s'",
+				arg);
+		return EXIT_USAGE;
+	}
+	if (snprintf(spec, sizeof(spec), "net%s", arg + 4) >=
+	    (int)sizeof(spec)) {
+		cli_usage_error("--net: too long");
+		return EXIT_USAGE;
+	}
+	return kiln_config_add_device(cfg, spec) < 0 ? EXIT_USAGE : 0;
+}
+
 int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		  const char *arg)
 {
@@ -242,6 +265,7 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		if (!strncmp(arg, "fs,", 3))
 			raise_nofile_limit();
 		return 0;
+	case OPT_NET: return net_option(cfg, arg);
 	case OPT_ACCEL:
 		vm->accel_set = true;
 		return accel_option(cfg, "--accel", arg);

@@ -25,6 +25,7 @@ enum {
 	OPT_DISK,
 	OPT_SHARE,
 	OPT_DEVICE,
+	OPT_NET,
 	OPT_ACCEL,
 	OPT_VM_LAST = OPT_ACCEL,
 	OPT_CONSOLE_LOG,
@@ -50,6 +51,7 @@ enum {
 		{"disk", required_argument, NULL, OPT_DISK},                   \
 		{"share", required_argument, NULL, OPT_SHARE},                 \
 		{"device", required_argument, NULL, OPT_DEVICE},               \
+		{"net", required_argument, NULL, OPT_NET},                     \
 	{                                                                      \
 		"accel", required_argument, NULL, OPT_ACCEL                    \
 	}

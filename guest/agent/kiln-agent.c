@@ -23,7 +23,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1599,6 +1602,72 @@ static void mount_share(const char *spec)
 		       strerror(errno));
 }
 
+static bool set_addr(int s, const char *ifname, unsigned long req,
+		     struct in_addr a)
+{
+	struct ifreq ifr = {0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	sin->sin_family = AF_INET;
+	sin->sin_addr = a;
+	return ioctl(s, req, &ifr) == 0;
+}
+
+/* kiln.net=ADDR/N,GW,DNS: eth0 gets ADDR/N and is up, the default route
+ * goes through GW, /etc/resolv.conf names DNS. Static: no DHCP wait. */
+static void configure_net(const char *spec)
+{
+	char addr[16], gw[16], dns[16];
+	struct in_addr a, g, d, mask;
+	struct rtentry rt = {0};
+	struct ifreq ifr = {0};
+	unsigned prefix;
+	int s, fd;
+
+	if (sscanf(spec, "%15[0-9.]/%u,%15[0-9.],%15[0-9.]", addr, &prefix, gw,
+		   dns) != 4 ||
+	    prefix < 1 || prefix > 30 || inet_pton(AF_INET, addr, &a) != 1 ||
+	    inet_pton(AF_INET, gw, &g) != 1 ||
+	    inet_pton(AF_INET, dns, &d) != 1) {
+		logmsg("kiln.net=%.64s: expected ADDR/N,GW,DNS", spec);
+		return;
+	}
+	mask.s_addr = htonl(~0u << (32 - prefix));
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		logmsg("net: socket: %s", strerror(errno));
+		return;
+	}
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	if (!set_addr(s, "eth0", SIOCSIFADDR, a) ||
+	    !set_addr(s, "eth0", SIOCSIFNETMASK, mask) ||
+	    ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		logmsg("net: eth0: %s", strerror(errno));
+		close(s);
+		return;
+	}
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		logmsg("net: bringing eth0 up: %s", strerror(errno));
+	((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+	((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+	((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
+	((struct sockaddr_in *)&rt.rt_gateway)->sin_addr = g;
+	rt.rt_flags = RTF_UP | RTF_GATEWAY;
+	rt.rt_dev = "eth0";
+	if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST)
+		logmsg("net: default route via %s: %s", gw, strerror(errno));
+	close(s);
+	mkdir("/etc", 0755);
+	fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0644);
+	if (fd < 0 || dprintf(fd, "nameserver %s\n", dns) < 0)
+		logmsg("net: /etc/resolv.conf: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* kiln.agent.port=N, kiln.agent.ready_port=N and kiln.mount=... from the
  * kernel command line (the kernel keeps dotted parameters from init's argv).
  * Mounts happen here, before the agent says it is ready. */
@@ -1623,6 +1692,8 @@ static void from_cmdline(unsigned *port, unsigned *ready_port)
 			*ready_port = (unsigned)strtoul(tok + 22, NULL, 10);
 		else if (!strncmp(tok, "kiln.mount=", 11))
 			mount_share(tok + 11);
+		else if (!strncmp(tok, "kiln.net=", 9))
+			configure_net(tok + 9);
 	}
 }
 

@@ -28,6 +28,7 @@
 #include "agent/client.h"
 #include "util/log.h"
 #include "virtio/fs.h"
+#include "virtio/net.h"
 #include "virtio/vsock.h"
 #include "vm/config.h"
 #include "util/clock.h"
@@ -112,7 +113,8 @@ static struct kiln_sandbox *sandbox_alloc(void)
 	return sb;
 }
 
-/* "rdinit=/sbin/kiln-agent quiet kiln.mount=TAG:PATH[:ro] ..." before the
+/* "rdinit=/sbin/kiln-agent quiet [kiln.net=ADDR/N,GW,DNS]
+ * kiln.mount=TAG:PATH[:ro] ..." before the
  * user's own arguments (so theirs win). */
 static int sandbox_cmdline(struct kiln_config *c)
 {
@@ -127,10 +129,19 @@ static int sandbox_cmdline(struct kiln_config *c)
 		cap += 32 + strlen(virtio_dev_opts_get(sh, "tag")) * 2 +
 		       (mount ? strlen(mount) : 0);
 	}
+	cap += 80; /* kiln.net= */
 	s = malloc(cap);
 	if (!s)
 		return -ENOMEM;
 	p = s + sprintf(s, "rdinit=/sbin/kiln-agent quiet");
+	i = -1;
+	/* the network the agent configures before it says it is ready */
+	if ((sh = config_next_device(c, &virtio_net_ops, &i))) {
+		char net[64];
+
+		if (virtio_net_guest_config(sh, net, sizeof(net)) > 0)
+			p += sprintf(p, " kiln.net=%s", net);
+	}
 	i = -1;
 	while ((sh = config_next_device(c, &virtio_fs_ops, &i))) {
 		const char *tag = virtio_dev_opts_get(sh, "tag");

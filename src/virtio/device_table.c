@@ -9,13 +9,14 @@
 
 #include "virtio/blk.h"
 #include "virtio/fs.h"
+#include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 
 /* One line per device type a user can name. */
 const struct virtio_dev_ops *const virtio_dev_types[] = {
-	&virtio_blk_ops, &virtio_fs_ops, &virtio_vsock_ops,
-	&virtio_rng_ops, NULL,
+	&virtio_blk_ops, &virtio_fs_ops,  &virtio_vsock_ops,
+	&virtio_rng_ops, &virtio_net_ops, NULL,
 };
 
 const struct virtio_dev_ops *virtio_dev_type_find(const char *name)

@@ -85,6 +85,9 @@ struct virtio_dev_ops {
 	/* QEMU's vhost-user front end for this type (emulating engine),
 	 * with fixed properties: "vhost-user-blk,num-queues=1" */
 	const char *vhost_user_frontend;
+	/* the front end is a network device: QEMU wants
+	 * -netdev vhost-user,chardev=C -device FRONTEND,netdev=N */
+	bool vhost_user_netdev;
 	/* optional: per-device front-end properties ("tag=data"); bytes
 	 * written (< len) or -ENOSPC */
 	int (*frontend_props)(const struct virtio_dev *d, char *buf,

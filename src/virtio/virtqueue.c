@@ -275,6 +275,13 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 	return 1;
 }
 
+void virtq_unpop(struct virtq *q, unsigned n)
+{
+	q->last_avail_idx = (uint16_t)(q->last_avail_idx - n);
+	if (q->batch)
+		q->batch_left += n;
+}
+
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
 	struct vring_used *used;

@@ -79,6 +79,10 @@ int virtq_check_config(const struct virtq *q, uint16_t max_size);
  * -EINVAL: malformed ring (queue now broken). */
 int virtq_pop(struct virtq *q, struct virtq_chain *chain);
 
+/* Gives back the last n chains popped and not pushed (they are popped again
+ * next time), e.g. when a frame needs more buffers than the ring has. */
+void virtq_unpop(struct virtq *q, unsigned n);
+
 /* Returns a chain to the driver with `written` bytes written into its
  * device-writable part. -EINVAL if the queue is broken or ring not in RAM. */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);

@@ -51,6 +51,7 @@ struct tcg_server {
 	pthread_t thread;
 	bool started;
 	int peer_fd; /* QEMU's end of the vhost-user socket */
+	char *path;  /* or the socket QEMU connects to (network devices) */
 };
 
 struct tcg_engine {
@@ -65,6 +66,7 @@ struct tcg_engine {
 	int err_rd, err_wr;	    /* QEMU's stderr */
 	struct tcg_server servers[VM_VIRTIO_MAX_DEVICES];
 	unsigned nr_servers;
+	char *sock_dir; /* private (0700) directory of those sockets */
 
 	pthread_t thread;
 	bool thread_started;
@@ -95,6 +97,34 @@ static int fd_above_stdio(int fd)
 	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	close(fd);
 	return nfd;
+}
+
+/* QEMU's vhost-user netdev refuses a chardev given as fd= ("does not
+ * support FD passing"): that server listens on a socket in a private
+ * directory instead, which only this user can reach. */
+static int listen_private(struct tcg_engine *t, struct tcg_server *s,
+			  unsigned n)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	char path[256];
+
+	if (!t->sock_dir) {
+		if (!base || base[0] != '/' || strlen(base) > 160)
+			base = "/tmp";
+		snprintf(path, sizeof(path), "%s/kiln-tcg-XXXXXX", base);
+		if (!mkdtemp(path))
+			return -errno;
+		t->sock_dir = strdup(path);
+		if (!t->sock_dir) {
+			rmdir(path);
+			return -ENOMEM;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/dev%u.sock", t->sock_dir, n);
+	s->path = strdup(path);
+	if (!s->path)
+		return -ENOMEM;
+	return vhost_user_server_listen(s->srv, path);
 }
 
 static int socket_pair(int *ours, int *theirs)
@@ -151,9 +181,24 @@ static int add_device_args(struct tcg_engine *t, const struct virtio_dev *d,
 	}
 	if (r >= 0)
 		r = add_arg(t, "-chardev");
-	if (r == 0)
+	if (r == 0 && t->servers[n].path)
+		r = add_arg(t, "socket,id=vu%u,path=%s", n, t->servers[n].path);
+	else if (r == 0)
 		r = add_arg(t, "socket,id=vu%u,fd=%d", n,
 			    t->servers[n].peer_fd);
+	if (r == 0 && ops->vhost_user_netdev) {
+		r = add_arg(t, "-netdev");
+		if (r == 0)
+			r = add_arg(t, "vhost-user,id=net%u,chardev=vu%u", n,
+				    n);
+		if (r == 0)
+			r = add_arg(t, "-device");
+		if (r == 0)
+			r = add_arg(t, "%s,netdev=net%u%s",
+				    ops->vhost_user_frontend, n,
+				    props[0] ? props : "");
+		return r;
+	}
 	if (r == 0)
 		r = add_arg(t, "-device");
 	if (r == 0)
@@ -260,15 +305,18 @@ int tcg_create(struct kiln_vm *vm, const struct kiln_config *cfg,
 	for (unsigned i = 0; i < vm->nr_vdevs; i++) {
 		struct tcg_server *s = &t->servers[i];
 		struct virtio_dev *dev = &vm->vdevs[i].mmio.dev;
-		int ours;
+		int ours = -1;
 
 		s->peer_fd = -1;
 		t->nr_servers = i + 1;
 		r = vhost_user_server_create(dev, &t->server_log, &s->srv);
 		if (r < 0)
 			return r;
-		r = socket_pair(&ours, &s->peer_fd);
-		if (r == 0)
+		if (dev->ops->vhost_user_netdev)
+			r = listen_private(t, s, i);
+		else
+			r = socket_pair(&ours, &s->peer_fd);
+		if (r == 0 && !s->path)
 			r = vhost_user_server_attach(s->srv, ours);
 		if (r < 0)
 			return kiln_errorf(&vm->log, r,
@@ -408,7 +456,8 @@ static void child_exec(struct tcg_engine *t, pid_t parent, int devnull,
 	if (fcntl(t->serial_peer, F_SETFD, 0) < 0)
 		goto fail;
 	for (unsigned i = 0; i < t->nr_servers; i++)
-		if (fcntl(t->servers[i].peer_fd, F_SETFD, 0) < 0)
+		if (t->servers[i].peer_fd >= 0 &&
+		    fcntl(t->servers[i].peer_fd, F_SETFD, 0) < 0)
 			goto fail;
 	execv(t->qemu, t->argv);
 fail:
@@ -648,7 +697,13 @@ void tcg_destroy(struct kiln_vm *vm)
 	for (unsigned i = 0; i < t->nr_servers; i++) {
 		vhost_user_server_destroy(t->servers[i].srv);
 		close_fd(&t->servers[i].peer_fd);
+		if (t->servers[i].path)
+			unlink(t->servers[i].path);
+		free(t->servers[i].path);
 	}
+	if (t->sock_dir)
+		rmdir(t->sock_dir);
+	free(t->sock_dir);
 	close_fd(&t->serial_fd);
 	close_fd(&t->serial_peer);
 	close_fd(&t->err_rd);

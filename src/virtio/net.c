@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: MIT */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/egress.h"
+#include "net/user_net.h"
+#include "virtio/device_table.h"
+
+#define NET_Q_RX	  0
+#define NET_Q_TX	  1
+#define NET_QUEUE_SIZE	  256
+#define NET_HDR		  12	/* struct virtio_net_hdr_v1 */
+#define NET_MAX_FRAME	  65536 /* no GSO offered: far above MTU + 14 */
+#define NET_MAX_RX_CHAINS 32	/* mergeable buffers one frame may take */
+#define NET_CFG_SIZE	  12	/* mac[6], status, max_pairs, mtu */
+#define NET_S_LINK_UP	  1
+
+struct rx_frame {
+	uint8_t *data;
+	size_t len;
+};
+
+struct virtio_net {
+	uint8_t mac[6];
+	struct user_net *nat;
+	struct egress_policy policy;
+	uint8_t *tx_buf;	    /* NET_HDR + NET_MAX_FRAME */
+	struct virtq_chain *chains; /* NET_MAX_RX_CHAINS */
+	struct rx_frame pending[NET_RX_PENDING];
+	unsigned pend_head, pend_count;
+	struct virtio_net_stats stats;
+	struct kiln_ratelimit deny_limit, drop_limit;
+	struct virtio_dev *dev;
+};
+
+static uint64_t net_features(struct virtio_dev *d)
+{
+	(void)d;
+	return 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS |
+	       1ull << VIRTIO_NET_F_MTU | 1ull << VIRTIO_NET_F_MRG_RXBUF;
+}
+
+static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *buf,
+			    uint32_t len)
+{
+	struct virtio_net *n = d->priv;
+	uint8_t cfg[NET_CFG_SIZE] = {0};
+
+	memcpy(cfg, n->mac, 6);
+	cfg[6] = NET_S_LINK_UP; /* status, little endian */
+	cfg[8] = 1;		/* max_virtqueue_pairs */
+	cfg[10] = NET_MTU & 0xff;
+	cfg[11] = NET_MTU >> 8;
+	memcpy(buf, cfg + off, len); /* off + len checked by the caller */
+}
+
+static void net_config_write(struct virtio_dev *d, uint32_t off,
+			     const uint8_t *buf, uint32_t len)
+{
+	(void)d, (void)off, (void)buf, (void)len; /* read-only (no CTRL_MAC) */
+}
+
+static bool mergeable(const struct virtio_dev *d)
+{
+	return d->driver_features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
+}
+
+/* One frame into the guest's receive buffers. 0, -EAGAIN (not enough
+ * buffers: nothing consumed), -EINVAL (broken ring or unusable buffer). */
+static int rx_one(struct virtio_net *n, const uint8_t *frame, size_t len)
+{
+	struct virtio_dev *d = n->dev;
+	struct virtq *q = &d->vqs[NET_Q_RX];
+	uint8_t hdr[NET_HDR] = {0};
+	size_t total = NET_HDR + len, done = 0;
+	uint32_t put[NET_MAX_RX_CHAINS];
+	unsigned k = 0, max = mergeable(d) ? NET_MAX_RX_CHAINS : 1;
+
+	while (done < total) {
+		struct virtq_chain *c = &n->chains[k];
+		size_t chunk, off = 0;
+		int r;
+
+		if (k == max) {
+			/* a frame no buffer set can hold: give the buffers
+			 * back with nothing in them and lose the frame */
+			virtq_unpop(q, k);
+			return -EINVAL;
+		}
+		r = virtq_pop(q, c);
+		if (r < 0)
+			return -EINVAL;
+		if (r == 0) {
+			virtq_unpop(q, k);
+			return -EAGAIN;
+		}
+		if (k == 0 && c->in_len < NET_HDR) {
+			/* no room for the header: used, empty, frame lost */
+			virtio_dev_complete(d, NET_Q_RX, c->head, 0);
+			return -EINVAL;
+		}
+		chunk = c->in_len < total - done ? (size_t)c->in_len
+						 : total - done;
+		/* the header goes in last, once num_buffers is known */
+		if (done < NET_HDR)
+			off = NET_HDR - done < chunk ? NET_HDR - done : chunk;
+		if (chunk > off)
+			virtq_chain_write(c, off,
+					  frame + (done + off - NET_HDR),
+					  chunk - off);
+		put[k++] = (uint32_t)chunk;
+		done += chunk;
+		if (chunk == 0)
+			break; /* a buffer without room: guest error */
+	}
+	if (done < total) {
+		virtq_unpop(q, k);
+		return -EINVAL;
+	}
+	hdr[10] = (uint8_t)k; /* num_buffers, little endian */
+	hdr[11] = (uint8_t)(k >> 8);
+	virtq_chain_write(&n->chains[0], 0, hdr, NET_HDR);
+	for (unsigned i = 0; i < k; i++)
+		virtio_dev_complete(d, NET_Q_RX, n->chains[i].head, put[i]);
+	n->stats.rx_frames++;
+	return 0;
+}
+
+static void drop(struct virtio_net *n, const char *why)
+{
+	n->stats.rx_dropped++;
+	kiln_logf_limited(n->dev->log, &n->drop_limit, KILN_LOG_DEBUG,
+			  "virtio-net: frame for the guest dropped: %s", why);
+}
+
+/* Frames that waited for buffers, in order, while buffers last. */
+static void rx_flush(struct virtio_net *n)
+{
+	while (n->pend_count) {
+		struct rx_frame *f = &n->pending[n->pend_head];
+		int r = rx_one(n, f->data, f->len);
+
+		if (r == -EAGAIN)
+			return;
+		if (r < 0 && n->dev->vqs[NET_Q_RX].broken) {
+			virtio_dev_fail(n->dev, "malformed receive ring");
+			return;
+		}
+		if (r < 0)
+			drop(n, "receive buffers too small");
+		free(f->data);
+		f->data = NULL;
+		n->pend_head = (n->pend_head + 1) % NET_RX_PENDING;
+		n->pend_count--;
+	}
+}
+
+static void rx_clear(struct virtio_net *n)
+{
+	while (n->pend_count) {
+		free(n->pending[n->pend_head].data);
+		n->pending[n->pend_head].data = NULL;
+		n->pend_head = (n->pend_head + 1) % NET_RX_PENDING;
+		n->pend_count--;
+	}
+}
+
+/* The NAT's frames for the guest (on the device thread). */
+static void nat_deliver(void *opaque, const uint8_t *frame, size_t len)
+{
+	struct virtio_net *n = opaque;
+	struct virtio_dev *d = n->dev;
+	struct rx_frame *f;
+	int r;
+
+	if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || len > NET_MAX_FRAME)
+		return drop(n, "no driver");
+	if (!n->pend_count) {
+		r = rx_one(n, frame, len);
+		if (r == 0)
+			return;
+		if (r != -EAGAIN) {
+			if (d->vqs[NET_Q_RX].broken)
+				virtio_dev_fail(d, "malformed receive ring");
+			return drop(n, "receive buffers too small");
+		}
+	}
+	if (n->pend_count == NET_RX_PENDING)
+		return drop(n, "the guest posts no receive buffers");
+	f = &n->pending[(n->pend_head + n->pend_count) % NET_RX_PENDING];
+	f->data = malloc(len ? len : 1);
+	if (!f->data)
+		return drop(n, "out of memory");
+	memcpy(f->data, frame, len);
+	f->len = len;
+	n->pend_count++;
+}
+
+static void tx(struct virtio_net *n)
+{
+	struct virtio_dev *d = n->dev;
+	struct virtq *q = &d->vqs[NET_Q_TX];
+	struct virtq_chain *c = &n->chains[0];
+	int r;
+
+	while ((r = virtq_pop(q, c)) > 0) {
+		size_t len = virtq_chain_read(c, 0, n->tx_buf,
+					      NET_HDR + NET_MAX_FRAME);
+		enum egress_verdict v;
+
+		virtio_dev_complete(d, NET_Q_TX, c->head, 0);
+		if (len < NET_HDR + 14 ||
+		    c->out_len > NET_HDR + NET_MAX_FRAME) {
+			n->stats.tx_errors++;
+			continue;
+		}
+		v = egress_check(&n->policy, n->tx_buf + NET_HDR,
+				 len - NET_HDR);
+		if (!egress_allowed(v)) {
+			n->stats.tx_denied++;
+			kiln_logf_limited(
+				d->log, &n->deny_limit, KILN_LOG_INFO,
+				"virtio-net: egress=%s: frame denied (%s)",
+				egress_posture_name(n->policy.posture),
+				v == EGRESS_DENY_MALFORMED ? "unparsable"
+				: v == EGRESS_DENY_POSTURE ? "no egress"
+							   : "not a public "
+							     "address");
+			continue;
+		}
+		n->stats.tx_frames++;
+		user_net_input(n->nat, n->tx_buf + NET_HDR, len - NET_HDR);
+	}
+	if (r < 0)
+		virtio_dev_fail(d, "malformed transmit ring");
+}
+
+static void net_queue_notify(struct virtio_dev *d, unsigned qi)
+{
+	struct virtio_net *n = d->priv;
+
+	if (qi == NET_Q_TX)
+		tx(n);
+	else if (qi == NET_Q_RX)
+		rx_flush(n);
+}
+
+static void net_reset(struct virtio_dev *d)
+{
+	struct virtio_net *n = d->priv;
+
+	if (n)
+		rx_clear(n);
+}
+
+static int net_host_fd(const struct virtio_dev *d)
+{
+	const struct virtio_net *n = d->priv;
+
+	return n && n->nat ? user_net_fd(n->nat) : -1;
+}
+
+static void net_host_events(struct virtio_dev *d)
+{
+	struct virtio_net *n = d->priv;
+
+	user_net_service(n->nat);
+}
+
+/* ---- options: net[,egress=...][,mac=...][,net=A.B.C.D/N] ---- */
+
+static const char *const net_option_keys[] = {"egress", "mac", "net", NULL};
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &tail) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	/* unicast only: a multicast source address breaks the link */
+	return mac[0] & 1 ? -EINVAL : 0;
+}
+
+static int parse_net(const char *s, uint32_t *net4, unsigned *prefix)
+{
+	char addr[16];
+	const char *slash = strchr(s, '/');
+	struct in_addr a;
+	char *end;
+	unsigned long p;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, s, (size_t)(slash - s));
+	addr[slash - s] = 0;
+	p = strtoul(slash + 1, &end, 10);
+	if (inet_pton(AF_INET, addr, &a) != 1 || *end || end == slash + 1 ||
+	    p < 8 || p > 24)
+		return -EINVAL;
+	*net4 = ntohl(a.s_addr);
+	*prefix = (unsigned)p;
+	return 0;
+}
+
+static int net_settings(const struct virtio_dev_opts *o,
+			const struct kiln_log *log, enum egress_posture *egress,
+			uint8_t mac[6], struct user_net_opts *uo)
+{
+	static const uint8_t def_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+	const char *v;
+
+	*egress = EGRESS_PUBLIC;
+	memcpy(mac, def_mac, 6);
+	memset(uo, 0, sizeof(*uo));
+	uo->net4 = 0x0a000200;
+	uo->prefix = 24;
+	uo->ipv6 = true;
+	if ((v = virtio_dev_opts_get(o, "egress")) &&
+	    egress_posture_parse(v, egress) < 0)
+		return kiln_errorf(log, -EINVAL,
+				   "net: egress=%s: expected public, all or "
+				   "none",
+				   v);
+	if (virtio_dev_opts_find(o, "egress", NULL) && !v)
+		return kiln_errorf(log, -EINVAL,
+				   "net: egress needs a value (public, all, "
+				   "none)");
+	if ((v = virtio_dev_opts_get(o, "mac")) && parse_mac(v, mac) < 0)
+		return kiln_errorf(log, -EINVAL,
+				   "net: mac=%s: expected six hex bytes "
+				   "XX:XX:XX:XX:XX:XX, unicast",
+				   v);
+	if ((v = virtio_dev_opts_get(o, "net")) &&
+	    parse_net(v, &uo->net4, &uo->prefix) < 0)
+		return kiln_errorf(log, -EINVAL,
+				   "net: net=%s: expected an IPv4 network "
+				   "A.B.C.D/N with N 8..24",
+				   v);
+	/* the host's own loopback only when everything is allowed */
+	uo->host_loopback = *egress == EGRESS_ALL;
+	uo->hostname = "kiln";
+	return 0;
+}
+
+static int net_check(const struct virtio_dev_opts *o,
+		     const struct kiln_log *log)
+{
+	enum egress_posture e;
+	uint8_t mac[6];
+	struct user_net_opts uo;
+
+	return net_settings(o, log, &e, mac, &uo);
+}
+
+static void net_destroy(struct virtio_dev *d)
+{
+	struct virtio_net *n = d->priv;
+
+	if (!n)
+		return;
+	rx_clear(n);
+	user_net_destroy(n->nat);
+	free(n->tx_buf);
+	free(n->chains);
+	free(n);
+	d->priv = NULL;
+}
+
+static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
+{
+	struct user_net_opts uo;
+	struct user_net_addrs a;
+	struct virtio_net *n;
+	int err;
+
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return kiln_errorf(d->log, -ENOMEM, "net: out of memory");
+	d->ops = &virtio_net_ops;
+	d->priv = n;
+	n->dev = d;
+	err = net_settings(o, d->log, &n->policy.posture, n->mac, &uo);
+	if (err < 0)
+		goto fail;
+	user_net_addrs(&uo, &a);
+	n->policy.dns4 = a.dns;
+	memcpy(n->policy.dns6, a.dns6, 16);
+	n->tx_buf = malloc(NET_HDR + NET_MAX_FRAME);
+	n->chains = malloc(NET_MAX_RX_CHAINS * sizeof(*n->chains));
+	if (!n->tx_buf || !n->chains) {
+		err = kiln_errorf(d->log, -ENOMEM, "net: out of memory");
+		goto fail;
+	}
+	err = user_net_create(&uo, nat_deliver, n, d->log, &n->nat);
+	if (err < 0)
+		goto fail;
+	return 0;
+fail:
+	net_destroy(d);
+	return err;
+}
+
+static int net_frontend_props(const struct virtio_dev *d, char *buf,
+			      unsigned len)
+{
+	const struct virtio_net *n = d->priv;
+	int r = snprintf(buf, len, "mac=%02x:%02x:%02x:%02x:%02x:%02x",
+			 n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4],
+			 n->mac[5]);
+
+	return r < 0 || (unsigned)r >= len ? -ENOSPC : r;
+}
+
+int virtio_net_guest_config(const struct virtio_dev_opts *o, char *buf,
+			    unsigned len)
+{
+	enum egress_posture e;
+	uint8_t mac[6];
+	struct user_net_opts uo;
+	struct user_net_addrs a;
+	struct in_addr g, gw, dns;
+	char s1[16], s2[16], s3[16];
+	int r;
+
+	if (net_settings(o, NULL, &e, mac, &uo) < 0)
+		return -EINVAL;
+	user_net_addrs(&uo, &a);
+	g.s_addr = htonl(a.guest);
+	gw.s_addr = htonl(a.gateway);
+	dns.s_addr = htonl(a.dns);
+	inet_ntop(AF_INET, &g, s1, sizeof(s1));
+	inet_ntop(AF_INET, &gw, s2, sizeof(s2));
+	inet_ntop(AF_INET, &dns, s3, sizeof(s3));
+	r = snprintf(buf, len, "%s/%u,%s,%s", s1, uo.prefix, s2, s3);
+	return r < 0 || (unsigned)r >= len ? -ENOSPC : r;
+}
+
+void virtio_net_get_stats(const struct virtio_dev *d,
+			  struct virtio_net_stats *out)
+{
+	const struct virtio_net *n = d->priv;
+
+	*out = n->stats;
+}
+
+const struct virtio_dev_ops virtio_net_ops = {
+	.name = "virtio-net",
+	.device_id = VIRTIO_ID_NET,
+	.num_queues = 2,
+	.queue_max_size = NET_QUEUE_SIZE,
+	.features = net_features,
+	.config_size = NET_CFG_SIZE,
+	.config_read = net_config_read,
+	.config_write = net_config_write,
+	.queue_notify = net_queue_notify,
+	.reset = net_reset,
+	.type = "net",
+	.max_per_vm = 1,
+	.option_keys = net_option_keys,
+	.option_usage = "[egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]",
+	.check = net_check,
+	.create = net_create,
+	.destroy = net_destroy,
+	.host_fd = net_host_fd,
+	.host_events = net_host_events,
+	.vhost_user_frontend = "virtio-net-device",
+	.vhost_user_netdev = true,
+	.frontend_props = net_frontend_props,
+};

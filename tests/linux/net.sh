@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Network tier: `kiln run --net ...` on whichever engine `--accel auto` picks
+# (on TCG kiln's virtio-net reaches QEMU over vhost-user-net), with the
+# guest's real virtio-net driver and kiln's user-mode NAT and egress policy:
+#   --net none (the default): only lo in the guest
+#   --net user,egress=all: eth0 configured by the agent (address, route,
+#     resolv.conf); a host TCP server on 127.0.0.1 reached as 10.0.2.2;
+#     64 MiB each way byte-exact
+#   --net user (public): the host alias, 169.254.169.254 and RFC 1918
+#     refused; egress=none refuses everything; denials are logged
+#   bad --net values are usage errors (2)
+# Host-side servers are small python3 programs on 127.0.0.1.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/harness.sh
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-net.XXXXXX")
+export XDG_RUNTIME_DIR=$T/run
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
+pids=()
+# shellcheck disable=SC2317 # called from the trap
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+oneline() { tr '\n' ' ' <"$1" | cut -c1-400; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+check "--net with an unknown mode" 2 "expected none or user" -- run --net bridge -- true
+check "--net user with a bad egress" 2 "egress=open" -- run --net user,egress=open -- true
+check "--net user with a bad mac" 2 "mac=" -- run --net user,mac=01:02:03:04:05:06 -- true
+check "--net user with a bad network" 2 "net=" -- run --net user,net=10.0.2.0/31 -- true
+
+if [ ! -f "$BUILD/guest/initramfs.cpio.gz" ]; then
+	fail "net prerequisites" "no default guest in $BUILD/guest (make guest)"
+	exit 0
+fi
+. tests/lib/engine.sh
+ENGINE=$(engine_here)
+if [ -z "$ENGINE" ]; then
+	skip "kiln run --net (NIC, NAT, policy, 64 MiB each way)" "$(engine_none_reason)"
+	exit 0
+fi
+E=" [$ENGINE]"
+kr() { KILN_TEST_LIMIT=180 run_kiln "$T/out" "$T/err" -- run "$@"; }
+
+# --- host-side servers: an HTTP-ish responder, a sink, a source ---
+port_file=$T/ports
+"$PY" - "$T" >"$port_file" 2>"$T/servers.log" <<'EOF' &
+import hashlib, os, socket, sys, threading
+t = sys.argv[1]
+def listen():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8); return s
+def hello(s):
+    while True:
+        c, _ = s.accept(); c.recv(4096); c.sendall(b"hello from the host\n"); c.close()
+def sink(s):
+    while True:
+        c, _ = s.accept(); h = hashlib.md5(); n = 0
+        while True:
+            b = c.recv(1 << 16)
+            if not b: break
+            h.update(b); n += len(b)
+        open(os.path.join(t, "sink.md5"), "w").write(f"{h.hexdigest()} {n}\n"); c.close()
+def source(s):
+    data = open(os.path.join(t, "src.bin"), "rb").read()
+    while True:
+        c, _ = s.accept(); c.sendall(data); c.close()
+with open(os.path.join(t, "src.bin"), "wb") as f:
+    f.write(os.urandom(64 << 20))
+socks = [listen() for _ in range(3)]
+for fn, s in zip((hello, sink, source), socks):
+    threading.Thread(target=fn, args=(s,), daemon=True).start()
+print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
+threading.Event().wait()
+EOF
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$port_file" ] && break; sleep 0.1; done
+read -r P_HELLO P_SINK P_SOURCE <"$port_file" || true
+if [ -z "${P_SOURCE:-}" ]; then
+	fail "net host servers" "did not start: $(oneline "$T/servers.log")"
+	exit 0
+fi
+
+# --- no NIC by default ---
+kr -- sh -c 'ls /sys/class/net'
+if [ "$rc" = 0 ] && [ "$(tr '\n' ' ' <"$T/out")" = "lo " ]; then
+	pass "kiln run without --net: only lo in the guest$E"
+else
+	fail "no NIC by default" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+kr --net none -- sh -c 'ls /sys/class/net'
+[ "$rc" = 0 ] && [ "$(tr '\n' ' ' <"$T/out")" = "lo " ] && pass "--net none: only lo$E" ||
+	fail "--net none" "exit $rc: $(oneline "$T/out")"
+
+# --- egress=all: configured, the host reachable ---
+kr --net user,egress=all -- sh -c "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep default; cat /etc/resolv.conf; printf 'GET /\r\n\r\n' | nc -w 10 10.0.2.2 $P_HELLO"
+if [ "$rc" = 0 ] && grep -q "inet 10.0.2.15/24" "$T/out" && grep -q "default via 10.0.2.2 dev eth0" "$T/out" &&
+	grep -q "nameserver 10.0.2.3" "$T/out" && grep -q "hello from the host" "$T/out"; then
+	pass "--net user,egress=all: eth0 10.0.2.15/24, default via 10.0.2.2, resolv.conf, host's 127.0.0.1:$P_HELLO reached as 10.0.2.2$E"
+else
+	fail "--net user,egress=all" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+
+# 64 MiB guest -> host and host -> guest, byte-exact
+t0=$(now_ms)
+kr --net user,egress=all --memory 512 -- sh -c "head -c 67108864 /dev/urandom >/tmp/up && md5sum </tmp/up && nc -w 30 10.0.2.2 $P_SINK </tmp/up"
+t=$(($(now_ms) - t0))
+sleep 0.5
+want=$(cut -d' ' -f1 "$T/out" 2>/dev/null)
+if [ "$rc" = 0 ] && [ -n "$want" ] && [ "$(cat "$T/sink.md5" 2>/dev/null)" = "$want 67108864" ]; then
+	pass "--net user: 64 MiB guest -> host byte-exact ($t ms with boot)$E"
+else
+	fail "64 MiB guest -> host" "exit $rc: guest $want, host $(cat "$T/sink.md5" 2>/dev/null): $(oneline "$T/err")"
+fi
+t0=$(now_ms)
+kr --net user,egress=all --memory 512 -- sh -c "nc -w 30 10.0.2.2 $P_SOURCE </dev/null >/tmp/down; wc -c </tmp/down; md5sum </tmp/down"
+t=$(($(now_ms) - t0))
+if [ "$rc" = 0 ] && grep -qx "67108864" "$T/out" && grep -q "$(md5sum <"$T/src.bin" | cut -d' ' -f1)" "$T/out"; then
+	pass "--net user: 64 MiB host -> guest byte-exact ($t ms with boot)$E"
+else
+	fail "64 MiB host -> guest" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+
+# --- the public posture and egress=none refuse what is not the internet ---
+probe="for d in 10.0.2.2:$P_HELLO 169.254.169.254:80 192.168.1.1:80 10.1.2.3:80; do
+	if printf 'x' | nc -w 2 \${d%:*} \${d#*:} >/dev/null 2>&1; then echo reached \$d; else echo refused \$d; fi
+done"
+for net in user user,egress=none; do
+	kr -v --net "$net" -- sh -c "$probe"
+	if [ "$rc" = 0 ] && [ "$(grep -c '^refused' "$T/out")" = 4 ] && grep -q "frame denied" "$T/err"; then
+		pass "--net $net: the host alias, 169.254.169.254, 192.168.1.1, 10.1.2.3 refused, denials logged$E"
+	else
+		fail "--net $net refusals" "exit $rc: $(oneline "$T/out") $(grep -v vhost-user "$T/err" | tr '\n' ' ' | cut -c1-300)"
+	fi
+done
+exit 0

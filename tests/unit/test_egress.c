@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/* The egress policy on hand-made frames: every posture, IPv4 with
+ * fragments, IPv6 with extension headers and fragments, ARP/NDP, and
+ * frames too short or lying about their lengths. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "net/egress.h"
+
+static const struct egress_policy pub = {
+	.posture = EGRESS_PUBLIC,
+	.dns4 = 0x0a000203,
+	.dns6 = {0xfe, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3},
+};
+
+static size_t eth(uint8_t *f, uint16_t type)
+{
+	memset(f, 0, 14);
+	f[12] = (uint8_t)(type >> 8);
+	f[13] = (uint8_t)type;
+	return 14;
+}
+
+/* IPv4 header + 8 bytes of L4 (ports) at f+14; returns the frame length. */
+static size_t ip4(uint8_t *f, uint32_t dst, uint8_t proto, uint16_t dport,
+		  uint16_t frag)
+{
+	uint8_t *ip = f + eth(f, 0x0800);
+
+	memset(ip, 0, 28);
+	ip[0] = 0x45;
+	ip[2] = 0;
+	ip[3] = 28;
+	ip[6] = (uint8_t)(frag >> 8);
+	ip[7] = (uint8_t)frag;
+	ip[8] = 64;
+	ip[9] = proto;
+	ip[12] = 10, ip[13] = 0, ip[14] = 2, ip[15] = 15;
+	ip[16] = (uint8_t)(dst >> 24), ip[17] = (uint8_t)(dst >> 16);
+	ip[18] = (uint8_t)(dst >> 8), ip[19] = (uint8_t)dst;
+	ip[22] = (uint8_t)(dport >> 8), ip[23] = (uint8_t)dport;
+	return 14 + 28;
+}
+
+static const uint8_t v6_public[16] = {0x26, 0x06, 0x47, 0, 0, 0, 0, 0,
+				      0,    0,	  0,	0, 0, 0, 0, 1};
+
+/* IPv6 header, extension headers exts[] (each 8 bytes; 44 = fragment with
+ * offset frag_off), then 8 bytes of L4. */
+static size_t ip6(uint8_t *f, const uint8_t dst[16], const uint8_t *exts,
+		  int nexts, uint8_t proto, uint16_t dport, uint16_t frag_off)
+{
+	uint8_t *ip = f + eth(f, 0x86dd);
+	size_t off = 40;
+	size_t plen = (size_t)nexts * 8 + 8;
+
+	memset(ip, 0, 40 + plen);
+	ip[0] = 0x60;
+	ip[4] = (uint8_t)(plen >> 8);
+	ip[5] = (uint8_t)plen;
+	ip[6] = nexts ? exts[0] : proto;
+	ip[7] = 64;
+	memcpy(ip + 24, dst, 16);
+	for (int i = 0; i < nexts; i++) {
+		ip[off] = i + 1 < nexts ? exts[i + 1] : proto;
+		if (exts[i] == 44) {
+			ip[off + 2] = (uint8_t)(frag_off >> 8);
+			ip[off + 3] = (uint8_t)frag_off;
+		} else {
+			ip[off + 1] = 0; /* (0 + 1) * 8 bytes */
+		}
+		off += 8;
+	}
+	if (proto == 58) {
+		ip[off] = (uint8_t)dport; /* the ICMPv6 type */
+	} else {
+		ip[off + 2] = (uint8_t)(dport >> 8);
+		ip[off + 3] = (uint8_t)dport;
+	}
+	return 14 + 40 + plen;
+}
+
+static void test_public4(void **state)
+{
+	(void)state;
+	assert_true(egress_public4(0x08080808));  /* 8.8.8.8 */
+	assert_true(egress_public4(0x01010101));  /* 1.1.1.1 */
+	assert_false(egress_public4(0x0a000202)); /* the NAT's host alias */
+	assert_false(egress_public4(0x0a000203)); /* its DNS */
+	assert_false(egress_public4(0xc0a80101)); /* 192.168.1.1 */
+	assert_false(egress_public4(0xac1f0001)); /* 172.31.0.1 */
+	assert_true(egress_public4(0xac200001));  /* 172.32.0.1 */
+	assert_false(egress_public4(0xa9fea9fe)); /* 169.254.169.254 */
+	assert_false(egress_public4(0x7f000001)); /* loopback */
+	assert_false(egress_public4(0x64400001)); /* CGNAT */
+	assert_true(egress_public4(0x64800001));  /* 100.128.0.1 */
+	assert_false(egress_public4(0xe00000fb)); /* mDNS multicast */
+	assert_false(egress_public4(0xffffffff)); /* broadcast */
+	assert_false(egress_public4(0x00000000));
+}
+
+static void test_public6(void **state)
+{
+	uint8_t a[16] = {0};
+
+	(void)state;
+	assert_true(egress_public6(v6_public));
+	assert_false(egress_public6(a)); /* :: */
+	a[15] = 1;
+	assert_false(egress_public6(a)); /* ::1 */
+	a[0] = 0xfe, a[1] = 0x80;
+	assert_false(egress_public6(a)); /* link-local */
+	a[0] = 0xfe, a[1] = 0xc0;
+	assert_false(egress_public6(a)); /* site-local (slirp's fec0::) */
+	a[0] = 0xfd, a[1] = 0x00;
+	assert_false(egress_public6(a)); /* ULA */
+	a[0] = 0xff, a[1] = 0x02;
+	assert_false(egress_public6(a)); /* multicast */
+	memset(a, 0, 16);
+	a[10] = a[11] = 0xff;
+	a[12] = 10, a[13] = 0, a[14] = 2, a[15] = 2;
+	assert_false(egress_public6(a)); /* ::ffff:10.0.2.2 */
+	a[12] = 8, a[13] = 8, a[14] = 8, a[15] = 8;
+	assert_true(egress_public6(a)); /* ::ffff:8.8.8.8 */
+	memset(a, 0, 16);
+	a[0] = 0x20, a[1] = 0x01, a[2] = 0x0d, a[3] = 0xb8;
+	assert_false(egress_public6(a)); /* documentation */
+	memset(a, 0, 16);
+	a[0] = 0x20, a[1] = 0x02, a[2] = 192, a[3] = 168, a[4] = 0, a[5] = 1;
+	assert_false(egress_public6(a)); /* 6to4 of a private address */
+	memset(a, 0, 16);
+	a[1] = 0x64, a[2] = 0xff, a[3] = 0x9b, a[12] = 127, a[15] = 1;
+	assert_false(egress_public6(a)); /* NAT64 of loopback */
+}
+
+static void test_ip4_postures(void **state)
+{
+	struct egress_policy all = pub, none = pub;
+	uint8_t f[128];
+	size_t n;
+
+	(void)state;
+	all.posture = EGRESS_ALL;
+	none.posture = EGRESS_NONE;
+	n = ip4(f, 0x08080808, 6, 443, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW);
+	assert_int_equal(egress_check(&none, f, n), EGRESS_DENY_POSTURE);
+	n = ip4(f, 0x0a000202, 6, 80, 0); /* the host alias */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	assert_int_equal(egress_check(&all, f, n), EGRESS_ALLOW);
+	n = ip4(f, 0xa9fea9fe, 6, 80, 0); /* metadata */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	n = ip4(f, 0x0a000203, 17, 53, 0); /* DNS */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_DNS);
+	n = ip4(f, 0x0a000203, 6, 53, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_DNS);
+	assert_int_equal(egress_check(&none, f, n), EGRESS_DENY_POSTURE);
+	n = ip4(f, 0x0a000203, 6, 22, 0); /* the DNS address, another port */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	n = ip4(f, 0x0a000203, 1, 0, 0); /* ICMP to it */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	n = eth(f, 0x0806);
+	memset(f + n, 0, 28);
+	assert_int_equal(egress_check(&none, f, n + 28), EGRESS_ALLOW_LINK);
+}
+
+static void test_ip4_fragments(void **state)
+{
+	uint8_t f[128];
+	size_t n;
+
+	(void)state;
+	/* a later fragment to a private address: its header has the
+	 * destination, so it is denied like the first */
+	n = ip4(f, 0xc0a80001, 17, 0, 185);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	n = ip4(f, 0x08080808, 17, 0, 185);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW);
+	/* a later fragment to the DNS address has no port: not DNS */
+	n = ip4(f, 0x0a000203, 17, 53, 185);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	/* more-fragments set, offset 0: the first, judged with its port */
+	n = ip4(f, 0x0a000203, 17, 53, 0x2000);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_DNS);
+}
+
+static void test_ip6(void **state)
+{
+	static const uint8_t hop_frag[] = {0, 44};
+	static const uint8_t frag[] = {44};
+	static const uint8_t many[] = {60, 60, 60, 60, 60, 60, 60, 60, 60};
+	uint8_t f[256], gw[16] = {0xfe, 0xc0, [15] = 2}, mc[16] = {0xff, 2};
+	size_t n;
+
+	(void)state;
+	n = ip6(f, v6_public, NULL, 0, 6, 443, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW);
+	n = ip6(f, gw, NULL, 0, 6, 80, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	n = ip6(f, pub.dns6, NULL, 0, 17, 53, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_DNS);
+	/* DNS behind extension headers is still DNS */
+	n = ip6(f, pub.dns6, hop_frag, 2, 17, 53, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_DNS);
+	/* a later fragment to the gateway: denied by its address */
+	n = ip6(f, gw, frag, 1, 17, 53, 0x100);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	n = ip6(f, v6_public, frag, 1, 17, 0, 0x100);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW);
+	/* neighbour solicitation to a solicited-node multicast address */
+	n = ip6(f, mc, NULL, 0, 58, 135, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_LINK);
+	/* an echo request to multicast is not housekeeping */
+	n = ip6(f, mc, NULL, 0, 58, 128, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	/* more extension headers than kiln walks: refused, not guessed */
+	n = ip6(f, v6_public, many, 9, 6, 443, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_MALFORMED);
+}
+
+static void test_malformed(void **state)
+{
+	uint8_t f[128] = {0};
+	size_t n;
+
+	(void)state;
+	assert_int_equal(egress_check(&pub, f, 0), EGRESS_DENY_MALFORMED);
+	assert_int_equal(egress_check(&pub, f, 13), EGRESS_DENY_MALFORMED);
+	n = ip4(f, 0x08080808, 6, 443, 0);
+	/* total length beyond the frame */
+	f[14 + 3] = 200;
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_MALFORMED);
+	n = ip4(f, 0x08080808, 6, 443, 0);
+	f[14] = 0x44; /* IHL 4 */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_MALFORMED);
+	n = ip4(f, 0x08080808, 6, 443, 0);
+	assert_int_equal(egress_check(&pub, f, 14 + 19), EGRESS_DENY_MALFORMED);
+	f[14] = 0x65; /* IPv6 version under the IPv4 type */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_MALFORMED);
+	n = ip6(f, v6_public, NULL, 0, 6, 443, 0);
+	f[14 + 5] = 200; /* payload beyond the frame */
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_MALFORMED);
+	n = eth(f, 0x8100); /* a VLAN tag */
+	assert_int_equal(egress_check(&pub, f, 60), EGRESS_DENY_MALFORMED);
+	(void)n;
+}
+
+static void test_parse(void **state)
+{
+	enum egress_posture p;
+
+	(void)state;
+	assert_int_equal(egress_posture_parse("public", &p), 0);
+	assert_int_equal(p, EGRESS_PUBLIC);
+	assert_int_equal(egress_posture_parse("none", &p), 0);
+	assert_int_equal(p, EGRESS_NONE);
+	assert_int_equal(egress_posture_parse("all", &p), 0);
+	assert_string_equal(egress_posture_name(p), "all");
+	assert_int_equal(egress_posture_parse("some", &p), -22);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_public4),
+		cmocka_unit_test(test_public6),
+		cmocka_unit_test(test_ip4_postures),
+		cmocka_unit_test(test_ip4_fragments),
+		cmocka_unit_test(test_ip6),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_parse),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
