@@ -204,12 +204,12 @@ static int accel_option(struct kiln_config *cfg, const char *what,
 
 /* --net none | user[,egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]:
  * user-mode NAT behind a virtio-net device (none: no NIC at all). */
-static int net_option(struct kiln_config *cfg, const char *arg)
+static int net_option(struct cli_vm *vm, const char *arg)
 {
-	char spec[256];
-
-	if (!strcmp(arg, "none"))
+	if (!strcmp(arg, "none")) {
+		vm->net = NULL;
 		return 0;
+	}
 	if (strcmp(arg, "user") && strncmp(arg, "user,", 5)) {
 		cli_usage_error("--net: expected none or "
 				"user[,egress=public|all|none][,mac=MAC]"
@@ -217,11 +217,92 @@ static int net_option(struct kiln_config *cfg, const char *arg)
 				arg);
 		return EXIT_USAGE;
 	}
-	if (snprintf(spec, sizeof(spec), "net%s", arg + 4) >=
-	    (int)sizeof(spec)) {
-		cli_usage_error("--net: too long");
+	vm->net = arg;
+	return 0;
+}
+
+/* Appends item to a ';'-separated list; false if it does not fit or has
+ * a character the device option syntax would split on. */
+static bool list_add(char *list, size_t cap, const char *item)
+{
+	size_t used = strlen(list);
+	int r;
+
+	if (strpbrk(item, ";,"))
+		return false;
+	r = snprintf(list + used, cap - used, "%s%s", used ? ";" : "", item);
+	return r > 0 && (size_t)r < cap - used;
+}
+
+/* -p [tcp:|udp:][HOSTIP:]HOSTPORT:GUESTPORT or ...:GUESTPORT/udp, the host
+ * address 127.0.0.1 unless given. */
+static int publish_option(struct cli_vm *vm, const char *arg)
+{
+	char buf[128], item[160];
+	const char *proto = "tcp";
+	char *p = buf, *slash, *c1, *c2;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		goto bad;
+	slash = strrchr(buf, '/');
+	if (slash && (!strcmp(slash, "/tcp") || !strcmp(slash, "/udp"))) {
+		proto = slash + 1;
+		*slash = 0;
+	}
+	c1 = strchr(p, ':');
+	c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c1 || (c2 && strchr(c2 + 1, ':')))
+		goto bad;
+	if (c2)
+		snprintf(item, sizeof(item), "%s:%s", proto, p);
+	else
+		snprintf(item, sizeof(item), "%s:127.0.0.1:%s", proto, p);
+	if (!list_add(vm->forwards, sizeof(vm->forwards), item))
+		goto bad;
+	return 0;
+bad:
+	cli_usage_error("-p: expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], "
+			"got '%s'",
+			arg);
+	return EXIT_USAGE;
+}
+
+static int rule_option(struct cli_vm *vm, bool allow, const char *arg)
+{
+	char item[160];
+
+	snprintf(item, sizeof(item), "%s:%s", allow ? "allow" : "deny", arg);
+	if (strlen(arg) > 120 ||
+	    !list_add(vm->rules, sizeof(vm->rules), item)) {
+		cli_usage_error("--%s: '%s' is not a rule (CIDR[:PORT[-PORT]]"
+				"[/tcp|/udp], [IPV6CIDR]:PORT, host:PORT)",
+				allow ? "allow" : "deny", arg);
 		return EXIT_USAGE;
 	}
+	return 0;
+}
+
+int cli_vm_net(struct kiln_config *cfg, const struct cli_vm *vm)
+{
+	char spec[4096];
+	int n;
+
+	if (!vm->net) {
+		if (vm->rules[0] || vm->forwards[0]) {
+			cli_usage_error(
+				"--allow, --deny and -p need --net user");
+			return EXIT_USAGE;
+		}
+		return 0;
+	}
+	n = snprintf(spec, sizeof(spec), "net%s%s%s%s%s", vm->net + 4,
+		     vm->rules[0] ? ",rules=" : "", vm->rules,
+		     vm->forwards[0] ? ",forward=" : "", vm->forwards);
+	if (n < 0 || (size_t)n >= sizeof(spec)) {
+		cli_usage_error("--net: too many rules");
+		return EXIT_USAGE;
+	}
+	/* bad values are explained by the device's check (logged) */
 	return kiln_config_add_device(cfg, spec) < 0 ? EXIT_USAGE : 0;
 }
 
@@ -265,7 +346,10 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		if (!strncmp(arg, "fs,", 3))
 			raise_nofile_limit();
 		return 0;
-	case OPT_NET: return net_option(cfg, arg);
+	case OPT_NET: return net_option(vm, arg);
+	case OPT_ALLOW: return rule_option(vm, true, arg);
+	case OPT_DENY: return rule_option(vm, false, arg);
+	case OPT_PUBLISH: return publish_option(vm, arg);
 	case OPT_ACCEL:
 		vm->accel_set = true;
 		return accel_option(cfg, "--accel", arg);
@@ -277,10 +361,12 @@ int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
 {
 	const char *kvm = getenv("KILN_KVM_DEVICE");
 	const char *accel = getenv("KILN_ACCEL");
+	int r = cli_vm_net(cfg, vm);
 
+	if (r)
+		return r;
 	if (!vm->accel_set && accel && *accel) {
-		int r = accel_option(cfg, "KILN_ACCEL", accel);
-
+		r = accel_option(cfg, "KILN_ACCEL", accel);
 		if (r)
 			return r;
 	}

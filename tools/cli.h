@@ -26,6 +26,9 @@ enum {
 	OPT_SHARE,
 	OPT_DEVICE,
 	OPT_NET,
+	OPT_ALLOW,
+	OPT_DENY,
+	OPT_PUBLISH,
 	OPT_ACCEL,
 	OPT_VM_LAST = OPT_ACCEL,
 	OPT_CONSOLE_LOG,
@@ -52,6 +55,9 @@ enum {
 		{"share", required_argument, NULL, OPT_SHARE},                 \
 		{"device", required_argument, NULL, OPT_DEVICE},               \
 		{"net", required_argument, NULL, OPT_NET},                     \
+		{"allow", required_argument, NULL, OPT_ALLOW},                 \
+		{"deny", required_argument, NULL, OPT_DENY},                   \
+		{"publish", required_argument, NULL, OPT_PUBLISH},             \
 	{                                                                      \
 		"accel", required_argument, NULL, OPT_ACCEL                    \
 	}
@@ -62,6 +68,9 @@ struct cli_vm {
 	unsigned cpus;	     /* as set, for reports; 0: the default */
 	uint64_t memory_mib; /* likewise */
 	bool accel_set;	     /* --accel given (else $KILN_ACCEL applies) */
+	const char *net;     /* --net user[,...] as given; NULL: none */
+	char rules[2048];    /* --allow/--deny, in order: "allow:X;deny:Y" */
+	char forwards[1024]; /* --publish: "tcp:127.0.0.1:8080:80;..." */
 };
 
 /* The command's name for messages ("kiln"). */
@@ -86,6 +95,9 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
  * engine ($KILN_ACCEL unless --accel) and the KVM device ($KILN_KVM_DEVICE): 0
  * or EXIT_KILN_FAILED after a message. */
 int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm);
+/* Adds --net's device with the --allow/--deny rules and --publish
+ * forwards; 0, EXIT_USAGE after a message. */
+int cli_vm_net(struct kiln_config *cfg, const struct cli_vm *vm);
 
 /* Puts the terminal on stdin in raw mode (keeping the host's newline
  * handling if keep_output_processing), until cli_tty_restore. */

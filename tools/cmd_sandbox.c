@@ -557,6 +557,8 @@ static int boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		       const char *arg, int *boot_timeout_ms, bool *handled)
 {
 	*handled = true;
+	if (c == 'p') /* -p: --publish */
+		c = OPT_PUBLISH;
 	if (c >= OPT_KERNEL && c <= OPT_VM_LAST)
 		return cli_vm_option(cfg, vm, c, arg);
 	switch (c) {
@@ -600,7 +602,7 @@ int kiln_cmd_run(int argc, char **argv)
 		return EXIT_KILN_FAILED;
 	kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_WARN);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+e:w:itvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+e:w:itvhp:", opts, NULL)) != -1) {
 		code = cmd_option(&co, c, optarg, &used);
 		if (!used)
 			code = boot_option(cfg, &vmopt, c, optarg,
@@ -1069,7 +1071,7 @@ int kiln_cmd_start(int argc, char **argv)
 		return EXIT_KILN_FAILED;
 	kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_WARN);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+vhp:", opts, NULL)) != -1) {
 		bool used;
 
 		code = boot_option(cfg, &vmopt, c, optarg, &boot_timeout_ms,

@@ -21,6 +21,7 @@
 #ifndef KILN_NET_EGRESS_H
 #define KILN_NET_EGRESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,16 +36,45 @@ enum egress_verdict {
 	EGRESS_ALLOW = 0,
 	EGRESS_ALLOW_LINK,     /* ARP, neighbour discovery */
 	EGRESS_ALLOW_DNS,      /* the NAT's resolver */
+	EGRESS_ALLOW_RULE,     /* an --allow rule */
+	EGRESS_DENY_RULE,      /* a --deny rule */
 	EGRESS_DENY_POSTURE,   /* egress=none */
 	EGRESS_DENY_ADDRESS,   /* a non-public destination */
 	EGRESS_DENY_MALFORMED, /* not a frame kiln can judge */
+};
+
+#define EGRESS_MAX_RULES 64
+
+/* One --allow/--deny rule: a destination network, optionally a protocol
+ * and a port range. "host:PORT" is the NAT's host alias (the gateway). */
+struct egress_rule {
+	bool allow;
+	bool host;	/* the host alias, IPv4 and IPv6 */
+	uint8_t family; /* 4 or 6 (unless host) */
+	uint8_t addr[16];
+	uint8_t prefix;
+	uint8_t proto;		   /* 0: any, 6 TCP, 17 UDP */
+	uint16_t port_lo, port_hi; /* 0, 0: any port */
 };
 
 struct egress_policy {
 	enum egress_posture posture;
 	uint32_t dns4; /* the NAT's DNS address, host byte order */
 	uint8_t dns6[16];
+	uint32_t host4; /* the NAT's host alias (gateway), host byte order */
+	uint8_t host6[16];
+	/* checked in order before the posture; the first match decides */
+	struct egress_rule rules[EGRESS_MAX_RULES];
+	unsigned nrules;
 };
+
+/* Parses "allow:SPEC;deny:SPEC;..." (SPEC: CIDR[:PORT[-PORT]][/tcp|/udp],
+ * an IPv6 CIDR in brackets when it has a port, or host:PORT[-PORT]) and
+ * appends the rules to p. 0 or -EINVAL (*bad points at the rule). */
+int egress_rules_parse(struct egress_policy *p, const char *s,
+		       const char **bad);
+/* True when some rule allows reaching the host alias. */
+bool egress_has_host_rule(const struct egress_policy *p);
 
 /* "public", "all", "none" -> *out; -EINVAL otherwise. */
 int egress_posture_parse(const char *s, enum egress_posture *out);
@@ -56,8 +86,27 @@ enum egress_verdict egress_check(const struct egress_policy *p,
 
 static inline int egress_allowed(enum egress_verdict v)
 {
-	return v <= EGRESS_ALLOW_DNS;
+	return v <= EGRESS_ALLOW_RULE;
 }
+
+/* For a denied frame: the answer that makes the guest's tools fail at once
+ * (a TCP RST, else an ICMP/ICMPv6 "administratively prohibited") into out
+ * (cap bytes, 1514 is enough). Its length, or 0 when nothing is answered
+ * (a RST, an ICMP error, a later fragment, broadcast or multicast). */
+size_t egress_reject(const uint8_t *frame, size_t len, uint8_t *out,
+		     size_t cap);
+
+/* A TCP/UDP packet's addresses and ports. */
+struct egress_tuple {
+	uint8_t family, proto; /* 4 or 6; 6 TCP, 17 UDP */
+	uint8_t src[16], dst[16];
+	uint16_t sport, dport;
+};
+
+/* The tuple of a TCP or UDP frame (its first fragment); *syn: a TCP SYN
+ * without ACK. False for anything else. */
+bool egress_tuple_of(const uint8_t *frame, size_t len, struct egress_tuple *t,
+		     bool *syn);
 
 /* True when an IPv4 address (host byte order) is on the public internet. */
 int egress_public4(uint32_t a);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "net/egress.h"
 #include "net/user_net.h"
@@ -19,6 +20,23 @@
 #define NET_MAX_RX_CHAINS 32	/* mergeable buffers one frame may take */
 #define NET_CFG_SIZE	  12	/* mac[6], status, max_pairs, mtu */
 #define NET_S_LINK_UP	  1
+#define NET_REJECT_MAX	  1514
+
+#define NET_MAX_FORWARDS    16
+#define NET_INBOUND_MAX	    256
+#define NET_INBOUND_IDLE_MS (10 * 60 * 1000)
+
+struct net_forward {
+	bool udp;
+	uint32_t host_addr;
+	uint16_t host_port, guest_port;
+};
+
+/* A connection someone outside made to a published port. */
+struct inbound {
+	struct egress_tuple t; /* as the guest sends its answers */
+	int64_t last_ms;       /* 0: free */
+};
 
 struct rx_frame {
 	uint8_t *data;
@@ -29,10 +47,16 @@ struct virtio_net {
 	uint8_t mac[6];
 	struct user_net *nat;
 	struct egress_policy policy;
-	uint8_t *tx_buf;	    /* NET_HDR + NET_MAX_FRAME */
+	uint8_t *tx_buf;     /* NET_HDR + NET_MAX_FRAME */
+	uint8_t *reject_buf; /* NET_REJECT_MAX: answers to denied frames */
 	struct virtq_chain *chains; /* NET_MAX_RX_CHAINS */
 	struct rx_frame pending[NET_RX_PENDING];
 	unsigned pend_head, pend_count;
+	/* published guest ports, and the connections made to them from
+	 * outside: their answers pass whatever the policy says */
+	struct net_forward published[NET_MAX_FORWARDS];
+	unsigned npublished;
+	struct inbound inbound[NET_INBOUND_MAX];
 	struct virtio_net_stats stats;
 	struct kiln_ratelimit deny_limit, drop_limit;
 	struct virtio_dev *dev;
@@ -170,6 +194,87 @@ static void rx_clear(struct virtio_net *n)
 	}
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool same_tuple(const struct egress_tuple *a,
+		       const struct egress_tuple *b)
+{
+	return a->family == b->family && a->proto == b->proto &&
+	       a->sport == b->sport && a->dport == b->dport &&
+	       !memcmp(a->src, b->src, 16) && !memcmp(a->dst, b->dst, 16);
+}
+
+/* A frame for the guest: a new connection (TCP SYN, any UDP datagram) to
+ * a published port is remembered, so the guest's answers can leave. */
+static void inbound_note(struct virtio_net *n, const uint8_t *frame, size_t len)
+{
+	struct egress_tuple t, answer;
+	struct inbound *slot = NULL;
+	int64_t now;
+	bool syn, published = false;
+
+	if (!n->npublished || !egress_tuple_of(frame, len, &t, &syn))
+		return;
+	for (unsigned i = 0; i < n->npublished && !published; i++)
+		published = n->published[i].guest_port == t.dport &&
+			    n->published[i].udp == (t.proto == 17);
+	if (!published || (t.proto == 6 && !syn))
+		return;
+	answer = t;
+	memcpy(answer.src, t.dst, 16);
+	memcpy(answer.dst, t.src, 16);
+	answer.sport = t.dport;
+	answer.dport = t.sport;
+	now = now_ms();
+	for (unsigned i = 0; i < NET_INBOUND_MAX; i++) {
+		struct inbound *e = &n->inbound[i];
+
+		if (e->last_ms && same_tuple(&e->t, &answer)) {
+			e->last_ms = now;
+			return;
+		}
+		/* a free or expired slot, else the least recently used */
+		if (!slot || !e->last_ms || e->last_ms < slot->last_ms)
+			slot = e;
+	}
+	slot->t = answer;
+	slot->last_ms = now;
+}
+
+/* True when frame answers a connection made to a published port. */
+static bool inbound_answer(struct virtio_net *n, const uint8_t *frame,
+			   size_t len)
+{
+	struct egress_tuple t;
+	int64_t now;
+	bool syn;
+
+	if (!n->npublished || !egress_tuple_of(frame, len, &t, &syn))
+		return false;
+	now = now_ms();
+	for (unsigned i = 0; i < NET_INBOUND_MAX; i++) {
+		struct inbound *e = &n->inbound[i];
+
+		if (!e->last_ms)
+			continue;
+		if (now - e->last_ms > NET_INBOUND_IDLE_MS) {
+			e->last_ms = 0;
+			continue;
+		}
+		if (same_tuple(&e->t, &t)) {
+			e->last_ms = now;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* The NAT's frames for the guest (on the device thread). */
 static void nat_deliver(void *opaque, const uint8_t *frame, size_t len)
 {
@@ -180,6 +285,7 @@ static void nat_deliver(void *opaque, const uint8_t *frame, size_t len)
 
 	if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || len > NET_MAX_FRAME)
 		return drop(n, "no driver");
+	inbound_note(n, frame, len);
 	if (!n->pend_count) {
 		r = rx_one(n, frame, len);
 		if (r == 0)
@@ -219,9 +325,19 @@ static void tx(struct virtio_net *n)
 			n->stats.tx_errors++;
 			continue;
 		}
-		v = egress_check(&n->policy, n->tx_buf + NET_HDR,
-				 len - NET_HDR);
+		v = inbound_answer(n, n->tx_buf + NET_HDR, len - NET_HDR)
+			    ? EGRESS_ALLOW
+			    : egress_check(&n->policy, n->tx_buf + NET_HDR,
+					   len - NET_HDR);
 		if (!egress_allowed(v)) {
+			size_t rl = egress_reject(n->tx_buf + NET_HDR,
+						  len - NET_HDR, n->reject_buf,
+						  NET_REJECT_MAX);
+
+			/* a RST or an ICMP error, so the guest's tools fail
+			 * at once instead of waiting for a timeout */
+			if (rl)
+				nat_deliver(n, n->reject_buf, rl);
 			n->stats.tx_denied++;
 			kiln_logf_limited(
 				d->log, &n->deny_limit, KILN_LOG_INFO,
@@ -229,6 +345,7 @@ static void tx(struct virtio_net *n)
 				egress_posture_name(n->policy.posture),
 				v == EGRESS_DENY_MALFORMED ? "unparsable"
 				: v == EGRESS_DENY_POSTURE ? "no egress"
+				: v == EGRESS_DENY_RULE	   ? "a --deny rule"
 							   : "not a public "
 							     "address");
 			continue;
@@ -274,7 +391,8 @@ static void net_host_events(struct virtio_dev *d)
 
 /* ---- options: net[,egress=...][,mac=...][,net=A.B.C.D/N] ---- */
 
-static const char *const net_option_keys[] = {"egress", "mac", "net", NULL};
+static const char *const net_option_keys[] = {"egress", "mac",	   "net",
+					      "rules",	"forward", NULL};
 
 static int parse_mac(const char *s, uint8_t mac[6])
 {
@@ -311,21 +429,60 @@ static int parse_net(const char *s, uint32_t *net4, unsigned *prefix)
 	return 0;
 }
 
+/* Everything the options say, checked. */
+struct net_settings {
+	uint8_t mac[6];
+	struct user_net_opts uo;
+	struct egress_policy policy;
+	struct net_forward fwd[NET_MAX_FORWARDS];
+	unsigned nfwd;
+};
+
+/* "tcp|udp:HOSTIP:HOSTPORT:GUESTPORT;..." */
+static int parse_forwards(const char *s, struct net_settings *ns)
+{
+	while (*s) {
+		char proto[4], host[16];
+		unsigned hp, gp;
+		int used = 0;
+		struct in_addr a;
+		struct net_forward *f;
+
+		if (ns->nfwd == NET_MAX_FORWARDS ||
+		    sscanf(s, "%3[a-z]:%15[0-9.]:%u:%u%n", proto, host, &hp,
+			   &gp, &used) != 4 ||
+		    (strcmp(proto, "tcp") && strcmp(proto, "udp")) ||
+		    inet_pton(AF_INET, host, &a) != 1 || hp < 1 || hp > 65535 ||
+		    gp < 1 || gp > 65535 || (s[used] && s[used] != ';'))
+			return -EINVAL;
+		f = &ns->fwd[ns->nfwd++];
+		f->udp = proto[0] == 'u';
+		f->host_addr = ntohl(a.s_addr);
+		f->host_port = (uint16_t)hp;
+		f->guest_port = (uint16_t)gp;
+		s += used;
+		if (*s == ';')
+			s++;
+	}
+	return 0;
+}
+
 static int net_settings(const struct virtio_dev_opts *o,
-			const struct kiln_log *log, enum egress_posture *egress,
-			uint8_t mac[6], struct user_net_opts *uo)
+			const struct kiln_log *log, struct net_settings *ns)
 {
 	static const uint8_t def_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-	const char *v;
+	struct user_net_opts *uo = &ns->uo;
+	struct user_net_addrs a;
+	const char *v, *bad;
 
-	*egress = EGRESS_PUBLIC;
-	memcpy(mac, def_mac, 6);
-	memset(uo, 0, sizeof(*uo));
+	memset(ns, 0, sizeof(*ns));
+	ns->policy.posture = EGRESS_PUBLIC;
+	memcpy(ns->mac, def_mac, 6);
 	uo->net4 = 0x0a000200;
 	uo->prefix = 24;
 	uo->ipv6 = true;
 	if ((v = virtio_dev_opts_get(o, "egress")) &&
-	    egress_posture_parse(v, egress) < 0)
+	    egress_posture_parse(v, &ns->policy.posture) < 0)
 		return kiln_errorf(log, -EINVAL,
 				   "net: egress=%s: expected public, all or "
 				   "none",
@@ -334,7 +491,7 @@ static int net_settings(const struct virtio_dev_opts *o,
 		return kiln_errorf(log, -EINVAL,
 				   "net: egress needs a value (public, all, "
 				   "none)");
-	if ((v = virtio_dev_opts_get(o, "mac")) && parse_mac(v, mac) < 0)
+	if ((v = virtio_dev_opts_get(o, "mac")) && parse_mac(v, ns->mac) < 0)
 		return kiln_errorf(log, -EINVAL,
 				   "net: mac=%s: expected six hex bytes "
 				   "XX:XX:XX:XX:XX:XX, unicast",
@@ -345,8 +502,31 @@ static int net_settings(const struct virtio_dev_opts *o,
 				   "net: net=%s: expected an IPv4 network "
 				   "A.B.C.D/N with N 8..24",
 				   v);
-	/* the host's own loopback only when everything is allowed */
-	uo->host_loopback = *egress == EGRESS_ALL;
+	if ((v = virtio_dev_opts_get(o, "rules")) &&
+	    egress_rules_parse(&ns->policy, v, &bad) < 0)
+		return kiln_errorf(log, -EINVAL,
+				   "net: rule '%.*s' is not ALLOW|DENY:CIDR"
+				   "[:PORT[-PORT]][/tcp|/udp], "
+				   "[IPV6CIDR]:PORT or host:PORT (at most %u "
+				   "rules)",
+				   (int)strcspn(bad, ";"), bad,
+				   EGRESS_MAX_RULES);
+	if ((v = virtio_dev_opts_get(o, "forward")) &&
+	    parse_forwards(v, ns) < 0)
+		return kiln_errorf(log, -EINVAL,
+				   "net: forward=%s: expected "
+				   "tcp|udp:HOSTIP:HOSTPORT:GUESTPORT, ';' "
+				   "between them (at most %u)",
+				   v, NET_MAX_FORWARDS);
+	user_net_addrs(uo, &a);
+	ns->policy.dns4 = a.dns;
+	memcpy(ns->policy.dns6, a.dns6, 16);
+	ns->policy.host4 = a.gateway;
+	memcpy(ns->policy.host6, a.gateway6, 16);
+	/* the host's own loopback (as the host alias) only when something
+	 * may reach it: everything, or a host:PORT rule */
+	uo->host_loopback = ns->policy.posture == EGRESS_ALL ||
+			    egress_has_host_rule(&ns->policy);
 	uo->hostname = "kiln";
 	return 0;
 }
@@ -354,11 +534,14 @@ static int net_settings(const struct virtio_dev_opts *o,
 static int net_check(const struct virtio_dev_opts *o,
 		     const struct kiln_log *log)
 {
-	enum egress_posture e;
-	uint8_t mac[6];
-	struct user_net_opts uo;
+	struct net_settings *ns = malloc(sizeof(*ns));
+	int r;
 
-	return net_settings(o, log, &e, mac, &uo);
+	if (!ns)
+		return -ENOMEM;
+	r = net_settings(o, log, ns);
+	free(ns);
+	return r;
 }
 
 static void net_destroy(struct virtio_dev *d)
@@ -370,6 +553,7 @@ static void net_destroy(struct virtio_dev *d)
 	rx_clear(n);
 	user_net_destroy(n->nat);
 	free(n->tx_buf);
+	free(n->reject_buf);
 	free(n->chains);
 	free(n);
 	d->priv = NULL;
@@ -377,34 +561,44 @@ static void net_destroy(struct virtio_dev *d)
 
 static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 {
-	struct user_net_opts uo;
-	struct user_net_addrs a;
-	struct virtio_net *n;
+	struct net_settings *ns = malloc(sizeof(*ns));
+	struct virtio_net *n = calloc(1, sizeof(*n));
 	int err;
 
-	n = calloc(1, sizeof(*n));
-	if (!n)
+	if (!n || !ns) {
+		free(n);
+		free(ns);
 		return kiln_errorf(d->log, -ENOMEM, "net: out of memory");
+	}
 	d->ops = &virtio_net_ops;
 	d->priv = n;
 	n->dev = d;
-	err = net_settings(o, d->log, &n->policy.posture, n->mac, &uo);
+	err = net_settings(o, d->log, ns);
 	if (err < 0)
 		goto fail;
-	user_net_addrs(&uo, &a);
-	n->policy.dns4 = a.dns;
-	memcpy(n->policy.dns6, a.dns6, 16);
+	memcpy(n->mac, ns->mac, 6);
+	n->policy = ns->policy;
+	memcpy(n->published, ns->fwd, sizeof(n->published));
+	n->npublished = ns->nfwd;
 	n->tx_buf = malloc(NET_HDR + NET_MAX_FRAME);
+	n->reject_buf = malloc(NET_REJECT_MAX);
 	n->chains = malloc(NET_MAX_RX_CHAINS * sizeof(*n->chains));
-	if (!n->tx_buf || !n->chains) {
+	if (!n->tx_buf || !n->chains || !n->reject_buf) {
 		err = kiln_errorf(d->log, -ENOMEM, "net: out of memory");
 		goto fail;
 	}
-	err = user_net_create(&uo, nat_deliver, n, d->log, &n->nat);
+	err = user_net_create(&ns->uo, nat_deliver, n, d->log, &n->nat);
+	/* a taken host port fails here, before the guest boots */
+	for (unsigned i = 0; err == 0 && i < ns->nfwd; i++)
+		err = user_net_forward(
+			n->nat, ns->fwd[i].udp, ns->fwd[i].host_addr,
+			ns->fwd[i].host_port, ns->fwd[i].guest_port);
 	if (err < 0)
 		goto fail;
+	free(ns);
 	return 0;
 fail:
+	free(ns);
 	net_destroy(d);
 	return err;
 }
@@ -423,24 +617,27 @@ static int net_frontend_props(const struct virtio_dev *d, char *buf,
 int virtio_net_guest_config(const struct virtio_dev_opts *o, char *buf,
 			    unsigned len)
 {
-	enum egress_posture e;
-	uint8_t mac[6];
-	struct user_net_opts uo;
+	struct net_settings *ns = malloc(sizeof(*ns));
 	struct user_net_addrs a;
 	struct in_addr g, gw, dns;
 	char s1[16], s2[16], s3[16];
 	int r;
 
-	if (net_settings(o, NULL, &e, mac, &uo) < 0)
+	if (!ns)
+		return -ENOMEM;
+	if (net_settings(o, NULL, ns) < 0) {
+		free(ns);
 		return -EINVAL;
-	user_net_addrs(&uo, &a);
+	}
+	user_net_addrs(&ns->uo, &a);
 	g.s_addr = htonl(a.guest);
 	gw.s_addr = htonl(a.gateway);
 	dns.s_addr = htonl(a.dns);
 	inet_ntop(AF_INET, &g, s1, sizeof(s1));
 	inet_ntop(AF_INET, &gw, s2, sizeof(s2));
 	inet_ntop(AF_INET, &dns, s3, sizeof(s3));
-	r = snprintf(buf, len, "%s/%u,%s,%s", s1, uo.prefix, s2, s3);
+	r = snprintf(buf, len, "%s/%u,%s,%s", s1, ns->uo.prefix, s2, s3);
+	free(ns);
 	return r < 0 || (unsigned)r >= len ? -ENOSPC : r;
 }
 
@@ -466,7 +663,9 @@ const struct virtio_dev_ops virtio_net_ops = {
 	.type = "net",
 	.max_per_vm = 1,
 	.option_keys = net_option_keys,
-	.option_usage = "[egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]",
+	.option_usage = "[egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]"
+			"[,rules=allow|deny:SPEC;...][,forward=tcp|udp:HOSTIP:"
+			"HOSTPORT:GUESTPORT;...]",
 	.check = net_check,
 	.create = net_create,
 	.destroy = net_destroy,

@@ -8,7 +8,11 @@
 #     64 MiB each way byte-exact
 #   --net user (public): the host alias, 169.254.169.254 and RFC 1918
 #     refused; egress=none refuses everything; denials are logged
-#   bad --net values are usage errors (2)
+#   --allow host:PORT reaches that host service; denied connections fail at
+#     once (RST / ICMP unreachable); egress=none with an allow rule
+#   -p HOSTPORT:GUESTPORT reaches a guest server, a taken port is refused
+#     before boot, and a published port is no way out
+#   bad --net/--allow/-p values are usage errors (2)
 # Host-side servers are small python3 programs on 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -138,4 +142,54 @@ for net in user user,egress=none; do
 		fail "--net $net refusals" "exit $rc: $(oneline "$T/out") $(grep -v vhost-user "$T/err" | tr '\n' ' ' | cut -c1-300)"
 	fi
 done
+
+# --- rules: a host service by --allow host:PORT; refusals are immediate ---
+fast="t0=\$(cut -d' ' -f1 /proc/uptime)
+printf 'GET /\r\n\r\n' | nc -w 10 10.0.2.2 $P_HELLO
+for d in 10.0.2.2:$P_SINK 169.254.169.254:80 192.168.1.1:80; do
+	if printf x | nc -w 10 \${d%:*} \${d#*:} >/dev/null 2>&1; then echo reached \$d; else echo refused \$d; fi
+done
+t1=\$(cut -d' ' -f1 /proc/uptime)
+echo ms=\$(awk \"BEGIN{print int((\$t1 - \$t0) * 1000)}\")"
+kr --net user --allow "host:$P_HELLO" -- sh -c "$fast"
+ms=$(sed -n 's/^ms=//p' "$T/out")
+if [ "$rc" = 0 ] && grep -q "hello from the host" "$T/out" && [ "$(grep -c '^refused' "$T/out")" = 3 ] &&
+	[ -n "$ms" ] && [ "$ms" -lt 3000 ]; then
+	pass "--net user --allow host:$P_HELLO: that host service reached; another host port, 169.254.169.254 and 192.168.1.1 refused at once (RST/ICMP; all within $ms ms)$E"
+else
+	fail "--allow host:PORT" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+kr --net user,egress=none --allow "host:$P_HELLO" --deny 10.0.2.2 -- sh -c "printf 'GET /\r\n\r\n' | nc -w 5 10.0.2.2 $P_HELLO"
+[ "$rc" = 0 ] && grep -q "hello from the host" "$T/out" && pass "--net user,egress=none --allow host:PORT: rules come first$E" ||
+	fail "egress=none with an allow rule" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+check "--allow without --net user" 2 "need --net user" -- run --allow 1.2.3.4 -- true
+check "--allow with a bad rule" 2 "is not ALLOW" -- run --net user --allow 1.2.3.0/16 -- true
+check "-p with a bad spec" 2 "expected \[HOSTIP:\]HOSTPORT" -- run --net user -p 80 -- true
+
+# --- -p: a guest server published on the host's loopback ---
+hp=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(KILN_TEST_LIMIT=120 run_kiln "$T/pub.out" "$T/pub.err" -- run --net user -p "$hp:8080" -- sh -c \
+	'echo "from the guest" | nc -l -p 8080; printf x | nc -w 3 -p 8080 192.168.1.1 80; echo abuse=$?') &
+pub=$!
+got=
+for _ in $(seq 1 100); do
+	got=$("$PY" -c "import socket; s = socket.create_connection(('127.0.0.1', $hp), timeout=2); print(s.recv(100).decode().strip())" 2>/dev/null) &&
+		[ -n "$got" ] && break
+	sleep 0.3
+done
+wait "$pub"
+if [ "$got" = "from the guest" ] && grep -q "abuse=1" "$T/pub.out"; then
+	pass "-p 127.0.0.1:$hp:8080: the host reached a server in the guest; the published port is no way out to 192.168.1.1$E"
+else
+	fail "-p forward" "host got '$got': $(oneline "$T/pub.out") $(oneline "$T/pub.err")"
+fi
+"$PY" - "$KILN" <<'PYEOF' >"$T/taken" 2>&1
+import socket, subprocess, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+p = subprocess.run([sys.argv[1], "run", "--net", "user", "-p", f"{s.getsockname()[1]}:80", "--", "true"],
+                   capture_output=True, timeout=120)
+print(p.returncode, p.stderr.decode().strip().splitlines()[-1])
+PYEOF
+grep -q "^125 .*cannot forward TCP port" "$T/taken" && pass "-p on a taken host port: 125 before boot, saying so$E" ||
+	fail "-p taken port" "$(oneline "$T/taken")"
 exit 0

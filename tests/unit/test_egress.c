@@ -2,6 +2,7 @@
 /* The egress policy on hand-made frames: every posture, IPv4 with
  * fragments, IPv6 with extension headers and fragments, ARP/NDP, and
  * frames too short or lying about their lengths. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -250,6 +251,155 @@ static void test_malformed(void **state)
 	(void)n;
 }
 
+static void test_rules(void **state)
+{
+	struct egress_policy p = pub;
+	const char *bad;
+	uint8_t f[256], fd[16] = {0xfd, 0x12, [15] = 5};
+	size_t n;
+
+	(void)state;
+	p.host4 = 0x0a000202;
+	assert_int_equal(egress_rules_parse(&p,
+					    "allow:10.1.2.0/24:80/tcp;"
+					    "deny:8.8.8.8;allow:host:8080-8081;"
+					    "allow:[fd00::/8]:53/udp;"
+					    "allow:192.168.7.7",
+					    &bad),
+			 0);
+	assert_int_equal(p.nrules, 5);
+	assert_true(egress_has_host_rule(&p));
+	n = ip4(f, 0x0a010203, 6, 80, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_ALLOW_RULE);
+	n = ip4(f, 0x0a010203, 6, 81, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_DENY_ADDRESS);
+	n = ip4(f, 0x0a010203, 17, 80, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_DENY_ADDRESS);
+	/* a later fragment to an allowed network: its first was judged */
+	n = ip4(f, 0x0a010203, 6, 0, 185);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_ALLOW_RULE);
+	n = ip4(f, 0x08080808, 6, 443, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_DENY_RULE);
+	n = ip4(f, 0x0a000202, 6, 8081, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_ALLOW_RULE);
+	n = ip4(f, 0x0a000202, 6, 8082, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_DENY_ADDRESS);
+	n = ip6(f, fd, NULL, 0, 17, 53, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_ALLOW_RULE);
+	n = ip6(f, fd, NULL, 0, 6, 53, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_DENY_ADDRESS);
+	/* rules on top of egress=none */
+	p.posture = EGRESS_NONE;
+	n = ip4(f, 0xc0a80707, 1, 0, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_ALLOW_RULE);
+	n = ip4(f, 0x01010101, 6, 443, 0);
+	assert_int_equal(egress_check(&p, f, n), EGRESS_DENY_POSTURE);
+
+	/* what is refused, and where */
+	static const char *const refused[] = {"permit:1.2.3.4",
+					      "allow:",
+					      "allow:1.2.3.4/33",
+					      "allow:1.2.3.4:0",
+					      "allow:1.2.3.4:70000",
+					      "allow:1.2.3.0/16",
+					      "allow:host:",
+					      "allow:[fd00::/8",
+					      "allow:fd00::/8:53",
+					      "allow:1.2.3.4:80-70",
+					      "allow:1.2.3.4;;deny:5.6.7.8",
+					      "allow:nonsense"};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct egress_policy q = pub;
+
+		assert_int_equal(egress_rules_parse(&q, refused[i], &bad),
+				 -EINVAL);
+		assert_non_null(bad);
+	}
+}
+
+static uint16_t csum(const uint8_t *p, size_t len, uint32_t acc)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		acc += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		acc += (uint32_t)p[len - 1] << 8;
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint16_t)acc;
+}
+
+static void test_reject(void **state)
+{
+	uint8_t f[256], out[1514], mc[16] = {0xff, 2};
+	size_t n, r;
+
+	(void)state;
+	/* a SYN to a denied address: a RST+ACK from it, acking the SYN */
+	n = ip4(f, 0xc0a80101, 6, 80, 0);
+	memset(f + n, 0, 12); /* a whole 20-byte TCP header */
+	f[14 + 3] = 40;
+	n = 14 + 40;
+	f[14 + 20 + 4] = 0, f[14 + 20 + 5] = 0, f[14 + 20 + 6] = 0x10,
+		    f[14 + 20 + 7] = 0; /* seq 0x1000 */
+	f[14 + 20 + 12] = 5 << 4;
+	f[14 + 20 + 13] = 0x02; /* SYN */
+	f[0] = 0x52;		/* to the gateway's MAC, from the guest's */
+	f[6] = 0x54;
+	r = egress_reject(f, n, out, sizeof(out));
+	assert_int_equal(r, 14 + 40);
+	assert_int_equal(out[0], 0x54);
+	assert_int_equal(out[6], 0x52);
+	assert_memory_equal(out + 14 + 12, f + 14 + 16, 4); /* src: dst */
+	assert_int_equal(out[14 + 20 + 13], 0x14);	    /* RST ACK */
+	assert_int_equal(out[14 + 20 + 8 + 2], 0x10);	    /* ack 0x1001 */
+	assert_int_equal(out[14 + 20 + 8 + 3], 0x01);
+	assert_int_equal(out[14 + 20 + 2], f[14 + 20 + 0]); /* ports swap */
+	assert_int_equal(csum(out + 14, 20, 0), 0xffff);
+	{
+		uint32_t ph = 6 + 20;
+
+		ph += csum(out + 14 + 12, 8, 0);
+		assert_int_equal(csum(out + 14 + 20, 20, ph), 0xffff);
+	}
+	/* a RST is never answered */
+	f[14 + 20 + 13] = 0x04;
+	assert_int_equal(egress_reject(f, n, out, sizeof(out)), 0);
+	/* UDP: ICMP administratively prohibited, quoting the header */
+	n = ip4(f, 0xc0a80101, 17, 53, 0);
+	r = egress_reject(f, n, out, sizeof(out));
+	assert_int_equal(r, 14 + 20 + 8 + 28);
+	assert_int_equal(out[14 + 9], 1);
+	assert_int_equal(out[14 + 20], 3);
+	assert_int_equal(out[14 + 20 + 1], 13);
+	assert_memory_equal(out + 14 + 28, f + 14, 28);
+	assert_int_equal(csum(out + 14 + 20, 8 + 28, 0), 0xffff);
+	/* ICMP errors, later fragments, broadcast: silence */
+	n = ip4(f, 0xc0a80101, 1, 0, 0);
+	f[14 + 20] = 3;
+	assert_int_equal(egress_reject(f, n, out, sizeof(out)), 0);
+	n = ip4(f, 0xc0a80101, 17, 53, 185);
+	assert_int_equal(egress_reject(f, n, out, sizeof(out)), 0);
+	n = ip4(f, 0xffffffff, 17, 67, 0);
+	assert_int_equal(egress_reject(f, n, out, sizeof(out)), 0);
+	/* IPv6 UDP: ICMPv6 destination unreachable, checksummed */
+	{
+		uint8_t gw[16] = {0xfe, 0xc0, [15] = 2};
+		uint32_t ph;
+
+		n = ip6(f, gw, NULL, 0, 17, 80, 0);
+		r = egress_reject(f, n, out, sizeof(out));
+		assert_int_equal(r, 14 + 40 + 8 + (n - 14));
+		assert_int_equal(out[14 + 6], 58);
+		assert_int_equal(out[14 + 40], 1);
+		assert_int_equal(out[14 + 40 + 1], 1);
+		ph = 58 + (uint32_t)(r - 14 - 40);
+		ph += csum(out + 14 + 8, 32, 0);
+		assert_int_equal(csum(out + 14 + 40, r - 14 - 40, ph), 0xffff);
+		n = ip6(f, mc, NULL, 0, 17, 80, 0);
+		assert_int_equal(egress_reject(f, n, out, sizeof(out)), 0);
+	}
+}
+
 static void test_parse(void **state)
 {
 	enum egress_posture p;
@@ -274,6 +424,8 @@ int main(void)
 		cmocka_unit_test(test_ip6),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_rules),
+		cmocka_unit_test(test_reject),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
