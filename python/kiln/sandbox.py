@@ -196,6 +196,40 @@ def _state_root() -> Path:
     return Path(f"/tmp/kiln-{os.getuid()}")
 
 
+def _net_spec(net, allow, deny, publish) -> Optional[str]:
+    """--net/--allow/--deny/-p as the net device's option string."""
+    for seq, what in ((allow, "allow"), (deny, "deny"), (publish, "publish")):
+        if isinstance(seq, (str, bytes)) or not all(isinstance(x, str) for x in seq):
+            raise TypeError(f"{what} must be a list of str")
+        for x in seq:
+            if not x or ";" in x or "," in x or "\0" in x:
+                raise ValueError(f"bad {what} entry {x!r}")
+    if net is None or net == "none":
+        if allow or deny or publish:
+            raise ValueError("allow, deny and publish need net='user'")
+        return None
+    if not isinstance(net, str) or not (net == "user" or net.startswith("user,")):
+        raise ValueError("net must be None, 'none' or 'user[,egress=public|all|none]'")
+    rules = [f"allow:{r}" for r in allow] + [f"deny:{r}" for r in deny]
+    fwds = []
+    for p in publish:
+        proto = "tcp"
+        if p.endswith("/udp") or p.endswith("/tcp"):
+            p, proto = p[:-4], p[-3:]
+        parts = p.split(":")
+        if len(parts) == 2:
+            parts.insert(0, "127.0.0.1")
+        if len(parts) != 3:
+            raise ValueError(f"publish entry {p!r}: [HOSTIP:]HOSTPORT:GUESTPORT[/udp]")
+        fwds.append(f"{proto}:{':'.join(parts)}")
+    spec = "net" + net[4:]
+    if rules:
+        spec += ",rules=" + ";".join(rules)
+    if fwds:
+        spec += ",forward=" + ";".join(fwds)
+    return spec
+
+
 class _Log:
     """Collects libkiln's messages: errors name what failed in exceptions;
     an optional callable sees every message."""
@@ -690,6 +724,10 @@ class Sandbox:
         devices: Sequence[str] = (),
         env: Optional[Mapping[str, str]] = None,
         accel: str = "auto",
+        net: Optional[str] = None,
+        allow: Sequence[str] = (),
+        deny: Sequence[str] = (),
+        publish: Sequence[str] = (),
         kernel: Optional[str] = None,
         initrd: Optional[str] = None,
         cmdline: Optional[str] = None,
@@ -729,12 +767,13 @@ class Sandbox:
         for s in shares:
             if not isinstance(s, Share):
                 raise TypeError("shares must be kiln.Share objects")
+        net_spec = _net_spec(net, allow, deny, publish)
         self._opts = dict(
             cpus=cpus,
             memory_mib=memory_mib,
             shares=list(shares),
             disks=[d if isinstance(d, Disk) else Disk(str(d)) for d in disks],
-            devices=[str(d) for d in devices],
+            devices=[str(d) for d in devices] + ([net_spec] if net_spec else []),
             accel=accel,
             kernel=kernel,
             initrd=initrd,

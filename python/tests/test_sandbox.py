@@ -406,3 +406,37 @@ def test_pip_install_offline(tmp_path):
         env=env, capture_output=True, timeout=60, cwd=str(tmp_path),
     )
     assert q.returncode == 0 and q.stdout.strip(), q.stderr.decode()
+
+
+def test_network(engine_ok):
+    import http.server
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello python")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    port = srv.server_address[1]
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        with kiln.Sandbox(net="user", allow=[f"host:{port}"], boot_timeout=120) as sb:
+            r = sb.run(f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 10.0.2.2 {port}")
+            assert b"hello python" in r.stdout
+            r = sb.run("printf x | nc -w 5 192.168.1.1 80")
+            assert r.exit_code != 0
+        with kiln.Sandbox(boot_timeout=120) as sb:
+            assert sb.run("ls /sys/class/net").stdout == b"lo\n"
+    finally:
+        srv.shutdown()
+    with pytest.raises(ValueError):
+        kiln.Sandbox(allow=["1.2.3.4"])
+    with pytest.raises(ValueError):
+        kiln.Sandbox(net="bridge")
+    with pytest.raises(kiln.KilnError):
+        kiln.Sandbox(net="user", allow=["1.2.3.0/16"]).start()
