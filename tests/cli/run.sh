@@ -48,7 +48,7 @@ check "vhost-user trailing comma" 2 "blk: empty option" -- vhost-user --socket "
 check "vhost-user escaped comma" 125 "$T/a,b.img" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/a,,b.img"
 
 # --device: the same syntax and checks for the VMM's devices
-check "device unknown type" 2 "unknown device type 'floppy' \\(supported: blk, fs, vsock, rng\\)" -- boot --kernel "$BZ" --device floppy
+check "device unknown type" 2 "unknown device type 'floppy' \\(supported: blk, fs, vsock, rng, net\\)" -- boot --kernel "$BZ" --device floppy
 check "device bad value" 2 "blk: ro=maybe is not on or off" -- boot --kernel "$BZ" --device "blk,path=/dev/null,ro=maybe"
 check "device two vsocks" 2 "at most 1 vsock device per VM" -- boot --kernel "$BZ" --vsock "cid=3,uds=$T/v1" --device "vsock,cid=4,uds=$T/v2"
 too_many=()
