@@ -57,6 +57,7 @@ print(*ports, flush=True)
 threading.Event().wait()
 EOF
 pids+=($!)
+disown "${pids[-1]}" # no "Killed" line when the trap ends it
 for _ in $(seq 100); do [ -s "$T/ports" ] && break; sleep 0.1; done
 read -r P_SINK P_SOURCE P_ANSWER HOST_MBS <"$T/ports"
 
@@ -96,6 +97,7 @@ run_kiln() { # SPEC
 	rm -f "$sock"
 	"$BUILD/kiln" vhost-user --socket "$sock" --device "$1" >/dev/null 2>&1 &
 	pids+=($!)
+	disown "${pids[-1]}"
 	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	run_guest -chardev socket,id=c0,path="$sock" -netdev vhost-user,id=n0,chardev=c0
 	kill "${pids[-1]}" 2>/dev/null
