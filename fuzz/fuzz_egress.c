@@ -5,7 +5,9 @@
  * IPv6 with extension headers, TCP/UDP ports). Any bytes get a verdict
  * under every posture, without reading past the frame (it is copied to a
  * buffer of exactly its size, so ASan sees an over-read); egress=all
- * allows everything and egress=none never allows an IP packet.
+ * allows everything and egress=none never allows an IP packet. The answer
+ * to a denied frame (RST / ICMP), its tuple and its log line are built
+ * from the same bytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +38,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	v = egress_check(&p, f, size);
 	if (v == EGRESS_ALLOW || v == EGRESS_ALLOW_DNS)
 		abort();
+	/* what kiln does with a denied frame, and its log line */
+	{
+		static uint8_t out[1514];
+		struct egress_tuple t;
+		char what[96];
+		bool syn;
+		size_t r = egress_reject(f, size, out, sizeof(out));
+
+		if (r > sizeof(out))
+			abort();
+		if (egress_tuple_of(f, size, &t, &syn) &&
+		    t.data_off + t.data_len > size)
+			abort();
+		if (egress_describe(f, size, what, sizeof(what)) < 0)
+			abort();
+	}
 	free(f);
 	return 0;
 }

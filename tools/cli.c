@@ -284,20 +284,24 @@ static int rule_option(struct cli_vm *vm, bool allow, const char *arg)
 
 int cli_vm_net(struct kiln_config *cfg, const struct cli_vm *vm)
 {
-	char spec[4096];
+	char spec[6144];
 	int n;
 
 	if (!vm->net) {
-		if (vm->rules[0] || vm->forwards[0]) {
+		if (vm->rules[0] || vm->forwards[0] || vm->domains[0] ||
+		    vm->dns) {
 			cli_usage_error(
-				"--allow, --deny and -p need --net user");
+				"--allow, --deny, --allow-domain, --dns "
+				"and -p need --net user");
 			return EXIT_USAGE;
 		}
 		return 0;
 	}
-	n = snprintf(spec, sizeof(spec), "net%s%s%s%s%s", vm->net + 4,
+	n = snprintf(spec, sizeof(spec), "net%s%s%s%s%s%s%s%s%s", vm->net + 4,
 		     vm->rules[0] ? ",rules=" : "", vm->rules,
-		     vm->forwards[0] ? ",forward=" : "", vm->forwards);
+		     vm->forwards[0] ? ",forward=" : "", vm->forwards,
+		     vm->domains[0] ? ",domains=" : "", vm->domains,
+		     vm->dns ? ",dns=" : "", vm->dns ? vm->dns : "");
 	if (n < 0 || (size_t)n >= sizeof(spec)) {
 		cli_usage_error("--net: too many rules");
 		return EXIT_USAGE;
@@ -350,6 +354,21 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 	case OPT_ALLOW: return rule_option(vm, true, arg);
 	case OPT_DENY: return rule_option(vm, false, arg);
 	case OPT_PUBLISH: return publish_option(vm, arg);
+	case OPT_ALLOW_DOMAIN:
+		if (!*arg || !list_add(vm->domains, sizeof(vm->domains), arg)) {
+			cli_usage_error("--allow-domain: '%s' is not a name",
+					arg);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case OPT_DNS:
+		if (!*arg || strpbrk(arg, ",;")) {
+			cli_usage_error("--dns: expected IP[:PORT], got '%s'",
+					arg);
+			return EXIT_USAGE;
+		}
+		vm->dns = arg;
+		return 0;
 	case OPT_ACCEL:
 		vm->accel_set = true;
 		return accel_option(cfg, "--accel", arg);

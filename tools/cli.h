@@ -29,6 +29,8 @@ enum {
 	OPT_ALLOW,
 	OPT_DENY,
 	OPT_PUBLISH,
+	OPT_ALLOW_DOMAIN,
+	OPT_DNS,
 	OPT_ACCEL,
 	OPT_VM_LAST = OPT_ACCEL,
 	OPT_CONSOLE_LOG,
@@ -58,6 +60,8 @@ enum {
 		{"allow", required_argument, NULL, OPT_ALLOW},                 \
 		{"deny", required_argument, NULL, OPT_DENY},                   \
 		{"publish", required_argument, NULL, OPT_PUBLISH},             \
+		{"allow-domain", required_argument, NULL, OPT_ALLOW_DOMAIN},   \
+		{"dns", required_argument, NULL, OPT_DNS},                     \
 	{                                                                      \
 		"accel", required_argument, NULL, OPT_ACCEL                    \
 	}
@@ -71,6 +75,8 @@ struct cli_vm {
 	const char *net;     /* --net user[,...] as given; NULL: none */
 	char rules[2048];    /* --allow/--deny, in order: "allow:X;deny:Y" */
 	char forwards[1024]; /* --publish: "tcp:127.0.0.1:8080:80;..." */
+	char domains[2048];  /* --allow-domain: "NAME;*.SUFFIX;..." */
+	const char *dns;     /* --dns IP[:PORT] */
 };
 
 /* The command's name for messages ("kiln"). */

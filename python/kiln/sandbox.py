@@ -196,17 +196,20 @@ def _state_root() -> Path:
     return Path(f"/tmp/kiln-{os.getuid()}")
 
 
-def _net_spec(net, allow, deny, publish) -> Optional[str]:
-    """--net/--allow/--deny/-p as the net device's option string."""
-    for seq, what in ((allow, "allow"), (deny, "deny"), (publish, "publish")):
+def _net_spec(net, allow, deny, publish, domains=(), dns=None) -> Optional[str]:
+    """--net/--allow/--deny/-p/--allow-domain/--dns as the net device's
+    option string."""
+    if dns is not None and (not isinstance(dns, str) or not dns or any(c in dns for c in ",;\0")):
+        raise ValueError(f"bad dns {dns!r}: IP[:PORT]")
+    for seq, what in ((allow, "allow"), (deny, "deny"), (publish, "publish"), (domains, "allow_domains")):
         if isinstance(seq, (str, bytes)) or not all(isinstance(x, str) for x in seq):
             raise TypeError(f"{what} must be a list of str")
         for x in seq:
             if not x or ";" in x or "," in x or "\0" in x:
                 raise ValueError(f"bad {what} entry {x!r}")
     if net is None or net == "none":
-        if allow or deny or publish:
-            raise ValueError("allow, deny and publish need net='user'")
+        if allow or deny or publish or domains or dns:
+            raise ValueError("allow, deny, publish, allow_domains and dns need net='user'")
         return None
     if not isinstance(net, str) or not (net == "user" or net.startswith("user,")):
         raise ValueError("net must be None, 'none' or 'user[,egress=public|all|none]'")
@@ -227,6 +230,10 @@ def _net_spec(net, allow, deny, publish) -> Optional[str]:
         spec += ",rules=" + ";".join(rules)
     if fwds:
         spec += ",forward=" + ";".join(fwds)
+    if domains:
+        spec += ",domains=" + ";".join(domains)
+    if dns:
+        spec += ",dns=" + dns
     return spec
 
 
@@ -728,6 +735,8 @@ class Sandbox:
         allow: Sequence[str] = (),
         deny: Sequence[str] = (),
         publish: Sequence[str] = (),
+        allow_domains: Sequence[str] = (),
+        dns: Optional[str] = None,
         kernel: Optional[str] = None,
         initrd: Optional[str] = None,
         cmdline: Optional[str] = None,
@@ -767,7 +776,7 @@ class Sandbox:
         for s in shares:
             if not isinstance(s, Share):
                 raise TypeError("shares must be kiln.Share objects")
-        net_spec = _net_spec(net, allow, deny, publish)
+        net_spec = _net_spec(net, allow, deny, publish, allow_domains, dns)
         self._opts = dict(
             cpus=cpus,
             memory_mib=memory_mib,

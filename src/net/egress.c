@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +177,13 @@ static enum egress_verdict decide(const struct egress_policy *p,
 		if (rule_match(p, &p->rules[i], f))
 			return p->rules[i].allow ? EGRESS_ALLOW_RULE
 						 : EGRESS_DENY_RULE;
+	for (unsigned i = 0; i < EGRESS_MAX_LEARNED; i++) {
+		const struct egress_learned *l = &p->learned[i];
+
+		if (l->expires_ms > p->now_ms && l->family == f->family &&
+		    !memcmp(l->addr, f->dst, f->family == 4 ? 4 : 16))
+			return EGRESS_ALLOW_RULE;
+	}
 	if (p->posture == EGRESS_NONE)
 		return EGRESS_DENY_POSTURE;
 	if (f->family == 4) {
@@ -343,6 +351,15 @@ bool egress_tuple_of(const uint8_t *frame, size_t len, struct egress_tuple *t,
 	t->proto = f.proto;
 	t->sport = be16(ip + l4);
 	t->dport = be16(ip + l4 + 2);
+	if (f.proto == PROTO_UDP && end - l4 >= 8) {
+		size_t ulen = be16(ip + l4 + 4);
+
+		/* the UDP length, within the IP packet */
+		if (ulen >= 8 && ulen <= end - l4) {
+			t->data_off = ETH_HLEN + l4 + 8;
+			t->data_len = ulen - 8;
+		}
+	}
 	*syn = f.proto == PROTO_TCP && (ip[l4 + 13] & 0x12) == 0x02;
 	return true;
 }
@@ -630,4 +647,117 @@ size_t egress_reject(const uint8_t *frame, size_t len, uint8_t *out, size_t cap)
 		return ETH_HLEN + 40 + n;
 	}
 	return 0;
+}
+
+bool egress_learn(struct egress_policy *p, int family, const uint8_t *addr,
+		  uint32_t ttl, int64_t now_ms)
+{
+	struct egress_learned *slot = NULL;
+	size_t alen = family == 4 ? 4 : 16;
+
+	if (family == 4 ? !egress_public4(be32(addr)) : !egress_public6(addr))
+		return false;
+	if (ttl > EGRESS_LEARN_TTL_MAX)
+		ttl = EGRESS_LEARN_TTL_MAX;
+	if (ttl < 1)
+		ttl = 1;
+	for (unsigned i = 0; i < EGRESS_MAX_LEARNED; i++) {
+		struct egress_learned *l = &p->learned[i];
+
+		if (l->expires_ms > now_ms && l->family == family &&
+		    !memcmp(l->addr, addr, alen)) {
+			slot = l; /* the same address: refresh it */
+			break;
+		}
+		/* else a free or expired slot, else the soonest to expire */
+		if (!slot || l->expires_ms < slot->expires_ms)
+			slot = l;
+	}
+	memset(slot, 0, sizeof(*slot));
+	slot->family = (uint8_t)family;
+	memcpy(slot->addr, addr, alen);
+	slot->expires_ms = now_ms + (int64_t)ttl * 1000;
+	return true;
+}
+
+size_t egress_build_udp(uint8_t *out, size_t cap, const uint8_t dst_mac[6],
+			const uint8_t src_mac[6], int family,
+			const uint8_t *src, uint16_t sport, const uint8_t *dst,
+			uint16_t dport, const uint8_t *payload, size_t len)
+{
+	size_t iph = family == 4 ? 20 : 40;
+	uint8_t *ip = out + ETH_HLEN, *udp = ip + iph;
+
+	if (len > 65000 || ETH_HLEN + iph + 8 + len > cap)
+		return 0;
+	memcpy(out, dst_mac, 6);
+	memcpy(out + 6, src_mac, 6);
+	put16(out + 12, family == 4 ? ETHERTYPE_IP : ETHERTYPE_IP6);
+	memset(ip, 0, iph);
+	if (family == 4) {
+		ip[0] = 0x45;
+		put16(ip + 2, (uint16_t)(20 + 8 + len));
+		ip[8] = 64;
+		ip[9] = PROTO_UDP;
+		memcpy(ip + 12, src, 4);
+		memcpy(ip + 16, dst, 4);
+		put16(ip + 10, fold(sum16(ip, 20, 0)));
+	} else {
+		ip[0] = 0x60;
+		put16(ip + 4, (uint16_t)(8 + len));
+		ip[6] = PROTO_UDP;
+		ip[7] = 64;
+		memcpy(ip + 8, src, 16);
+		memcpy(ip + 24, dst, 16);
+	}
+	put16(udp, sport);
+	put16(udp + 2, dport);
+	put16(udp + 4, (uint16_t)(8 + len));
+	put16(udp + 6, 0);
+	memcpy(udp + 8, payload, len);
+	{
+		uint16_t c = l4_csum(family, ip, PROTO_UDP, udp, 8 + len);
+
+		put16(udp + 6, c ? c : 0xffff); /* 0 means "none" in UDP */
+	}
+	return ETH_HLEN + iph + 8 + len;
+}
+
+int egress_describe(const uint8_t *frame, size_t len, char *buf, size_t cap)
+{
+	const uint8_t *ip = frame + ETH_HLEN;
+	char addr[INET6_ADDRSTRLEN];
+	const char *proto;
+	struct flow f;
+	size_t l4, end;
+	bool ok;
+
+	if (len < ETH_HLEN)
+		return snprintf(buf, cap, "a runt frame");
+	if (be16(frame + 12) == ETHERTYPE_ARP)
+		return snprintf(buf, cap, "ARP");
+	if (be16(frame + 12) == ETHERTYPE_IP)
+		ok = parse_ip4(ip, len - ETH_HLEN, &f, &l4, &end);
+	else if (be16(frame + 12) == ETHERTYPE_IP6)
+		ok = parse_ip6(ip, len - ETH_HLEN, &f, &l4, &end);
+	else
+		return snprintf(buf, cap, "ethertype %#06x", be16(frame + 12));
+	if (!ok)
+		return snprintf(buf, cap, "a malformed IPv%c packet",
+				be16(frame + 12) == ETHERTYPE_IP ? '4' : '6');
+	inet_ntop(f.family == 4 ? AF_INET : AF_INET6, f.dst, addr,
+		  sizeof(addr));
+	proto = f.proto == PROTO_TCP	 ? "TCP"
+		: f.proto == PROTO_UDP	 ? "UDP"
+		: f.proto == 1		 ? "ICMP"
+		: f.proto == PROTO_ICMP6 ? "ICMPv6"
+					 : NULL;
+	if (f.port >= 0)
+		return snprintf(buf, cap,
+				f.family == 4 ? "%s %s:%d" : "%s [%s]:%d",
+				proto, addr, f.port);
+	if (proto)
+		return snprintf(buf, cap, "%s %s%s", proto, addr,
+				f.first ? "" : " (fragment)");
+	return snprintf(buf, cap, "protocol %u to %s", f.proto, addr);
 }

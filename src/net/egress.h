@@ -34,12 +34,12 @@ enum egress_posture {
 /* Why a frame was decided as it was (for counters and log lines). */
 enum egress_verdict {
 	EGRESS_ALLOW = 0,
-	EGRESS_ALLOW_LINK,     /* ARP, neighbour discovery */
-	EGRESS_ALLOW_DNS,      /* the NAT's resolver */
-	EGRESS_ALLOW_RULE,     /* an --allow rule */
-	EGRESS_DENY_RULE,      /* a --deny rule */
-	EGRESS_DENY_POSTURE,   /* egress=none */
-	EGRESS_DENY_ADDRESS,   /* a non-public destination */
+	EGRESS_ALLOW_LINK,   /* ARP, neighbour discovery */
+	EGRESS_ALLOW_DNS,    /* the NAT's resolver */
+	EGRESS_ALLOW_RULE,   /* an --allow rule, or an allowed name's address */
+	EGRESS_DENY_RULE,    /* a --deny rule */
+	EGRESS_DENY_POSTURE, /* egress=none */
+	EGRESS_DENY_ADDRESS, /* a non-public destination */
 	EGRESS_DENY_MALFORMED, /* not a frame kiln can judge */
 };
 
@@ -57,6 +57,16 @@ struct egress_rule {
 	uint16_t port_lo, port_hi; /* 0, 0: any port */
 };
 
+#define EGRESS_MAX_LEARNED   256
+#define EGRESS_LEARN_TTL_MAX 3600 /* seconds an answer keeps its address */
+
+/* An address an allowed domain name resolved to, until expires_ms. */
+struct egress_learned {
+	uint8_t family;
+	uint8_t addr[16];
+	int64_t expires_ms; /* 0: free */
+};
+
 struct egress_policy {
 	enum egress_posture posture;
 	uint32_t dns4; /* the NAT's DNS address, host byte order */
@@ -66,7 +76,26 @@ struct egress_policy {
 	/* checked in order before the posture; the first match decides */
 	struct egress_rule rules[EGRESS_MAX_RULES];
 	unsigned nrules;
+	/* after the rules, before the posture: answers for --allow-domain
+	 * names (judged at now_ms, which the caller keeps current) */
+	struct egress_learned learned[EGRESS_MAX_LEARNED];
+	int64_t now_ms;
 };
+
+/* Makes addr reachable for ttl seconds (at most EGRESS_LEARN_TTL_MAX) from
+ * now_ms; only public addresses are learned (a name that answers with a
+ * private or link-local address must not open it: DNS rebinding). False
+ * when refused. */
+bool egress_learn(struct egress_policy *p, int family, const uint8_t *addr,
+		  uint32_t ttl, int64_t now_ms);
+
+/* Builds an Ethernet/IP/UDP frame (checksummed) into out: from src:sport
+ * to dst:dport, family 4 or 6, MACs as given. Its length, or 0 if it does
+ * not fit in cap. */
+size_t egress_build_udp(uint8_t *out, size_t cap, const uint8_t dst_mac[6],
+			const uint8_t src_mac[6], int family,
+			const uint8_t *src, uint16_t sport, const uint8_t *dst,
+			uint16_t dport, const uint8_t *payload, size_t len);
 
 /* Parses "allow:SPEC;deny:SPEC;..." (SPEC: CIDR[:PORT[-PORT]][/tcp|/udp],
  * an IPv6 CIDR in brackets when it has a port, or host:PORT[-PORT]) and
@@ -101,12 +130,17 @@ struct egress_tuple {
 	uint8_t family, proto; /* 4 or 6; 6 TCP, 17 UDP */
 	uint8_t src[16], dst[16];
 	uint16_t sport, dport;
+	size_t data_off, data_len; /* UDP: the payload within the frame */
 };
 
 /* The tuple of a TCP or UDP frame (its first fragment); *syn: a TCP SYN
  * without ACK. False for anything else. */
 bool egress_tuple_of(const uint8_t *frame, size_t len, struct egress_tuple *t,
 		     bool *syn);
+
+/* "TCP 10.0.2.2:80", "UDP [fec0::3]:53", "ICMP 192.168.1.1", "ARP", ...
+ * for log lines; the length written (truncated to cap). */
+int egress_describe(const uint8_t *frame, size_t len, char *buf, size_t cap);
 
 /* True when an IPv4 address (host byte order) is on the public internet. */
 int egress_public4(uint32_t a);

@@ -8,6 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/dns.h"
 #include "net/egress.h"
 #include "net/user_net.h"
 #include "virtio/device_table.h"
@@ -30,6 +36,25 @@ struct net_forward {
 	bool udp;
 	uint32_t host_addr;
 	uint16_t host_port, guest_port;
+};
+
+#define NET_MAX_DOMAINS 32
+#define NET_DNS_PENDING 64
+#define NET_DNS_WAIT_MS 5000 /* an unanswered query's slot is reused after */
+#define NET_DNS_MSG_MAX 4096 /* queries and answers kiln relays */
+#define NET_TAG_NAT	1
+#define NET_TAG_DNS	2
+
+/* A guest query kiln forwarded upstream, and where its answer goes. */
+struct dns_pending {
+	int64_t sent_ms; /* 0: free */
+	uint16_t our_id, guest_id;
+	uint8_t family;
+	uint8_t guest_addr[16], dns_addr[16];
+	uint16_t guest_port;
+	uint8_t guest_mac[6], gw_mac[6];
+	bool learn; /* an --allow-domain name: its addresses become reachable */
+	char name[DNS_NAME_MAX + 1];
 };
 
 /* A connection someone outside made to a published port. */
@@ -57,6 +82,16 @@ struct virtio_net {
 	struct net_forward published[NET_MAX_FORWARDS];
 	unsigned npublished;
 	struct inbound inbound[NET_INBOUND_MAX];
+	/* kiln's resolver proxy (--dns, --allow-domain): dns_fd is a UDP
+	 * socket connected to the upstream server, -1 when the NAT's own DNS
+	 * forwarding is used */
+	int epfd; /* the host fd: the NAT's epoll and dns_fd */
+	int dns_fd;
+	char (*domains)[DNS_NAME_MAX + 1];
+	unsigned ndomains;
+	struct dns_pending dns[NET_DNS_PENDING];
+	uint16_t dns_next_id;
+	uint8_t *dns_buf; /* NET_DNS_MSG_MAX */
 	struct virtio_net_stats stats;
 	struct kiln_ratelimit deny_limit, drop_limit;
 	struct virtio_dev *dev;
@@ -307,6 +342,171 @@ static void nat_deliver(void *opaque, const uint8_t *frame, size_t len)
 	n->pend_count++;
 }
 
+/* ---- the resolver proxy ---- */
+
+static bool domain_allowed(const struct virtio_net *n, const char *name)
+{
+	for (unsigned i = 0; i < n->ndomains; i++)
+		if (dns_name_match(n->domains[i], name))
+			return true;
+	return false;
+}
+
+static void dns_reply(struct virtio_net *n, const struct dns_pending *q,
+		      const uint8_t *msg, size_t len)
+{
+	size_t fl =
+		egress_build_udp(n->reject_buf, NET_REJECT_MAX, q->guest_mac,
+				 q->gw_mac, q->family, q->dns_addr, 53,
+				 q->guest_addr, q->guest_port, msg, len);
+
+	if (fl)
+		nat_deliver(n, n->reject_buf, fl);
+}
+
+struct learn_ctx {
+	struct virtio_net *n;
+	const char *name;
+	int64_t now;
+};
+
+static void learn_addr(void *opaque, int family, const uint8_t *addr,
+		       uint32_t ttl)
+{
+	struct learn_ctx *c = opaque;
+	char text[64];
+
+	if (egress_learn(&c->n->policy, family, addr, ttl, c->now))
+		return;
+	inet_ntop(family == 4 ? AF_INET : AF_INET6, addr, text, sizeof(text));
+	kiln_logf_limited(c->n->dev->log, &c->n->deny_limit, KILN_LOG_WARN,
+			  "virtio-net: %s answered with %s, not a public "
+			  "address: not reachable",
+			  c->name, text);
+}
+
+/* A UDP query to the NAT's resolver address: answered here (NXDOMAIN for a
+ * name outside --allow-domain under egress=none) or forwarded upstream.
+ * True when the frame was such a query (consumed either way). */
+static bool dns_query(struct virtio_net *n, const uint8_t *frame, size_t len)
+{
+	const struct egress_policy *p = &n->policy;
+	struct egress_tuple t;
+	struct dns_question q;
+	struct dns_pending *slot = NULL;
+	uint8_t dns4[4] = {(uint8_t)(p->dns4 >> 24), (uint8_t)(p->dns4 >> 16),
+			   (uint8_t)(p->dns4 >> 8), (uint8_t)p->dns4};
+	int64_t now = now_ms();
+	bool syn, allowed;
+
+	if (!egress_tuple_of(frame, len, &t, &syn) || t.proto != 17 ||
+	    t.dport != 53 ||
+	    (t.family == 4 ? memcmp(t.dst, dns4, 4)
+			   : memcmp(t.dst, p->dns6, 16)))
+		return false;
+	if (!t.data_len || t.data_len > NET_DNS_MSG_MAX ||
+	    dns_parse_query(frame + t.data_off, t.data_len, &q) < 0)
+		return true; /* not a query kiln relays: dropped */
+	for (unsigned i = 0; i < NET_DNS_PENDING; i++) {
+		struct dns_pending *e = &n->dns[i];
+
+		if (e->sent_ms && now - e->sent_ms > NET_DNS_WAIT_MS)
+			e->sent_ms = 0;
+		if (!slot || !e->sent_ms ||
+		    (slot->sent_ms && e->sent_ms < slot->sent_ms))
+			slot = e;
+	}
+	memset(slot, 0, sizeof(*slot));
+	slot->family = t.family;
+	memcpy(slot->guest_addr, t.src, 16);
+	memcpy(slot->dns_addr, t.dst, 16);
+	slot->guest_port = t.sport;
+	memcpy(slot->guest_mac, frame + 6, 6);
+	memcpy(slot->gw_mac, frame, 6);
+	slot->guest_id = q.id;
+	strcpy(slot->name, q.name);
+	allowed = domain_allowed(n, q.name);
+	slot->learn = allowed;
+	if (!allowed && p->posture == EGRESS_NONE) {
+		size_t r = dns_build_error(frame + t.data_off, &q,
+					   DNS_RCODE_NXDOMAIN, n->dns_buf,
+					   NET_DNS_MSG_MAX);
+
+		kiln_logf_limited(n->dev->log, &n->deny_limit, KILN_LOG_INFO,
+				  "virtio-net: egress=none: %s is not an "
+				  "allowed domain (NXDOMAIN)",
+				  q.name);
+		if (r)
+			dns_reply(n, slot, n->dns_buf, r);
+		return true;
+	}
+	/* upstream, under an id of ours (two guests' ids may collide) */
+	memcpy(n->dns_buf, frame + t.data_off, t.data_len);
+	slot->our_id = n->dns_next_id++;
+	n->dns_buf[0] = (uint8_t)(slot->our_id >> 8);
+	n->dns_buf[1] = (uint8_t)slot->our_id;
+	if (send(n->dns_fd, n->dns_buf, t.data_len, MSG_DONTWAIT) < 0) {
+		kiln_logf_limited(n->dev->log, &n->drop_limit, KILN_LOG_WARN,
+				  "virtio-net: resolver: %s", strerror(errno));
+		return true;
+	}
+	slot->sent_ms = now;
+	(void)syn;
+	return true;
+}
+
+/* Answers from the upstream resolver, back to whoever asked. */
+static void dns_answers(struct virtio_net *n)
+{
+	for (;;) {
+		ssize_t r = recv(n->dns_fd, n->dns_buf, NET_DNS_MSG_MAX,
+				 MSG_DONTWAIT);
+		struct dns_pending *q = NULL;
+		uint16_t id;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return; /* EAGAIN, or an ICMP error on the socket */
+		if (r < DNS_HDR)
+			continue;
+		id = (uint16_t)(n->dns_buf[0] << 8 | n->dns_buf[1]);
+		for (unsigned i = 0; i < NET_DNS_PENDING && !q; i++)
+			if (n->dns[i].sent_ms && n->dns[i].our_id == id)
+				q = &n->dns[i];
+		if (!q)
+			continue; /* late, or not ours */
+		if (q->learn && n->ndomains) {
+			struct learn_ctx c = {n, q->name, now_ms()};
+
+			dns_answer_addrs(n->dns_buf, (size_t)r, q->name,
+					 learn_addr, &c);
+		}
+		n->dns_buf[0] = (uint8_t)(q->guest_id >> 8);
+		n->dns_buf[1] = (uint8_t)q->guest_id;
+		dns_reply(n, q, n->dns_buf, (size_t)r);
+		q->sent_ms = 0;
+	}
+}
+
+/* With the proxy on and names to allow: TCP to the resolver address would
+ * resolve around the allow-list, so it is not let through. */
+static bool dns_tcp(const struct virtio_net *n, const uint8_t *frame,
+		    size_t len)
+{
+	struct egress_tuple t;
+	uint8_t dns4[4] = {(uint8_t)(n->policy.dns4 >> 24),
+			   (uint8_t)(n->policy.dns4 >> 16),
+			   (uint8_t)(n->policy.dns4 >> 8),
+			   (uint8_t)n->policy.dns4};
+	bool syn;
+
+	return n->ndomains && egress_tuple_of(frame, len, &t, &syn) &&
+	       t.proto == 6 && t.dport == 53 &&
+	       !(t.family == 4 ? memcmp(t.dst, dns4, 4)
+			       : memcmp(t.dst, n->policy.dns6, 16));
+}
+
 static void tx(struct virtio_net *n)
 {
 	struct virtio_dev *d = n->dev;
@@ -325,10 +525,20 @@ static void tx(struct virtio_net *n)
 			n->stats.tx_errors++;
 			continue;
 		}
-		v = inbound_answer(n, n->tx_buf + NET_HDR, len - NET_HDR)
-			    ? EGRESS_ALLOW
-			    : egress_check(&n->policy, n->tx_buf + NET_HDR,
-					   len - NET_HDR);
+		if (n->dns_fd >= 0 &&
+		    dns_query(n, n->tx_buf + NET_HDR, len - NET_HDR)) {
+			n->stats.tx_frames++;
+			continue;
+		}
+		n->policy.now_ms = now_ms();
+		if (n->dns_fd >= 0 &&
+		    dns_tcp(n, n->tx_buf + NET_HDR, len - NET_HDR))
+			v = EGRESS_DENY_RULE;
+		else if (inbound_answer(n, n->tx_buf + NET_HDR, len - NET_HDR))
+			v = EGRESS_ALLOW;
+		else
+			v = egress_check(&n->policy, n->tx_buf + NET_HDR,
+					 len - NET_HDR);
 		if (!egress_allowed(v)) {
 			size_t rl = egress_reject(n->tx_buf + NET_HDR,
 						  len - NET_HDR, n->reject_buf,
@@ -338,11 +548,15 @@ static void tx(struct virtio_net *n)
 			 * at once instead of waiting for a timeout */
 			if (rl)
 				nat_deliver(n, n->reject_buf, rl);
+			char what[96];
+
+			egress_describe(n->tx_buf + NET_HDR, len - NET_HDR,
+					what, sizeof(what));
 			n->stats.tx_denied++;
 			kiln_logf_limited(
 				d->log, &n->deny_limit, KILN_LOG_INFO,
-				"virtio-net: egress=%s: frame denied (%s)",
-				egress_posture_name(n->policy.posture),
+				"virtio-net: egress=%s: %s denied (%s)",
+				egress_posture_name(n->policy.posture), what,
 				v == EGRESS_DENY_MALFORMED ? "unparsable"
 				: v == EGRESS_DENY_POSTURE ? "no egress"
 				: v == EGRESS_DENY_RULE	   ? "a --deny rule"
@@ -379,20 +593,27 @@ static int net_host_fd(const struct virtio_dev *d)
 {
 	const struct virtio_net *n = d->priv;
 
-	return n && n->nat ? user_net_fd(n->nat) : -1;
+	return n ? n->epfd : -1;
 }
 
 static void net_host_events(struct virtio_dev *d)
 {
 	struct virtio_net *n = d->priv;
+	struct epoll_event ev[2];
+	int k = epoll_wait(n->epfd, ev, 2, 0);
 
-	user_net_service(n->nat);
+	for (int i = 0; i < k; i++) {
+		if (ev[i].data.u32 == NET_TAG_NAT)
+			user_net_service(n->nat);
+		else if (ev[i].data.u32 == NET_TAG_DNS)
+			dns_answers(n);
+	}
 }
 
 /* ---- options: net[,egress=...][,mac=...][,net=A.B.C.D/N] ---- */
 
-static const char *const net_option_keys[] = {"egress", "mac",	   "net",
-					      "rules",	"forward", NULL};
+static const char *const net_option_keys[] = {
+	"egress", "mac", "net", "rules", "forward", "domains", "dns", NULL};
 
 static int parse_mac(const char *s, uint8_t mac[6])
 {
@@ -431,6 +652,10 @@ static int parse_net(const char *s, uint32_t *net4, unsigned *prefix)
 
 /* Everything the options say, checked. */
 struct net_settings {
+	char domains[NET_MAX_DOMAINS][DNS_NAME_MAX + 1];
+	unsigned ndomains;
+	bool dns_set; /* dns= given */
+	struct sockaddr_storage dns_upstream;
 	uint8_t mac[6];
 	struct user_net_opts uo;
 	struct egress_policy policy;
@@ -465,6 +690,110 @@ static int parse_forwards(const char *s, struct net_settings *ns)
 			s++;
 	}
 	return 0;
+}
+
+/* "NAME;*.SUFFIX;..." (letters, digits, '-', '.', a leading "*.") */
+static int parse_domains(const char *s, struct net_settings *ns)
+{
+	while (*s) {
+		size_t n = strcspn(s, ";");
+		char *d;
+
+		if (n == 0 || n > DNS_NAME_MAX ||
+		    ns->ndomains == NET_MAX_DOMAINS)
+			return -EINVAL;
+		d = ns->domains[ns->ndomains++];
+		memcpy(d, s, n);
+		d[n] = 0;
+		for (size_t i = 0; i < n; i++) {
+			char c = d[i];
+
+			if (c >= 'A' && c <= 'Z')
+				d[i] = (char)(c - 'A' + 'a');
+			else if (!((c >= 'a' && c <= 'z') ||
+				   (c >= '0' && c <= '9') || c == '-' ||
+				   c == '.' ||
+				   (c == '*' && i == 0 && d[1] == '.')))
+				return -EINVAL;
+		}
+		if (d[n - 1] == '.' || strstr(d, ".."))
+			return -EINVAL;
+		s += n;
+		if (*s == ';')
+			s++;
+	}
+	return 0;
+}
+
+/* IPV4[:PORT] or [IPV6]:PORT or IPV6 (port 53 unless given). */
+static int parse_host_port(const char *s, struct sockaddr_storage *ss)
+{
+	char host[64];
+	const char *port = NULL;
+	unsigned long p = 53;
+	size_t hl;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || (close[1] && close[1] != ':'))
+			return -EINVAL;
+		hl = (size_t)(close - s - 1);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		host[hl] = 0;
+		if (close[1] == ':')
+			port = close + 2;
+	} else {
+		const char *c = strchr(s, ':');
+
+		if (c && strchr(c + 1, ':'))
+			c = NULL; /* a bare IPv6 address */
+		hl = c ? (size_t)(c - s) : strlen(s);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, hl);
+		host[hl] = 0;
+		if (c)
+			port = c + 1;
+	}
+	if (port) {
+		char *end;
+
+		p = strtoul(port, &end, 10);
+		if (end == port || *end || p < 1 || p > 65535)
+			return -EINVAL;
+	}
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr)) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)p);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host,
+		      &((struct sockaddr_in6 *)ss)->sin6_addr)) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)p);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* The host's own resolver: the first nameserver of /etc/resolv.conf. */
+static int host_resolver(struct sockaddr_storage *ss)
+{
+	FILE *f = fopen("/etc/resolv.conf", "re");
+	char line[256], addr[64];
+	int r = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (r < 0 && fgets(line, sizeof(line), f))
+		if (sscanf(line, " nameserver %63s", addr) == 1)
+			r = parse_host_port(addr, ss);
+	fclose(f);
+	return r;
 }
 
 static int net_settings(const struct virtio_dev_opts *o,
@@ -518,6 +847,20 @@ static int net_settings(const struct virtio_dev_opts *o,
 				   "tcp|udp:HOSTIP:HOSTPORT:GUESTPORT, ';' "
 				   "between them (at most %u)",
 				   v, NET_MAX_FORWARDS);
+	if ((v = virtio_dev_opts_get(o, "domains")) && parse_domains(v, ns) < 0)
+		return kiln_errorf(log, -EINVAL,
+				   "net: domains=%s: expected NAME or *.SUFFIX "
+				   "(letters, digits, '-', '.'), ';' between "
+				   "them (at most %u)",
+				   v, NET_MAX_DOMAINS);
+	if ((v = virtio_dev_opts_get(o, "dns"))) {
+		if (parse_host_port(v, &ns->dns_upstream) < 0)
+			return kiln_errorf(log, -EINVAL,
+					   "net: dns=%s: expected IP[:PORT] or "
+					   "[IPV6]:PORT",
+					   v);
+		ns->dns_set = true;
+	}
 	user_net_addrs(uo, &a);
 	ns->policy.dns4 = a.dns;
 	memcpy(ns->policy.dns6, a.dns6, 16);
@@ -552,11 +895,60 @@ static void net_destroy(struct virtio_dev *d)
 		return;
 	rx_clear(n);
 	user_net_destroy(n->nat);
+	if (n->dns_fd >= 0)
+		close(n->dns_fd);
+	if (n->epfd >= 0)
+		close(n->epfd);
+	free(n->domains);
+	free(n->dns_buf);
 	free(n->tx_buf);
 	free(n->reject_buf);
 	free(n->chains);
 	free(n);
 	d->priv = NULL;
+}
+
+/* The device's host fd: an epoll over the NAT's own and, with --dns or
+ * --allow-domain, the resolver proxy's socket. */
+static int net_watch(struct virtio_net *n, const struct net_settings *ns)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = NET_TAG_NAT};
+	struct sockaddr_storage up = ns->dns_upstream;
+	int err;
+
+	n->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (n->epfd < 0 ||
+	    epoll_ctl(n->epfd, EPOLL_CTL_ADD, user_net_fd(n->nat), &ev) < 0)
+		return kiln_errorf(n->dev->log, -errno, "net: epoll: %s",
+				   strerror(errno));
+	if (!ns->dns_set && !ns->ndomains)
+		return 0; /* the NAT forwards DNS to the host's resolver */
+	if (!ns->dns_set && (err = host_resolver(&up)) < 0)
+		return kiln_errorf(n->dev->log, err,
+				   "net: no resolver for --allow-domain: "
+				   "/etc/resolv.conf names none (give --dns)");
+	n->domains =
+		calloc(ns->ndomains ? ns->ndomains : 1, sizeof(*n->domains));
+	n->dns_buf = malloc(NET_DNS_MSG_MAX);
+	if (!n->domains || !n->dns_buf)
+		return kiln_errorf(n->dev->log, -ENOMEM, "net: out of memory");
+	memcpy(n->domains, ns->domains, ns->ndomains * sizeof(*n->domains));
+	n->ndomains = ns->ndomains;
+	n->dns_fd = socket(up.ss_family,
+			   SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (n->dns_fd < 0 ||
+	    connect(n->dns_fd, (struct sockaddr *)&up,
+		    up.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					    : sizeof(struct sockaddr_in6)) < 0)
+		return kiln_errorf(n->dev->log, -errno, "net: resolver: %s",
+				   strerror(errno));
+	ev.data.u32 = NET_TAG_DNS;
+	if (epoll_ctl(n->epfd, EPOLL_CTL_ADD, n->dns_fd, &ev) < 0)
+		return kiln_errorf(n->dev->log, -errno, "net: epoll: %s",
+				   strerror(errno));
+	/* ids of ours start anywhere: an off-path guess is harder */
+	n->dns_next_id = (uint16_t)(now_ms() * 2654435761u >> 16);
+	return 0;
 }
 
 static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
@@ -573,6 +965,7 @@ static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 	d->ops = &virtio_net_ops;
 	d->priv = n;
 	n->dev = d;
+	n->epfd = n->dns_fd = -1;
 	err = net_settings(o, d->log, ns);
 	if (err < 0)
 		goto fail;
@@ -587,7 +980,10 @@ static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 		err = kiln_errorf(d->log, -ENOMEM, "net: out of memory");
 		goto fail;
 	}
+	n->epfd = n->dns_fd = -1;
 	err = user_net_create(&ns->uo, nat_deliver, n, d->log, &n->nat);
+	if (err == 0)
+		err = net_watch(n, ns);
 	/* a taken host port fails here, before the guest boots */
 	for (unsigned i = 0; err == 0 && i < ns->nfwd; i++)
 		err = user_net_forward(
@@ -665,7 +1061,8 @@ const struct virtio_dev_ops virtio_net_ops = {
 	.option_keys = net_option_keys,
 	.option_usage = "[egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]"
 			"[,rules=allow|deny:SPEC;...][,forward=tcp|udp:HOSTIP:"
-			"HOSTPORT:GUESTPORT;...]",
+			"HOSTPORT:GUESTPORT;...][,domains=NAME;*.SUFFIX;...]"
+			"[,dns=IP[:PORT]]",
 	.check = net_check,
 	.create = net_create,
 	.destroy = net_destroy,

@@ -12,7 +12,11 @@
 #     once (RST / ICMP unreachable); egress=none with an allow rule
 #   -p HOSTPORT:GUESTPORT reaches a guest server, a taken port is refused
 #     before boot, and a published port is no way out
-#   bad --net/--allow/-p values are usage errors (2)
+#   --dns IP:PORT and --allow-domain: kiln's resolver proxy (a test DNS
+#     server on the host's loopback): allowed names resolve and their
+#     addresses open, others get NXDOMAIN under egress=none, a name that
+#     answers with a private address opens nothing (rebinding)
+#   bad --net/--allow/-p/--dns values are usage errors (2)
 # Host-side servers are small python3 programs on 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -136,7 +140,7 @@ probe="for d in 10.0.2.2:$P_HELLO 169.254.169.254:80 192.168.1.1:80 10.1.2.3:80;
 done"
 for net in user user,egress=none; do
 	kr -v --net "$net" -- sh -c "$probe"
-	if [ "$rc" = 0 ] && [ "$(grep -c '^refused' "$T/out")" = 4 ] && grep -q "frame denied" "$T/err"; then
+	if [ "$rc" = 0 ] && [ "$(grep -c '^refused' "$T/out")" = 4 ] && grep -q " denied (" "$T/err"; then
 		pass "--net $net: the host alias, 169.254.169.254, 192.168.1.1, 10.1.2.3 refused, denials logged$E"
 	else
 		fail "--net $net refusals" "exit $rc: $(oneline "$T/out") $(grep -v vhost-user "$T/err" | tr '\n' ' ' | cut -c1-300)"
@@ -192,4 +196,42 @@ print(p.returncode, p.stderr.decode().strip().splitlines()[-1])
 PYEOF
 grep -q "^125 .*cannot forward TCP port" "$T/taken" && pass "-p on a taken host port: 125 before boot, saying so$E" ||
 	fail "-p taken port" "$(oneline "$T/taken")"
+
+# --- --dns and --allow-domain: kiln's resolver proxy ---
+"$PY" - >"$T/dnsport" 2>"$T/dns.log" <<'PYEOF' &
+import socket, struct
+ans = {"allowed.test": "93.184.216.34", "other.test": "93.184.216.35", "rebind.test": "169.254.169.254"}
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    m, a = s.recvfrom(4096)
+    off, labels = 12, []
+    while m[off]:
+        labels.append(m[off + 1:off + 1 + m[off]].decode()); off += 1 + m[off]
+    name, qend = ".".join(labels).lower(), off + 5
+    ip = ans.get(name)
+    if ip and m[off + 2] == 1:
+        rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + socket.inet_aton(ip)
+        s.sendto(m[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + m[12:qend] + rr, a)
+    else:
+        s.sendto(m[:2] + bytes([0x81, 0x80 | (0 if ip else 3)]) + struct.pack(">HHHH", 1, 0, 0, 0) + m[12:qend], a)
+PYEOF
+pids+=($!)
+for _ in $(seq 1 50); do [ -s "$T/dnsport" ] && break; sleep 0.1; done
+P_DNS=$(cat "$T/dnsport")
+dprobe="nslookup allowed.test; nslookup other.test; nslookup rebind.test
+for d in 93.184.216.34 93.184.216.35 169.254.169.254; do printf x | nc -w 3 \$d 80 >/dev/null 2>&1; done; echo probed"
+kr -v --net user,egress=none --allow-domain allowed.test --allow-domain rebind.test --dns "127.0.0.1:$P_DNS" -- sh -c "$dprobe"
+if [ "$rc" = 0 ] && grep -q "Address: 93.184.216.34" "$T/out" && grep -q "can't find other.test: NXDOMAIN" "$T/out" &&
+	grep -q "TCP 93.184.216.35:80 denied" "$T/err" && grep -q "TCP 169.254.169.254:80 denied" "$T/err" &&
+	! grep -q "93.184.216.34:80 denied" "$T/err" && grep -q "rebind.test answered with 169.254.169.254" "$T/err"; then
+	pass "egress=none --allow-domain allowed.test --dns 127.0.0.1:$P_DNS: the name resolves and its address is reachable; another address, a name off the list (NXDOMAIN) and a name answering 169.254.169.254 (rebinding) are not$E"
+else
+	fail "--allow-domain" "exit $rc: $(oneline "$T/out") $(grep -v vhost-user "$T/err" | tr '\n' ' ' | cut -c1-400)"
+fi
+kr --net user --dns "127.0.0.1:$P_DNS" -- sh -c "nslookup other.test"
+grep -q "Address: 93.184.216.35" "$T/out" && pass "--net user --dns 127.0.0.1:$P_DNS: the guest's resolver is that server$E" ||
+	fail "--dns" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+check "--dns with a bad address" 2 "dns=" -- run --net user --dns 1.2.3 -- true
+check "--allow-domain with a bad name" 2 "domains=" -- run --net user --allow-domain 'a..b' -- true
 exit 0
