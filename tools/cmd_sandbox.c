@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -572,6 +573,30 @@ static void print_run_help(void)
 		"tty", no_argument, NULL, 't'                                  \
 	}
 
+static bool verbose; /* -v given */
+
+/* The network card's counters once the command ended: all of them with
+ * -v, else one line if the policy refused anything. */
+static void report_net(struct kiln_sandbox *sb)
+{
+	struct kiln_net_stats st;
+
+	if (kiln_vm_net_stats(kiln_sandbox_vm(sb), &st) < 0)
+		return;
+	if (verbose)
+		fprintf(stderr,
+			"%s: net: %" PRIu64 " frames out, %" PRIu64
+			" denied, %" PRIu64 " malformed; %" PRIu64
+			" in, %" PRIu64 " dropped\n",
+			cli_progname, st.tx_frames, st.tx_denied, st.tx_errors,
+			st.rx_frames, st.rx_dropped);
+	else if (st.tx_denied)
+		fprintf(stderr,
+			"%s: net: the egress policy refused %" PRIu64
+			" frames (-v shows each)\n",
+			cli_progname, st.tx_denied);
+}
+
 /* Options run and start share: the VM's, --boot-timeout and -v. Returns 0
  * (*handled says whether c was one of them) or an exit code. */
 static int boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
@@ -589,6 +614,7 @@ static int boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 			       : EXIT_USAGE;
 	case 'v':
 		kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
+		verbose = true;
 		return 0;
 	}
 	*handled = false;
@@ -691,6 +717,7 @@ int kiln_cmd_run(int argc, char **argv)
 		code = copy_in(sb, ins[i].host, ins[i].guest);
 	if (!code) {
 		code = run_command(sb, &co);
+		report_net(sb);
 		/* interrupted: no copies out from what may not answer */
 		for (unsigned i = 0; i < nout && !gave_up; i++) {
 			int r = copy_out(sb, outs[i].guest, outs[i].host);

@@ -248,6 +248,20 @@ KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm);
  * start). Never blocks; any thread. */
 KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm);
 
+/* Counters of a VM's network card (--net user / a "net" device). */
+struct kiln_net_stats {
+	uint64_t tx_frames;  /* frames the guest sent that passed */
+	uint64_t tx_denied;  /* frames the egress policy refused */
+	uint64_t tx_errors;  /* runts, giants: dropped */
+	uint64_t rx_frames;  /* frames delivered to the guest */
+	uint64_t rx_dropped; /* frames for the guest that found no buffer */
+	uint64_t reserved[4];
+};
+/* Fills *out with the counters of the VM's network card: 0, or -ENOENT
+ * when it has none. Any thread; the values are a snapshot. */
+KILN_API int kiln_vm_net_stats(const struct kiln_vm *vm,
+			       struct kiln_net_stats *out);
+
 /* Describes why KVM cannot run a stock Linux guest at usable speed here
  * (e.g. a PVM host without VMX/SVM); NULL when the host looks fine. */
 KILN_API const char *kiln_host_limitation(void);

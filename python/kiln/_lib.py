@@ -97,6 +97,19 @@ class ExitInfo(ctypes.Structure):
     ]
 
 
+class NetStats(ctypes.Structure):
+    """struct kiln_net_stats (kiln.h)."""
+
+    _fields_ = [
+        ("tx_frames", ctypes.c_uint64),
+        ("tx_denied", ctypes.c_uint64),
+        ("tx_errors", ctypes.c_uint64),
+        ("rx_frames", ctypes.c_uint64),
+        ("rx_dropped", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 4),
+    ]
+
+
 _vp = ctypes.c_void_p
 _int = ctypes.c_int
 _cp = ctypes.c_char_p
@@ -127,6 +140,7 @@ _PROTOS = {
     ),
     "kiln_vm_accel": (_int, [_vp]),
     "kiln_vm_stop": (None, [_vp]),
+    "kiln_vm_net_stats": (_int, [_vp, ctypes.POINTER(NetStats)]),
     "kiln_vm_outcome": (_int, [_vp]),
     "kiln_exec_opts_init": (None, [ctypes.POINTER(ExecOpts)]),
     "kiln_sandbox_create": (_int, [_vp, ctypes.POINTER(_vp)]),

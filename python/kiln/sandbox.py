@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import (
     IO,
     Deque,
+    Dict,
     Iterator,
     List,
     Mapping,
@@ -1002,6 +1003,17 @@ class Sandbox:
         """The engine that runs the guest: "kvm" or "tcg"."""
         vm = self._vm()
         return _lib.ACCEL_NAMES.get(self._lib.vm_accel(vm), "unknown")
+
+    def net_stats(self) -> Dict[str, int]:
+        """The network card's counters: tx_frames, tx_denied (refused by
+        the egress policy), tx_errors, rx_frames, rx_dropped. KilnError
+        (ENOENT) without a network."""
+        vm = self._vm()
+        st = _lib.NetStats()
+        rc = self._lib.vm_net_stats(vm, ctypes.byref(st))
+        if rc < 0:
+            raise KilnError("this sandbox has no network (net='user')", -rc)
+        return {k: getattr(st, k) for k in ("tx_frames", "tx_denied", "tx_errors", "rx_frames", "rx_dropped")}
 
     @property
     def vsock_path(self) -> str:

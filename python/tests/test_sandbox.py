@@ -430,8 +430,12 @@ def test_network(engine_ok):
             assert b"hello python" in r.stdout
             r = sb.run("printf x | nc -w 5 192.168.1.1 80")
             assert r.exit_code != 0
+            st = sb.net_stats()
+            assert st["tx_denied"] >= 1 and st["tx_frames"] > 0 and st["rx_frames"] > 0
         with kiln.Sandbox(boot_timeout=120) as sb:
             assert sb.run("ls /sys/class/net").stdout == b"lo\n"
+            with pytest.raises(kiln.KilnError):
+                sb.net_stats()
     finally:
         srv.shutdown()
     with pytest.raises(ValueError):

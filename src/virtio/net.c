@@ -1042,7 +1042,13 @@ void virtio_net_get_stats(const struct virtio_dev *d,
 {
 	const struct virtio_net *n = d->priv;
 
-	*out = n->stats;
+	/* the device thread writes them; word-sized reads of a snapshot */
+	out->tx_frames = __atomic_load_n(&n->stats.tx_frames, __ATOMIC_RELAXED);
+	out->tx_denied = __atomic_load_n(&n->stats.tx_denied, __ATOMIC_RELAXED);
+	out->tx_errors = __atomic_load_n(&n->stats.tx_errors, __ATOMIC_RELAXED);
+	out->rx_frames = __atomic_load_n(&n->stats.rx_frames, __ATOMIC_RELAXED);
+	out->rx_dropped =
+		__atomic_load_n(&n->stats.rx_dropped, __ATOMIC_RELAXED);
 }
 
 const struct virtio_dev_ops virtio_net_ops = {

@@ -34,6 +34,7 @@
 #include "vm/event_loop.h"
 
 #include "vm/engine.h"
+#include "virtio/net.h"
 #include "vm/vm_internal.h"
 
 KILN_API const char *kiln_outcome_name(enum kiln_outcome o)
@@ -373,6 +374,27 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 	free(vm->cmdline);
 	free(vm->cap);
 	free(vm);
+}
+
+KILN_API int kiln_vm_net_stats(const struct kiln_vm *vm,
+			       struct kiln_net_stats *out)
+{
+	for (unsigned i = 0; vm && out && i < vm->nr_vdevs; i++) {
+		const struct virtio_dev *d = &vm->vdevs[i].mmio.dev;
+		struct virtio_net_stats st;
+
+		if (d->ops != &virtio_net_ops || !d->priv)
+			continue;
+		virtio_net_get_stats(d, &st);
+		memset(out, 0, sizeof(*out));
+		out->tx_frames = st.tx_frames;
+		out->tx_denied = st.tx_denied;
+		out->tx_errors = st.tx_errors;
+		out->rx_frames = st.rx_frames;
+		out->rx_dropped = st.rx_dropped;
+		return 0;
+	}
+	return -ENOENT;
 }
 
 KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm)
