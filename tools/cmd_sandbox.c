@@ -13,10 +13,11 @@
  *   vsock        the hybrid vsock socket (kiln exec/cp connect here)
  *   control      the background process's control socket (stop, status)
  *   console.log  the guest's console
- *   info         "pid cpus memory_mib start_time start_ticks engine" of
+ *   info         "pid cpus memory_mib start_time start_ticks engine ports" of
  *                the background process (start_ticks: its start time in
  *                /proc/PID/stat, so a reused pid is never taken for it;
- *                engine: kvm or tcg, what runs the guest)
+ *                engine: kvm or tcg, what runs the guest; ports: its -p
+ *                forwards as "tcp:HOSTIP:HOSTPORT:GUESTPORT;...", or -)
  * The background process removes the directory when the VM ends.
  */
 #include <dirent.h>
@@ -811,9 +812,9 @@ static int sandbox_dir(const char *name, char *dir, size_t len)
  * recorded start time (0 if the file has none). */
 static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
 		      long long *started, unsigned long long *ticks,
-		      char engine[8])
+		      char engine[8], char ports[256])
 {
-	char path[PATH_MAX], eng[8] = "-";
+	char path[PATH_MAX], eng[8] = "-", fwd[256] = "-";
 	long long pid = 0, t = 0;
 	unsigned long long k = 0;
 	unsigned c = 0;
@@ -830,9 +831,13 @@ static pid_t info_pid(const char *dir, unsigned *cpus, unsigned long *mib,
 		k = 0;
 	else if (fscanf(f, "%7s", eng) != 1)
 		strcpy(eng, "-");
+	else if (fscanf(f, "%255s", fwd) != 1)
+		strcpy(fwd, "-");
 	fclose(f);
 	if (engine)
 		memcpy(engine, eng, sizeof(eng));
+	if (ports)
+		memcpy(ports, fwd, sizeof(fwd));
 	if (cpus)
 		*cpus = c;
 	if (mib)
@@ -887,7 +892,7 @@ static int owner_state(const char *dir, pid_t *pid_out,
 		       unsigned long long *ticks_out)
 {
 	unsigned long long ticks = 0;
-	pid_t pid = info_pid(dir, NULL, NULL, NULL, &ticks, NULL);
+	pid_t pid = info_pid(dir, NULL, NULL, NULL, &ticks, NULL, NULL);
 
 	if (pid_out)
 		*pid_out = pid;
@@ -1255,11 +1260,12 @@ int kiln_cmd_start(int argc, char **argv)
 		remove_state(dir);
 		_exit(EXIT_KILN_FAILED);
 	}
-	fprintf(f, "%d %u %lu %lld %llu %s\n", (int)getpid(),
+	fprintf(f, "%d %u %lu %lld %llu %s %s\n", (int)getpid(),
 		vmopt.cpus ? vmopt.cpus : 1,
 		(unsigned long)(vmopt.memory_mib ? vmopt.memory_mib : 256),
 		(long long)time(NULL), proc_start_ticks(getpid()),
-		kiln_accel_name(kiln_vm_accel(kiln_sandbox_vm(sb))));
+		kiln_accel_name(kiln_vm_accel(kiln_sandbox_vm(sb))),
+		vmopt.forwards[0] ? vmopt.forwards : "-");
 	fclose(f);
 	kiln_config_free(cfg);
 	/* ready: detach from the terminal */
@@ -1455,6 +1461,32 @@ int kiln_cmd_cp(int argc, char **argv)
 	return code;
 }
 
+/* "tcp:127.0.0.1:8080:80;..." as "  127.0.0.1:8080->80/tcp, ..." ("" for
+ * none). */
+static void show_ports(const char *ports, char *out, size_t cap)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	while (ports[0] && strcmp(ports, "-")) {
+		char proto[4], host[16];
+		unsigned hp, gp;
+		int n = 0;
+
+		if (sscanf(ports, "%3[a-z]:%15[0-9.]:%u:%u%n", proto, host, &hp,
+			   &gp, &n) != 4)
+			return;
+		used += (size_t)snprintf(out + used, cap - used,
+					 "%s%s:%u->%u/%s", used ? ", " : "  ",
+					 host, hp, gp, proto);
+		if (used >= cap)
+			return;
+		ports += n;
+		if (*ports == ';')
+			ports++;
+	}
+}
+
 int kiln_cmd_ps(int argc, char **argv)
 {
 	char root[PATH_MAX - 128], dir[PATH_MAX - 64];
@@ -1477,7 +1509,7 @@ int kiln_cmd_ps(int argc, char **argv)
 		unsigned cpus = 0;
 		unsigned long mib = 0;
 		long long started = 0;
-		char engine[8];
+		char engine[8], ports[256], shown[512];
 		struct stat st;
 		pid_t pid;
 		int state;
@@ -1487,20 +1519,22 @@ int kiln_cmd_ps(int argc, char **argv)
 		snprintf(dir, sizeof(dir), "%s/%.32s", root, de->d_name);
 		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue;
-		pid = info_pid(dir, &cpus, &mib, &started, NULL, engine);
+		pid = info_pid(dir, &cpus, &mib, &started, NULL, engine, ports);
+		show_ports(ports, shown, sizeof(shown));
 		if (!pid) {
 			printf("%-16s %8s %5s %8s %9s %6s  %s\n", de->d_name,
 			       "-", "-", "-", "-", "-", "starting");
 			continue;
 		}
 		state = owner_state(dir, NULL, NULL);
-		printf("%-16s %8d %5u %6luMi %8llds %6s  %s\n", de->d_name,
+		printf("%-16s %8d %5u %6luMi %8llds %6s  %s%s\n", de->d_name,
 		       (int)pid, cpus, mib, (long long)time(NULL) - started,
 		       engine,
 		       state > 0    ? "running"
 		       : state == 0 ? "dead (kiln stop cleans up)"
 				    : "stale: the pid is another process "
-				      "(kiln stop cleans up)");
+				      "(kiln stop cleans up)",
+		       state > 0 ? shown : "");
 	}
 	if (d)
 		closedir(d);

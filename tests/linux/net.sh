@@ -234,4 +234,15 @@ grep -q "Address: 93.184.216.35" "$T/out" && pass "--net user --dns 127.0.0.1:$P
 	fail "--dns" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
 check "--dns with a bad address" 2 "dns=" -- run --net user --dns 1.2.3 -- true
 check "--allow-domain with a bad name" 2 "domains=" -- run --net user --allow-domain 'a..b' -- true
+
+# --- kiln ps lists a started sandbox's published ports ---
+KILN_TEST_LIMIT=120 run_kiln "$T/out" "$T/err" -- start --name netps --net user -p "$hp:80" -p "127.0.0.1:$hp:53/udp"
+if [ "$rc" = 0 ]; then
+	run_kiln "$T/out" "$T/err" -- ps
+	grep -q "^netps .*running  127.0.0.1:$hp->80/tcp, 127.0.0.1:$hp->53/udp" "$T/out" &&
+		pass "kiln ps lists netps's published ports$E" || fail "kiln ps ports" "$(oneline "$T/out")"
+	run_kiln "$T/out" "$T/err" -- stop netps
+else
+	fail "kiln start --net user -p" "exit $rc: $(oneline "$T/err")"
+fi
 exit 0
