@@ -40,6 +40,7 @@ struct user_net {
 	unsigned nwatched, wcap;
 	struct un_timer **timers;
 	unsigned ntimers;
+	bool dirty; /* input since the watch set was last refilled */
 	struct kiln_ratelimit err_limit;
 };
 
@@ -223,6 +224,7 @@ static void refill(struct user_net *n)
 	struct watched *w;
 	unsigned nw = 0;
 
+	n->dirty = false;
 	n->npfds = 0;
 	slirp_pollfds_fill(n->slirp, &timeout, add_poll, n);
 	w = malloc((n->npfds ? n->npfds : 1) * sizeof(*w));
@@ -324,7 +326,13 @@ void user_net_input(struct user_net *n, const uint8_t *frame, size_t len)
 	if (len > INT32_MAX)
 		return;
 	slirp_input(n->slirp, frame, (int)len);
-	refill(n);
+	n->dirty = true;
+}
+
+void user_net_flush(struct user_net *n)
+{
+	if (n->dirty)
+		refill(n);
 }
 
 int user_net_forward(struct user_net *n, bool udp, uint32_t host_addr,

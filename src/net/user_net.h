@@ -52,8 +52,11 @@ void user_net_destroy(struct user_net *n);
 int user_net_fd(const struct user_net *n);
 /* Serves ready sockets and due timers. */
 void user_net_service(struct user_net *n);
-/* A frame from the guest (already allowed by the egress policy). */
+/* A frame from the guest (already allowed by the egress policy). Call
+ * user_net_flush after a batch of them. */
 void user_net_input(struct user_net *n, const uint8_t *frame, size_t len);
+/* Brings the watch set up to date after inputs (sockets they opened). */
+void user_net_flush(struct user_net *n);
 /* Forwards host_addr:host_port (TCP or UDP) to the guest's port. 0 or
  * -errno (logged). */
 int user_net_forward(struct user_net *n, bool udp, uint32_t host_addr,

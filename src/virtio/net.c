@@ -567,6 +567,8 @@ static void tx(struct virtio_net *n)
 		n->stats.tx_frames++;
 		user_net_input(n->nat, n->tx_buf + NET_HDR, len - NET_HDR);
 	}
+	/* once per batch: the NAT's new sockets into the watch set */
+	user_net_flush(n->nat);
 	if (r < 0)
 		virtio_dev_fail(d, "malformed transmit ring");
 }
