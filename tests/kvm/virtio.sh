@@ -2,8 +2,9 @@
 # KVM tier, virtio: tiny guests (tests/guests/virtio_*.c) drive kiln's
 # virtio-mmio devices from inside the VM: a virtio-blk driver (writable and
 # read-only disk, interrupt-driven completions), a hostile driver that the
-# device must answer with DEVICE_NEEDS_RESET while kiln keeps running, and
-# the virtio-console transmit queue.
+# device must answer with DEVICE_NEEDS_RESET while kiln keeps running,
+# the virtio-console transmit queue, and a virtio-net driver behind kiln's
+# NAT (an ARP answered, a SYN to a private address answered with a RST).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/harness.sh
@@ -116,4 +117,14 @@ why=""
 [ "$rc" -eq 0 ] || why="exit $rc"
 why_missing "VCON hello over virtio" "RESULT PASS"
 report "virtio-console: transmit queue reaches kiln's stdout"
+
+# --- virtio-net with kiln's NAT, on the VMM's own transport ---
+run_kiln "$T/out" "$T/err" -- boot --kernel "$GUESTS/virtio_net.bzimage" \
+	--net user --debug-exit --timeout 60
+guest_lines "$T/out"
+why=""
+[ "$rc" -eq 0 ] || why="exit $rc"
+why_missing "VNET mac=525400123456 mtu=1500" "VNET arp-reply" "VNET rst" "VNET ok" "RESULT PASS"
+grep -q "TCP 192.168.1.1:80 denied" "$T/err" || why="$why; the denial was not logged"
+report "virtio-net: the NAT answers the guest's ARP, the public posture answers a SYN to 192.168.1.1 with a RST (interrupts, logged)"
 exit 0
