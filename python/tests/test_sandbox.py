@@ -388,10 +388,16 @@ def test_library_not_found_says_where_it_looked(tmp_path):
 
 
 def test_pip_install_offline(tmp_path):
+    import shutil
+
     target = tmp_path / "site"
+    # a copy: setuptools builds in the source tree (build/, *.egg-info)
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "python", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests"))
     p = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "python")],
+         "--target", str(target), str(src)],
         capture_output=True,
         timeout=300,
     )
