@@ -44,6 +44,7 @@ enum {
 	OPT_COPY_OUT,
 	OPT_GRACE,
 	OPT_BOOT_TIMEOUT,
+	OPT_ULIMIT,
 };
 
 /* getopt_long entries for the VM options (spread into an option table). */

@@ -534,6 +534,10 @@ static void print_run_help(void)
 	       "                       under egress=none other names get "
 	       "NXDOMAIN\n"
 	       "  --dns IP[:PORT]      the resolver guest queries go to\n"
+	       "  --ulimit NAME=SOFT[:HARD]  a limit on every command: nofile, "
+	       "nproc,\n"
+	       "                       fsize, stack, core, memlock, as "
+	       "(\"unlimited\")\n"
 	       "  -p [HOSTIP:]HOSTPORT:GUESTPORT[/udp]  publish a guest port "
 	       "(HOSTIP\n"
 	       "                       127.0.0.1 unless given); "
@@ -576,6 +580,41 @@ static void print_run_help(void)
 
 static bool verbose; /* -v given */
 
+static bool parse_rlim(const char *s, uint64_t *out)
+{
+	if (!strcmp(s, "unlimited")) {
+		*out = KILN_ULIMIT_UNLIMITED;
+		return true;
+	}
+	return cli_parse_u64(s, out) && *out != KILN_ULIMIT_UNLIMITED;
+}
+
+/* --ulimit NAME=SOFT[:HARD] (HARD: SOFT unless given; "unlimited"). */
+static int ulimit_option(struct kiln_config *cfg, const char *arg)
+{
+	char buf[96], *eq, *colon;
+	uint64_t soft, hard;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf) ||
+	    !(eq = strchr(buf, '=')))
+		goto bad;
+	*eq = 0;
+	colon = strchr(eq + 1, ':');
+	if (colon)
+		*colon = 0;
+	if (!parse_rlim(eq + 1, &soft) ||
+	    (colon ? !parse_rlim(colon + 1, &hard) : !(hard = soft, true)))
+		goto bad;
+	/* bad names and values are explained by the library (logged) */
+	return kiln_config_set_ulimit(cfg, buf, soft, hard) < 0 ? EXIT_USAGE
+								: 0;
+bad:
+	cli_usage_error("--ulimit: expected NAME=SOFT[:HARD] (a number or "
+			"unlimited), got '%s'",
+			arg);
+	return EXIT_USAGE;
+}
+
 /* The network card's counters once the command ended: all of them with
  * -v, else one line if the policy refused anything. */
 static void report_net(struct kiln_sandbox *sb)
@@ -613,6 +652,7 @@ static int boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		return cli_parse_seconds("--boot-timeout", arg, boot_timeout_ms)
 			       ? 0
 			       : EXIT_USAGE;
+	case OPT_ULIMIT: return ulimit_option(cfg, arg);
 	case 'v':
 		kiln_config_set_log(cfg, cli_log, NULL, KILN_LOG_DEBUG);
 		verbose = true;
@@ -631,6 +671,7 @@ int kiln_cmd_run(int argc, char **argv)
 		{"copy-out", required_argument, NULL, OPT_COPY_OUT},
 		{"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
 		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
+		{"ulimit", required_argument, NULL, OPT_ULIMIT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -1094,7 +1135,7 @@ static void print_start_help(void)
 	       "Boot a sandbox in the background; return (printing its name)\n"
 	       "once its agent is ready. Options as for kiln run (--cpus,\n"
 	       "--memory, --disk, --share, --net, --allow, --deny,\n"
-	       "--allow-domain, --dns, -p,\n"
+	       "--allow-domain, --dns, -p, --ulimit,\n"
 	       "--kernel, --initrd, --cmdline, --accel, --boot-timeout, -v).\n"
 	       "Then: kiln exec NAME -- CMD, "
 	       "kiln cp,\n"
@@ -1107,6 +1148,7 @@ int kiln_cmd_start(int argc, char **argv)
 		CLI_VM_OPTIONS,
 		{"name", required_argument, NULL, OPT_NAME},
 		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
+		{"ulimit", required_argument, NULL, OPT_ULIMIT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},

@@ -71,11 +71,29 @@
 #define SHUTDOWN_GRACE_MS 1000
 
 /* What the child reports on the status pipe when it cannot exec. */
-enum stage { ST_EXEC, ST_PTY, ST_DUP, ST_CHDIR, ST_GROUPS, ST_GID, ST_UID };
+enum stage {
+	ST_EXEC,
+	ST_PTY,
+	ST_DUP,
+	ST_CHDIR,
+	ST_GROUPS,
+	ST_GID,
+	ST_UID,
+	ST_RLIMIT,
+};
 
 static const char *const stage_names[] = {
-	"exec", "pty", "stdio", "chdir", "setgroups", "setgid", "setuid",
+	"exec",	  "pty",    "stdio",  "chdir",
+	"setgroups", "setgid", "setuid", "setrlimit",
 };
+
+/* kiln.ulimit=NAME=SOFT:HARD,...: limits every exec starts with. */
+#define MAX_ULIMITS 8
+static struct {
+	int resource;
+	struct rlimit rl;
+} ulimits[MAX_ULIMITS];
+static int nulimits;
 
 struct child_status {
 	int stage;
@@ -505,6 +523,10 @@ static void child_run(const struct kiln_agent_exec_req *req, int status_fd,
 		if (setgid(req->gid) < 0)
 			child_fail(status_fd, ST_GID);
 	}
+	/* before setuid: only root may raise a hard limit */
+	for (int i = 0; i < nulimits; i++)
+		if (setrlimit(ulimits[i].resource, &ulimits[i].rl) < 0)
+			child_fail(status_fd, ST_RLIMIT);
 	if ((req->flags & KILN_AGENT_EXEC_UID) && setuid(req->uid) < 0)
 		child_fail(status_fd, ST_UID);
 	for (uint32_t i = 0; i < req->envc; i++)
@@ -742,7 +764,7 @@ static void exec_status(struct sess *s)
 		return;
 	close_fd(&s->status_fd);
 	if (n == (ssize_t)sizeof(st) && st.stage >= ST_EXEC &&
-	    st.stage <= ST_UID) {
+	    st.stage <= ST_RLIMIT) {
 		send_error(s->c, s->id, st.err,
 			   st.stage == ST_EXEC ? KILN_AGENT_ERR_EXEC
 					       : KILN_AGENT_ERR_SETUP,
@@ -1668,6 +1690,57 @@ static void configure_net(const char *spec)
 		close(fd);
 }
 
+static bool parse_limit(const char *s, char **end, rlim_t *out)
+{
+	if (!strncmp(s, "unlimited", 9)) {
+		*out = RLIM_INFINITY;
+		*end = (char *)s + 9;
+		return true;
+	}
+	errno = 0;
+	*out = (rlim_t)strtoull(s, end, 10);
+	return *end != s && !errno;
+}
+
+/* kiln.ulimit=NAME=SOFT:HARD[,...] (the host checked names and values). */
+static void parse_ulimits(const char *spec)
+{
+	static const struct {
+		const char *name;
+		int resource;
+	} names[] = {
+		{"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},
+		{"fsize", RLIMIT_FSIZE},   {"stack", RLIMIT_STACK},
+		{"core", RLIMIT_CORE},	   {"memlock", RLIMIT_MEMLOCK},
+		{"as", RLIMIT_AS},
+	};
+
+	while (*spec && nulimits < MAX_ULIMITS) {
+		const char *eq = strchr(spec, '=');
+		char *end;
+		rlim_t soft, hard;
+		int res = -1;
+
+		if (!eq)
+			break;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == (size_t)(eq - spec) &&
+			    !strncmp(spec, names[i].name, (size_t)(eq - spec)))
+				res = names[i].resource;
+		if (res < 0 || !parse_limit(eq + 1, &end, &soft) ||
+		    *end != ':' || !parse_limit(end + 1, &end, &hard) ||
+		    (*end && *end != ',')) {
+			logmsg("kiln.ulimit: cannot read '%.40s'", spec);
+			return;
+		}
+		ulimits[nulimits].resource = res;
+		ulimits[nulimits].rl.rlim_cur = soft;
+		ulimits[nulimits].rl.rlim_max = hard;
+		nulimits++;
+		spec = *end ? end + 1 : end;
+	}
+}
+
 /* kiln.agent.port=N, kiln.agent.ready_port=N and kiln.mount=... from the
  * kernel command line (the kernel keeps dotted parameters from init's argv).
  * Mounts happen here, before the agent says it is ready. */
@@ -1694,6 +1767,8 @@ static void from_cmdline(unsigned *port, unsigned *ready_port)
 			mount_share(tok + 11);
 		else if (!strncmp(tok, "kiln.net=", 9))
 			configure_net(tok + 9);
+		else if (!strncmp(tok, "kiln.ulimit=", 12))
+			parse_ulimits(tok + 12);
 	}
 }
 

@@ -159,6 +159,16 @@ KILN_API int kiln_config_add_share_at(struct kiln_config *cfg, const char *dir,
  * $KILN_GUEST_DIR, else the installed one (DATADIR/kiln/guest). */
 KILN_API int kiln_config_set_guest_dir(struct kiln_config *cfg,
 				       const char *dir);
+/* Limits on every command a sandbox runs (the agent applies them before
+ * exec): name is nofile, nproc, fsize, stack, core, memlock or as (bytes for
+ * fsize, stack, core, memlock, as); KILN_ULIMIT_UNLIMITED for no limit;
+ * soft <= hard. Setting a name again replaces it. Without one the agent's
+ * defaults hold: nofile 65536, nproc the kernel's. -EINVAL for a bad value
+ * (logged). */
+#define KILN_ULIMIT_UNLIMITED UINT64_MAX
+#define KILN_MAX_ULIMITS      7
+KILN_API int kiln_config_set_ulimit(struct kiln_config *cfg, const char *name,
+				    uint64_t soft, uint64_t hard);
 /* Adds a virtio-vsock device with guest CID `cid` (3..2^32-2) in the hybrid
  * model: guest connections to host port P reach the Unix socket
  * "<uds_path>_P"; host clients connect to uds_path and send "CONNECT P\n".

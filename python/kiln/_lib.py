@@ -134,6 +134,7 @@ _PROTOS = {
     "kiln_config_add_share_at": (_int, [_vp, _cp, _cp, _int, _cp]),
     "kiln_config_set_guest_dir": (_int, [_vp, _cp]),
     "kiln_config_set_accel": (_int, [_vp, _int]),
+    "kiln_config_set_ulimit": (_int, [_vp, _cp, _u64, _u64]),
     "kiln_vm_console_wait_for": (
         _int,
         [_vp, _cp, _int, ctypes.POINTER(ctypes.c_void_p)],

@@ -238,6 +238,33 @@ def _net_spec(net, allow, deny, publish, domains=(), dns=None) -> Optional[str]:
     return spec
 
 
+_UNLIMITED = 2**64 - 1
+
+
+def _ulimits(ulimits) -> List[Tuple[str, Tuple[int, int]]]:
+    """{"nofile": 64, "nproc": (100, 200), "core": None} -> (name, (soft,
+    hard)) with None meaning unlimited."""
+    if ulimits is None:
+        return []
+    if not isinstance(ulimits, Mapping):
+        raise TypeError("ulimits must be a mapping of name to limit")
+    out = []
+    for name, v in ulimits.items():
+        if not isinstance(name, str):
+            raise TypeError("ulimit names are str")
+        soft, hard = v if isinstance(v, tuple) else (v, v)
+        lim = []
+        for x in (soft, hard):
+            if x is None:
+                lim.append(_UNLIMITED)
+            elif isinstance(x, int) and not isinstance(x, bool) and 0 <= x < _UNLIMITED:
+                lim.append(x)
+            else:
+                raise ValueError(f"ulimit {name}: {x!r} is not a limit (an int >= 0, or None)")
+        out.append((name, (lim[0], lim[1])))
+    return out
+
+
 class _Log:
     """Collects libkiln's messages: errors name what failed in exceptions;
     an optional callable sees every message."""
@@ -738,6 +765,7 @@ class Sandbox:
         publish: Sequence[str] = (),
         allow_domains: Sequence[str] = (),
         dns: Optional[str] = None,
+        ulimits: Optional[Mapping[str, Union[int, None, Tuple[Optional[int], Optional[int]]]]] = None,
         kernel: Optional[str] = None,
         initrd: Optional[str] = None,
         cmdline: Optional[str] = None,
@@ -778,6 +806,7 @@ class Sandbox:
             if not isinstance(s, Share):
                 raise TypeError("shares must be kiln.Share objects")
         net_spec = _net_spec(net, allow, deny, publish, allow_domains, dns)
+        self._ulimits = _ulimits(ulimits)
         self._opts = dict(
             cpus=cpus,
             memory_mib=memory_mib,
@@ -856,6 +885,8 @@ class Sandbox:
             if o["cmdline"]:
                 check(lib.config_append_cmdline(cfg, _b(o["cmdline"], "cmdline")), "cmdline")
             check(lib.config_set_accel(cfg, _lib.ACCEL[o["accel"]]), "accel")
+            for name, (soft, hard) in self._ulimits:
+                check(lib.config_set_ulimit(cfg, name.encode(), soft, hard), f"ulimit {name}")
             self._console_fd = _anon_file()
             check(lib.config_set_console_fds(cfg, -1, self._console_fd), "console")
             check(lib.config_set_console_capture(cfg, 1), "console capture")

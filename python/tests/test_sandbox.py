@@ -450,3 +450,12 @@ def test_network(engine_ok):
         kiln.Sandbox(net="bridge")
     with pytest.raises(kiln.KilnError):
         kiln.Sandbox(net="user", allow=["1.2.3.0/16"]).start()
+
+
+def test_ulimits(engine_ok):
+    with kiln.Sandbox(ulimits={"nofile": 64, "nproc": (100, 200)}, boot_timeout=120) as sb:
+        assert sb.run("ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu").stdout == b"64\n64\n100\n200\n"
+    with pytest.raises(kiln.KilnError):
+        kiln.Sandbox(ulimits={"files": 5}).start()
+    with pytest.raises(ValueError):
+        kiln.Sandbox(ulimits={"nofile": -1})

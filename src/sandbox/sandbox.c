@@ -12,6 +12,7 @@
  * so no call blocks on a guest that is gone.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -129,7 +130,8 @@ static int sandbox_cmdline(struct kiln_config *c)
 		cap += 32 + strlen(virtio_dev_opts_get(sh, "tag")) * 2 +
 		       (mount ? strlen(mount) : 0);
 	}
-	cap += 80; /* kiln.net= */
+	cap += 80;				  /* kiln.net= */
+	cap += 16 + c->nr_ulimits * (8 + 2 * 21); /* kiln.ulimit= */
 	s = malloc(cap);
 	if (!s)
 		return -ENOMEM;
@@ -156,6 +158,19 @@ static int sandbox_cmdline(struct kiln_config *c)
 			p += sprintf(p, " kiln.mount=%s:/mnt/%s", tag, tag);
 		if (ro)
 			p += sprintf(p, ":ro");
+	}
+	/* the limits every exec starts with: kiln.ulimit=NAME=SOFT:HARD,... */
+	for (unsigned u = 0; u < c->nr_ulimits; u++) {
+		p += sprintf(p, "%s%s=", u ? "," : " kiln.ulimit=",
+			     c->ulimits[u].name);
+		if (c->ulimits[u].soft == KILN_ULIMIT_UNLIMITED)
+			p += sprintf(p, "unlimited:");
+		else
+			p += sprintf(p, "%" PRIu64 ":", c->ulimits[u].soft);
+		if (c->ulimits[u].hard == KILN_ULIMIT_UNLIMITED)
+			p += sprintf(p, "unlimited");
+		else
+			p += sprintf(p, "%" PRIu64, c->ulimits[u].hard);
 	}
 	if (c->extra_cmdline && *c->extra_cmdline)
 		sprintf(p, " %s", c->extra_cmdline);

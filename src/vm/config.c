@@ -99,6 +99,48 @@ KILN_API int kiln_config_set_kvm_path(struct kiln_config *cfg, const char *path)
 	return replace_string(&cfg->kvm_path, path);
 }
 
+KILN_API int kiln_config_set_ulimit(struct kiln_config *cfg, const char *name,
+				    uint64_t soft, uint64_t hard)
+{
+	static const char *const names[KILN_MAX_ULIMITS] = {
+		"nofile", "nproc", "fsize", "stack", "core", "memlock", "as"};
+	unsigned i, known = 0;
+
+	for (i = 0; i < KILN_MAX_ULIMITS; i++)
+		known |= name && !strcmp(name, names[i]);
+	if (!known)
+		return kiln_errorf(
+			&cfg->log, -EINVAL,
+			"ulimit '%s': expected nofile, nproc, fsize, "
+			"stack, core, memlock or as",
+			name ? name : "");
+	if (soft > hard)
+		return kiln_errorf(
+			&cfg->log, -EINVAL,
+			"ulimit %s: the soft limit is above the hard "
+			"one",
+			name);
+	/* the guest kernel's fs.nr_open: a higher one would fail every exec */
+	if (!strcmp(name, "nofile") && hard != KILN_ULIMIT_UNLIMITED &&
+	    hard > 1048576)
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "ulimit nofile: at most 1048576");
+	if (!strcmp(name, "nofile") && hard == KILN_ULIMIT_UNLIMITED)
+		return kiln_errorf(&cfg->log, -EINVAL,
+				   "ulimit nofile cannot be unlimited (at most "
+				   "1048576)");
+	for (i = 0; i < cfg->nr_ulimits; i++)
+		if (!strcmp(cfg->ulimits[i].name, name))
+			break;
+	if (i == cfg->nr_ulimits)
+		cfg->nr_ulimits++;
+	snprintf(cfg->ulimits[i].name, sizeof(cfg->ulimits[i].name), "%s",
+		 name);
+	cfg->ulimits[i].soft = soft;
+	cfg->ulimits[i].hard = hard;
+	return 0;
+}
+
 KILN_API int kiln_config_set_cpus(struct kiln_config *cfg, unsigned cpus)
 {
 	if (cpus < 1 || cpus > KILN_MAX_CPUS)

@@ -35,6 +35,12 @@ struct kiln_config {
 	 * --vsock, --device): built through the device table */
 	struct virtio_dev_opts devices[KILN_MAX_DEVICES];
 	unsigned nr_devices;
+	/* a sandbox's guest rlimits (kiln_config_set_ulimit), for the agent */
+	struct {
+		char name[8];
+		uint64_t soft, hard;
+	} ulimits[KILN_MAX_ULIMITS];
+	unsigned nr_ulimits;
 };
 
 /* A deep copy of cfg (same log); NULL on ENOMEM. */

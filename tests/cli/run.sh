@@ -88,6 +88,9 @@ check "run unknown option" 2 "kiln run --help" -- run --bogus -- true
 check "start with a bad name" 2 "is not a sandbox name" -- start --name ../x
 check "start with an argument" 2 "unexpected argument" -- start extra
 check "start with an argument after an option" 2 "unexpected argument" -- start --cpus 1 extra
+check "run --ulimit with an unknown name" 2 "expected nofile, nproc" -- run --ulimit files=5 -- true
+check "run --ulimit with soft above hard" 2 "soft limit is above" -- run --ulimit nofile=10:5 -- true
+check "run --ulimit without a value" 2 "NAME=SOFT" -- run --ulimit nofile -- true
 check "exec without a name" 2 "missing sandbox name" -- exec -- true
 check "exec of an unknown sandbox" 125 "no sandbox named 'nope'" -- exec nope -- true
 check "exec with a bad name" 2 "is not a sandbox name" -- exec ../x -- true

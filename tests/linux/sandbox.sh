@@ -107,6 +107,9 @@ got=$(timeout 120 "$KILN" run --copy-in "$T/big:/tmp/big" -- cat /tmp/big 2>"$T/
 kr --copy-out "/tmp/made:$T/made" -- sh -c 'echo made-in-guest >/tmp/made'
 [ "$rc" = 0 ] && [ "$(cat "$T/made" 2>/dev/null)" = made-in-guest ] && pass "kiln run --copy-out$E" ||
 	fail "kiln run copy-out" "exit $rc: $(oneline "$T/err")"
+kr --ulimit nofile=64 --ulimit nproc=100:200 -- sh -c 'ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu'
+[ "$rc" = 0 ] && [ "$(tr '\n' ' ' <"$T/out")" = "64 64 100 200 " ] && pass "kiln run --ulimit nofile=64 --ulimit nproc=100:200: the command runs under them$E" ||
+	fail "kiln run --ulimit" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
 mkdir -p "$T/data"
 echo shared >"$T/data/file.txt"
 kr --share "$T/data:data" -- ls /mnt/data
