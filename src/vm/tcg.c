@@ -109,7 +109,8 @@ static int listen_private(struct tcg_engine *t, struct tcg_server *s,
 	char path[256];
 
 	if (!t->sock_dir) {
-		if (!base || base[0] != '/' || strlen(base) > 160)
+		/* sun_path holds 108 bytes: "BASE/kiln-tcg-XXXXXX/devN.sock" */
+		if (!base || base[0] != '/' || strlen(base) > 64)
 			base = "/tmp";
 		snprintf(path, sizeof(path), "%s/kiln-tcg-XXXXXX", base);
 		if (!mkdtemp(path))
