@@ -943,6 +943,20 @@ class Sandbox:
             os.close(self._console_fd)
             self._console_fd = -1
 
+    def _end(self, grace_ms: Optional[int]) -> int:
+        """Frees every exec, asks the agent to shut down (unless grace_ms is
+        None: detach only), then frees the sandbox. Lock held. Returns the
+        outcome (KILN_OUTCOME_NONE when not asked)."""
+        info = _lib.ExitInfo()
+        for p in list(self._procs.values()):
+            p._release()
+        if grace_ms is not None:
+            self._lib.sandbox_stop(self._h, grace_ms, ctypes.byref(info))
+        self._closed = True
+        self._teardown()
+        _live.discard(self)
+        return info.outcome
+
     def stop(self, grace: float = 5.0) -> str:
         """Clean shutdown (the agent signals every process, syncs and
         reboots; killed after ``grace`` seconds); returns how the VM ended.
@@ -951,15 +965,9 @@ class Sandbox:
             if self._closed or not self._h.value:
                 self._closed = True
                 return "none"
-            info = _lib.ExitInfo()
-            for p in list(self._procs.values()):
-                p._release()
-            self._lib.sandbox_stop(self._h, _ms(grace, "grace"), ctypes.byref(info))
-            self._closed = True
-            self._teardown()
-            _live.discard(self)
+            outcome = self._end(_ms(grace, "grace"))
             names = _lib.OUTCOME_NAMES
-            return names[info.outcome] if 0 <= info.outcome < len(names) else "unknown"
+            return names[outcome] if 0 <= outcome < len(names) else "unknown"
 
     def close(self) -> None:
         """Stops a sandbox this object started (a short clean shutdown) or
@@ -968,11 +976,7 @@ class Sandbox:
             if self._closed:
                 return
             if self._attached:
-                for p in list(self._procs.values()):
-                    p._release()
-                self._closed = True
-                self._teardown()
-                _live.discard(self)
+                self._end(None)
                 return
         self.stop(grace=2.0)
 

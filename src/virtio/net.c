@@ -8,12 +8,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "net/dns.h"
 #include "net/egress.h"
 #include "net/user_net.h"
+#include "util/clock.h"
 #include "virtio/device_table.h"
 
 #define NET_Q_RX	  0
@@ -227,14 +227,6 @@ static void rx_clear(struct virtio_net *n)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool same_tuple(const struct egress_tuple *a,
 		       const struct egress_tuple *b)
 {
@@ -280,15 +272,13 @@ static void inbound_note(struct virtio_net *n, const uint8_t *frame, size_t len)
 	slot->last_ms = now;
 }
 
-/* True when frame answers a connection made to a published port. */
-static bool inbound_answer(struct virtio_net *n, const uint8_t *frame,
-			   size_t len)
+/* True when the frame of tuple t answers a connection made to a published
+ * port. */
+static bool inbound_answer(struct virtio_net *n, const struct egress_tuple *t)
 {
-	struct egress_tuple t;
 	int64_t now;
-	bool syn;
 
-	if (!n->npublished || !egress_tuple_of(frame, len, &t, &syn))
+	if (!n->npublished)
 		return false;
 	now = now_ms();
 	for (unsigned i = 0; i < NET_INBOUND_MAX; i++) {
@@ -300,7 +290,7 @@ static bool inbound_answer(struct virtio_net *n, const uint8_t *frame,
 			e->last_ms = 0;
 			continue;
 		}
-		if (same_tuple(&e->t, &t)) {
+		if (same_tuple(&e->t, t)) {
 			e->last_ms = now;
 			return true;
 		}
@@ -383,24 +373,34 @@ static void learn_addr(void *opaque, int family, const uint8_t *addr,
 			  c->name, text);
 }
 
-/* A UDP query to the NAT's resolver address: answered here (NXDOMAIN for a
- * name outside --allow-domain under egress=none) or forwarded upstream.
- * True when the frame was such a query (consumed either way). */
-static bool dns_query(struct virtio_net *n, const uint8_t *frame, size_t len)
+/* True when t goes to port 53 of the NAT's resolver address over proto. */
+static bool to_resolver(const struct virtio_net *n,
+			const struct egress_tuple *t, uint8_t proto)
 {
 	const struct egress_policy *p = &n->policy;
-	struct egress_tuple t;
-	struct dns_question q;
-	struct dns_pending *slot = NULL;
 	uint8_t dns4[4] = {(uint8_t)(p->dns4 >> 24), (uint8_t)(p->dns4 >> 16),
 			   (uint8_t)(p->dns4 >> 8), (uint8_t)p->dns4};
-	int64_t now = now_ms();
-	bool syn, allowed;
 
-	if (!egress_tuple_of(frame, len, &t, &syn) || t.proto != 17 ||
-	    t.dport != 53 ||
-	    (t.family == 4 ? memcmp(t.dst, dns4, 4)
-			   : memcmp(t.dst, p->dns6, 16)))
+	return t->proto == proto && t->dport == 53 &&
+	       !(t->family == 4 ? memcmp(t->dst, dns4, 4)
+				: memcmp(t->dst, p->dns6, 16));
+}
+
+/* A UDP query (frame, tuple t) to the NAT's resolver address: answered here
+ * (NXDOMAIN for a name outside --allow-domain under egress=none) or
+ * forwarded upstream. True when the frame was such a query (consumed either
+ * way). */
+static bool dns_query(struct virtio_net *n, const uint8_t *frame,
+		      const struct egress_tuple *tp)
+{
+	const struct egress_policy *p = &n->policy;
+	const struct egress_tuple t = *tp;
+	struct dns_question q;
+	struct dns_pending *slot = NULL;
+	int64_t now = now_ms();
+	bool allowed;
+
+	if (!to_resolver(n, &t, 17))
 		return false;
 	if (!t.data_len || t.data_len > NET_DNS_MSG_MAX ||
 	    dns_parse_query(frame + t.data_off, t.data_len, &q) < 0)
@@ -449,7 +449,6 @@ static bool dns_query(struct virtio_net *n, const uint8_t *frame, size_t len)
 		return true;
 	}
 	slot->sent_ms = now;
-	(void)syn;
 	return true;
 }
 
@@ -487,24 +486,6 @@ static void dns_answers(struct virtio_net *n)
 	}
 }
 
-/* With the proxy on and names to allow: TCP to the resolver address would
- * resolve around the allow-list, so it is not let through. */
-static bool dns_tcp(const struct virtio_net *n, const uint8_t *frame,
-		    size_t len)
-{
-	struct egress_tuple t;
-	uint8_t dns4[4] = {(uint8_t)(n->policy.dns4 >> 24),
-			   (uint8_t)(n->policy.dns4 >> 16),
-			   (uint8_t)(n->policy.dns4 >> 8),
-			   (uint8_t)n->policy.dns4};
-	bool syn;
-
-	return n->ndomains && egress_tuple_of(frame, len, &t, &syn) &&
-	       t.proto == 6 && t.dport == 53 &&
-	       !(t.family == 4 ? memcmp(t.dst, dns4, 4)
-			       : memcmp(t.dst, n->policy.dns6, 16));
-}
-
 static void tx(struct virtio_net *n)
 {
 	struct virtio_dev *d = n->dev;
@@ -515,7 +496,10 @@ static void tx(struct virtio_net *n)
 	while ((r = virtq_pop(q, c)) > 0) {
 		size_t len = virtq_chain_read(c, 0, n->tx_buf,
 					      NET_HDR + NET_MAX_FRAME);
+		const uint8_t *frame = n->tx_buf + NET_HDR;
 		enum egress_verdict v;
+		struct egress_tuple t;
+		bool has_t, syn;
 
 		virtio_dev_complete(d, NET_Q_TX, c->head, 0);
 		if (len < NET_HDR + 14 ||
@@ -523,16 +507,21 @@ static void tx(struct virtio_net *n)
 			n->stats.tx_errors++;
 			continue;
 		}
-		if (n->dns_fd >= 0 &&
-		    dns_query(n, n->tx_buf + NET_HDR, len - NET_HDR)) {
+		/* TCP/UDP: parsed once for the resolver proxy and the
+		 * published ports (the policy judges the frame itself) */
+		has_t = (n->dns_fd >= 0 || n->npublished) &&
+			egress_tuple_of(frame, len - NET_HDR, &t, &syn);
+		if (has_t && n->dns_fd >= 0 && dns_query(n, frame, &t)) {
 			n->stats.tx_frames++;
 			continue;
 		}
 		n->policy.now_ms = now_ms();
-		if (n->dns_fd >= 0 &&
-		    dns_tcp(n, n->tx_buf + NET_HDR, len - NET_HDR))
+		/* with the proxy on and names to allow, TCP to the resolver
+		 * would resolve around the allow-list */
+		if (has_t && n->dns_fd >= 0 && n->ndomains &&
+		    to_resolver(n, &t, 6))
 			v = EGRESS_DENY_RULE;
-		else if (inbound_answer(n, n->tx_buf + NET_HDR, len - NET_HDR))
+		else if (has_t && inbound_answer(n, &t))
 			v = EGRESS_ALLOW;
 		else
 			v = egress_check(&n->policy, n->tx_buf + NET_HDR,
