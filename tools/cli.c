@@ -221,74 +221,56 @@ static int net_option(struct cli_vm *vm, const char *arg)
 	return 0;
 }
 
-/* Appends item to a ';'-separated list; false if it does not fit or has
- * a character the device option syntax would split on. */
-static bool list_add(char *list, size_t cap, const char *item)
+/* Hands --net user[,KEY=VALUE...] to the library. */
+static int net_user(struct kiln_config *cfg, const char *spec)
 {
-	size_t used = strlen(list);
-	int r;
+	enum kiln_egress egress = KILN_EGRESS_PUBLIC;
+	char buf[256], *save = NULL, *mac = NULL, *subnet = NULL;
 
-	if (strpbrk(item, ";,"))
-		return false;
-	r = snprintf(list + used, cap - used, "%s%s", used ? ";" : "", item);
-	return r > 0 && (size_t)r < cap - used;
-}
-
-/* -p [tcp:|udp:][HOSTIP:]HOSTPORT:GUESTPORT or ...:GUESTPORT/udp, the host
- * address 127.0.0.1 unless given. */
-static int publish_option(struct cli_vm *vm, const char *arg)
-{
-	char buf[128], item[160];
-	const char *proto = "tcp";
-	char *p = buf, *slash, *c1, *c2;
-
-	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
 		goto bad;
-	slash = strrchr(buf, '/');
-	if (slash && (!strcmp(slash, "/tcp") || !strcmp(slash, "/udp"))) {
-		proto = slash + 1;
-		*slash = 0;
+	for (char *kv = strtok_r(buf + 4, ",", &save); kv;
+	     kv = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(kv, '=');
+
+		if (!v)
+			goto bad;
+		*v++ = 0;
+		if (!strcmp(kv, "egress") && !strcmp(v, "public"))
+			egress = KILN_EGRESS_PUBLIC;
+		else if (!strcmp(kv, "egress") && !strcmp(v, "all"))
+			egress = KILN_EGRESS_ALL;
+		else if (!strcmp(kv, "egress") && !strcmp(v, "none"))
+			egress = KILN_EGRESS_NONE;
+		else if (!strcmp(kv, "mac"))
+			mac = v;
+		else if (!strcmp(kv, "net"))
+			subnet = v;
+		else
+			goto bad;
 	}
-	c1 = strchr(p, ':');
-	c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-	if (!c1 || (c2 && strchr(c2 + 1, ':')))
-		goto bad;
-	if (c2)
-		snprintf(item, sizeof(item), "%s:%s", proto, p);
-	else
-		snprintf(item, sizeof(item), "%s:127.0.0.1:%s", proto, p);
-	if (!list_add(vm->forwards, sizeof(vm->forwards), item))
-		goto bad;
+	if (kiln_config_set_net_user(cfg, egress) < 0 ||
+	    ((mac || subnet) &&
+	     kiln_config_set_net_address(cfg, mac, subnet) < 0))
+		return EXIT_USAGE; /* logged */
 	return 0;
 bad:
-	cli_usage_error("-p: expected [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], "
-			"got '%s'",
-			arg);
+	cli_usage_error("--net: expected user[,egress=public|all|none]"
+			"[,mac=MAC][,net=A.B.C.D/N], got '%s'",
+			spec);
 	return EXIT_USAGE;
-}
-
-static int rule_option(struct cli_vm *vm, bool allow, const char *arg)
-{
-	char item[160];
-
-	snprintf(item, sizeof(item), "%s:%s", allow ? "allow" : "deny", arg);
-	if (strlen(arg) > 120 ||
-	    !list_add(vm->rules, sizeof(vm->rules), item)) {
-		cli_usage_error("--%s: '%s' is not a rule (CIDR[:PORT[-PORT]]"
-				"[/tcp|/udp], [IPV6CIDR]:PORT, host:PORT)",
-				allow ? "allow" : "deny", arg);
-		return EXIT_USAGE;
-	}
-	return 0;
 }
 
 int cli_vm_net(struct kiln_config *cfg, const struct cli_vm *vm)
 {
-	char spec[6144];
-	int n;
+	int r;
 
+	/* the library logs what is wrong with a value (as a usage error) */
+	for (unsigned i = 0; i < vm->nr_networks; i++)
+		if (kiln_config_add_network(cfg, vm->networks[i]) < 0)
+			return EXIT_USAGE;
 	if (!vm->net) {
-		if (vm->rules[0] || vm->forwards[0] || vm->domains[0] ||
+		if (vm->nr_rules || vm->nr_forwards || vm->nr_domains ||
 		    vm->dns) {
 			cli_usage_error(
 				"--allow, --deny, --allow-domain, --dns "
@@ -297,17 +279,32 @@ int cli_vm_net(struct kiln_config *cfg, const struct cli_vm *vm)
 		}
 		return 0;
 	}
-	n = snprintf(spec, sizeof(spec), "net%s%s%s%s%s%s%s%s%s", vm->net + 4,
-		     vm->rules[0] ? ",rules=" : "", vm->rules,
-		     vm->forwards[0] ? ",forward=" : "", vm->forwards,
-		     vm->domains[0] ? ",domains=" : "", vm->domains,
-		     vm->dns ? ",dns=" : "", vm->dns ? vm->dns : "");
-	if (n < 0 || (size_t)n >= sizeof(spec)) {
-		cli_usage_error("--net: too many rules");
-		return EXIT_USAGE;
+	r = net_user(cfg, vm->net);
+	for (unsigned i = 0; r == 0 && i < vm->nr_rules; i++)
+		if (kiln_config_add_net_rule(cfg, vm->rules[i].allow,
+					     vm->rules[i].spec) < 0)
+			r = EXIT_USAGE;
+	for (unsigned i = 0; r == 0 && i < vm->nr_forwards; i++)
+		if (kiln_config_add_port_forward(cfg, vm->forwards[i]) < 0)
+			r = EXIT_USAGE;
+	for (unsigned i = 0; r == 0 && i < vm->nr_domains; i++)
+		if (kiln_config_add_allowed_domain(cfg, vm->domains[i]) < 0)
+			r = EXIT_USAGE;
+	if (r == 0 && vm->dns && kiln_config_set_dns(cfg, vm->dns) < 0)
+		r = EXIT_USAGE;
+	return r;
+}
+
+/* Keeps a repeatable option's value; false when there are too many. */
+static bool keep(const char **list, unsigned *n, unsigned cap, const char *arg,
+		 const char *what)
+{
+	if (*n == cap) {
+		cli_usage_error("%s: at most %u", what, cap);
+		return false;
 	}
-	/* bad values are explained by the device's check (logged) */
-	return kiln_config_add_device(cfg, spec) < 0 ? EXIT_USAGE : 0;
+	list[(*n)++] = arg;
+	return true;
 }
 
 int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
@@ -351,24 +348,31 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 			raise_nofile_limit();
 		return 0;
 	case OPT_NET: return net_option(vm, arg);
-	case OPT_ALLOW: return rule_option(vm, true, arg);
-	case OPT_DENY: return rule_option(vm, false, arg);
-	case OPT_PUBLISH: return publish_option(vm, arg);
+	case OPT_ALLOW:
+	case OPT_DENY:
+		if (vm->nr_rules == sizeof(vm->rules) / sizeof(vm->rules[0])) {
+			cli_usage_error("--allow/--deny: at most %zu rules",
+					sizeof(vm->rules) /
+						sizeof(vm->rules[0]));
+			return EXIT_USAGE;
+		}
+		vm->rules[vm->nr_rules].allow = c == OPT_ALLOW;
+		vm->rules[vm->nr_rules++].spec = arg;
+		return 0;
+	case OPT_PUBLISH:
+		return keep(vm->forwards, &vm->nr_forwards, 16, arg, "-p")
+			       ? 0
+			       : EXIT_USAGE;
 	case OPT_ALLOW_DOMAIN:
-		if (!*arg || !list_add(vm->domains, sizeof(vm->domains), arg)) {
-			cli_usage_error("--allow-domain: '%s' is not a name",
-					arg);
-			return EXIT_USAGE;
-		}
-		return 0;
-	case OPT_DNS:
-		if (!*arg || strpbrk(arg, ",;")) {
-			cli_usage_error("--dns: expected IP[:PORT], got '%s'",
-					arg);
-			return EXIT_USAGE;
-		}
-		vm->dns = arg;
-		return 0;
+		return keep(vm->domains, &vm->nr_domains, 32, arg,
+			    "--allow-domain")
+			       ? 0
+			       : EXIT_USAGE;
+	case OPT_NETWORK:
+		return keep(vm->networks, &vm->nr_networks, 4, arg, "--network")
+			       ? 0
+			       : EXIT_USAGE;
+	case OPT_DNS: vm->dns = arg; return 0;
 	case OPT_ACCEL:
 		vm->accel_set = true;
 		return accel_option(cfg, "--accel", arg);

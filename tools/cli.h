@@ -31,6 +31,7 @@ enum {
 	OPT_PUBLISH,
 	OPT_ALLOW_DOMAIN,
 	OPT_DNS,
+	OPT_NETWORK,
 	OPT_ACCEL,
 	OPT_VM_LAST = OPT_ACCEL,
 	OPT_CONSOLE_LOG,
@@ -63,6 +64,7 @@ enum {
 		{"publish", required_argument, NULL, OPT_PUBLISH},             \
 		{"allow-domain", required_argument, NULL, OPT_ALLOW_DOMAIN},   \
 		{"dns", required_argument, NULL, OPT_DNS},                     \
+		{"network", required_argument, NULL, OPT_NETWORK},             \
 	{                                                                      \
 		"accel", required_argument, NULL, OPT_ACCEL                    \
 	}
@@ -73,11 +75,18 @@ struct cli_vm {
 	unsigned cpus;	     /* as set, for reports; 0: the default */
 	uint64_t memory_mib; /* likewise */
 	bool accel_set;	     /* --accel given (else $KILN_ACCEL applies) */
-	const char *net;     /* --net user[,...] as given; NULL: none */
-	char rules[2048];    /* --allow/--deny, in order: "allow:X;deny:Y" */
-	char forwards[1024]; /* --publish: "tcp:127.0.0.1:8080:80;..." */
-	char domains[2048];  /* --allow-domain: "NAME;*.SUFFIX;..." */
-	const char *dns;     /* --dns IP[:PORT] */
+	/* the network options, kept until cli_vm_finish hands them to the
+	 * library in an order it accepts (they may come in any order) */
+	const char *net; /* --net user[,...] as given; NULL: none */
+	struct {
+		bool allow;
+		const char *spec;
+	} rules[64];		   /* --allow/--deny, in order */
+	const char *forwards[16];  /* -p */
+	const char *domains[32];   /* --allow-domain */
+	const char *networks[4];   /* --network */
+	unsigned nr_rules, nr_forwards, nr_domains, nr_networks;
+	const char *dns; /* --dns IP[:PORT] */
 };
 
 /* The command's name for messages ("kiln"). */

@@ -11,7 +11,8 @@
  *
  * A named sandbox lives in $XDG_RUNTIME_DIR/kiln/NAME (or /tmp/kiln-UID/NAME):
  *   vsock        the hybrid vsock socket (kiln exec/cp connect here)
- *   control      the background process's control socket (stop, status)
+ *   control      the background process's control socket (stop, status,
+ *                stats: its network card's counters)
  *   console.log  the guest's console
  *   info         "pid cpus memory_mib start_time start_ticks engine ports" of
  *                the background process (start_ticks: its start time in
@@ -542,6 +543,12 @@ static void print_run_help(void)
 	       "(HOSTIP\n"
 	       "                       127.0.0.1 unless given); "
 	       "repeatable\n"
+	       "  --network NAME       a card on cluster network NAME (kiln "
+	       "network\n"
+	       "                       create); members reach each other by "
+	       "name\n"
+	       "  --name NAME          the guest's hostname and its name on "
+	       "networks\n"
 	       "  -e NAME=VALUE        environment (-e NAME: the host's "
 	       "value)\n"
 	       "  -w DIR               working directory in the guest\n"
@@ -672,6 +679,7 @@ int kiln_cmd_run(int argc, char **argv)
 		{"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
 		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
 		{"ulimit", required_argument, NULL, OPT_ULIMIT},
+		{"name", required_argument, NULL, OPT_NAME},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -729,6 +737,11 @@ int kiln_cmd_run(int argc, char **argv)
 			break;
 		}
 		case OPT_CONSOLE_LOG: console_path = optarg; break;
+		case OPT_NAME:
+			/* the guest's hostname, and its name on networks */
+			if (kiln_config_set_hostname(cfg, optarg) < 0)
+				goto out;
+			break;
 		case 'h':
 			print_run_help();
 			code = 0;
@@ -1105,6 +1118,22 @@ static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
 		if (!strcmp(line, "status")) {
 			dprintf(fd, "running\n");
 			close(fd);
+		} else if (!strcmp(line, "stats")) {
+			struct kiln_net_stats st;
+
+			if (kiln_vm_net_stats(kiln_sandbox_vm(sb), &st) == 0)
+				dprintf(fd,
+					"net tx=%llu denied=%llu rx=%llu "
+					"dropped=%llu\n",
+					(unsigned long long)st.tx_frames,
+					(unsigned long long)st.tx_denied,
+					(unsigned long long)st.rx_frames,
+					(unsigned long long)(st.rx_dropped +
+							     st.tx_dropped +
+							     st.tx_errors));
+			else
+				dprintf(fd, "net -\n");
+			close(fd);
 		} else if (!strncmp(line, "stop ", 5)) {
 			grace_ms = atoi(line + 5);
 			if (grace_ms < 0 || grace_ms > 3600000)
@@ -1126,6 +1155,38 @@ static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
 		close(reply_fd);
 	}
 	return 0;
+}
+
+/* The -p options as the info file keeps them, "tcp:HOSTIP:HOSTPORT:GUEST
+ * PORT;..." (checked by the library already), or "-". */
+static const char *ports_text(const struct cli_vm *vm, char *out, size_t cap)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (unsigned i = 0; i < vm->nr_forwards; i++) {
+		char spec[128];
+		const char *proto = "tcp";
+		char *slash;
+		int colons = 0;
+
+		snprintf(spec, sizeof(spec), "%s", vm->forwards[i]);
+		slash = strrchr(spec, '/');
+		if (slash) {
+			proto = !strcmp(slash, "/udp") ? "udp" : "tcp";
+			*slash = 0;
+		}
+		for (const char *p = spec; *p; p++)
+			colons += *p == ':';
+		used += (size_t)snprintf(out + used, cap - used, "%s%s:%s%s",
+					 used ? ";" : "", proto,
+					 colons == 1 ? "127.0.0.1:" : "", spec);
+		if (used >= cap) {
+			out[0] = 0;
+			break;
+		}
+	}
+	return out[0] ? out : "-";
 }
 
 static void print_start_help(void)
@@ -1158,7 +1219,7 @@ int kiln_cmd_start(int argc, char **argv)
 	struct kiln_sandbox *sb = NULL;
 	const char *name = NULL;
 	char root[PATH_MAX - 128], dir[PATH_MAX - 64], path[PATH_MAX];
-	char autoname[16], status = 0;
+	char autoname[16], status = 0, ports[1024];
 	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, c, code = EXIT_USAGE;
 	int pipefd[2] = {-1, -1}, console_fd, control_fd;
 	pid_t pid;
@@ -1252,6 +1313,11 @@ int kiln_cmd_start(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* the guest is called what the sandbox is (and so on networks) */
+	if (kiln_config_set_hostname(cfg, name) < 0) {
+		remove_state(dir);
+		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/console.log", dir);
 	console_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	snprintf(path, sizeof(path), "%s/vsock", dir);
@@ -1307,7 +1373,7 @@ int kiln_cmd_start(int argc, char **argv)
 		(unsigned long)(vmopt.memory_mib ? vmopt.memory_mib : 256),
 		(long long)time(NULL), proc_start_ticks(getpid()),
 		kiln_accel_name(kiln_vm_accel(kiln_sandbox_vm(sb))),
-		vmopt.forwards[0] ? vmopt.forwards : "-");
+		ports_text(&vmopt, ports, sizeof(ports)));
 	fclose(f);
 	kiln_config_free(cfg);
 	/* ready: detach from the terminal */
@@ -1529,6 +1595,25 @@ static void show_ports(const char *ports, char *out, size_t cap)
 	}
 }
 
+/* Appends "  net tx=N denied=N rx=N dropped=N" (asked of the background
+ * process, which holds the counters) to out when the sandbox has a card. */
+static void net_counters(const char *dir, char *out, size_t cap)
+{
+	char path[PATH_MAX], line[160];
+	size_t used = strlen(out);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/control", dir);
+	fd = unix_socket(path, false);
+	if (fd < 0)
+		return;
+	if (dprintf(fd, "stats\n") > 0 &&
+	    read_line(fd, line, sizeof(line), 1000) == 0 &&
+	    !strncmp(line, "net tx=", 7))
+		snprintf(out + used, cap - used, "  %s", line);
+	close(fd);
+}
+
 int kiln_cmd_ps(int argc, char **argv)
 {
 	char root[PATH_MAX - 128], dir[PATH_MAX - 64];
@@ -1569,6 +1654,8 @@ int kiln_cmd_ps(int argc, char **argv)
 			continue;
 		}
 		state = owner_state(dir, NULL, NULL);
+		if (state > 0)
+			net_counters(dir, shown, sizeof(shown));
 		printf("%-16s %8d %5u %6luMi %8llds %6s  %s%s\n", de->d_name,
 		       (int)pid, cpus, mib, (long long)time(NULL) - started,
 		       engine,

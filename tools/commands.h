@@ -16,4 +16,7 @@ int kiln_cmd_cp(int argc, char **argv);
 int kiln_cmd_ps(int argc, char **argv);
 int kiln_cmd_stop(int argc, char **argv);
 
+/* `kiln network create|ls|inspect|rm` (tools/cmd_network.c). */
+int kiln_cmd_network(int argc, char **argv);
+
 #endif

@@ -41,6 +41,10 @@ static void print_help(FILE *f)
 		"       kiln cp NAME:/GUEST/PATH HOST | kiln cp HOST "
 		"NAME:/GUEST/PATH\n"
 		"       kiln ps | kiln stop [--grace SECONDS] NAME...\n"
+		"       kiln network create NAME [--subnet CIDR] | ls | "
+		"inspect "
+		"NAME |\n"
+		"                    rm [--force] NAME...\n"
 		"       kiln boot [OPTIONS]\n"
 		"       kiln vhost-user --socket PATH --device "
 		"TYPE,KEY=VALUE,...\n"
@@ -481,6 +485,8 @@ int main(int argc, char **argv)
 		return kiln_cmd_ps(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stop"))
 		return kiln_cmd_stop(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "network"))
+		return kiln_cmd_network(argc - 1, argv + 1);
 	cli_usage_error("unknown command '%s'", argv[1]);
 	return EXIT_USAGE;
 }

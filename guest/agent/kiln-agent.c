@@ -1636,23 +1636,98 @@ static bool set_addr(int s, const char *ifname, unsigned long req,
 	return ioctl(s, req, &ifr) == 0;
 }
 
-/* kiln.net=ADDR/N,GW,DNS: eth0 gets ADDR/N and is up, the default route
- * goes through GW, /etc/resolv.conf names DNS. Static: no DHCP wait. */
-static void configure_net(const char *spec)
+/* The interface whose MAC is mac ("xx:xx:..."), into name; false if none. */
+static bool ifname_of(int s, const char *mac, char name[IFNAMSIZ])
 {
-	char addr[16], gw[16], dns[16];
+	struct if_nameindex *all = if_nameindex(), *i;
+	unsigned v[6];
+	bool found = false;
+
+	if (!all || sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2],
+			   &v[3], &v[4], &v[5]) != 6) {
+		if (all)
+			if_freenameindex(all);
+		return false;
+	}
+	for (i = all; i->if_index && !found; i++) {
+		struct ifreq ifr = {0};
+		const unsigned char *hw;
+
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", i->if_name);
+		if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0)
+			continue;
+		hw = (const unsigned char *)ifr.ifr_hwaddr.sa_data;
+		found = true;
+		for (int k = 0; k < 6; k++)
+			found = found && hw[k] == v[k];
+		if (found)
+			snprintf(name, IFNAMSIZ, "%s", i->if_name);
+	}
+	if_freenameindex(all);
+	return found;
+}
+
+/* Nameservers for /etc/resolv.conf: cluster networks' switches first (they
+ * answer their members' names and refuse others), then the NAT's. */
+#define MAX_NAMESERVERS 6
+static char nameservers[MAX_NAMESERVERS][16];
+static unsigned nr_nameservers, nr_cluster_nameservers;
+
+static void add_nameserver(const char *dns, bool cluster)
+{
+	unsigned at = cluster ? nr_cluster_nameservers : nr_nameservers;
+
+	if (nr_nameservers == MAX_NAMESERVERS)
+		return;
+	memmove(nameservers[at + 1], nameservers[at],
+		(nr_nameservers - at) * sizeof(nameservers[0]));
+	snprintf(nameservers[at], sizeof(nameservers[at]), "%s", dns);
+	nr_nameservers++;
+	if (cluster)
+		nr_cluster_nameservers++;
+}
+
+static void write_resolv_conf(void)
+{
+	int fd;
+
+	if (!nr_nameservers)
+		return;
+	mkdir("/etc", 0755);
+	fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0644);
+	for (unsigned i = 0; fd >= 0 && i < nr_nameservers; i++)
+		if (dprintf(fd, "nameserver %s\n", nameservers[i]) < 0)
+			break;
+	if (fd < 0)
+		logmsg("net: /etc/resolv.conf: %s", strerror(errno));
+	else
+		close(fd);
+}
+
+/* kiln.nic=MAC,ADDR/N,GW,DNS: the card with that MAC gets ADDR/N and is
+ * up; GW ("-": none, a cluster network's card) becomes the default route;
+ * DNS goes into /etc/resolv.conf. Static: no DHCP wait. */
+static void configure_nic(const char *spec)
+{
+	char mac[18], addr[16], gw[16], dns[16], ifname[IFNAMSIZ];
 	struct in_addr a, g, d, mask;
 	struct rtentry rt = {0};
 	struct ifreq ifr = {0};
+	bool has_gw;
 	unsigned prefix;
-	int s, fd;
+	int s;
 
-	if (sscanf(spec, "%15[0-9.]/%u,%15[0-9.],%15[0-9.]", addr, &prefix, gw,
-		   dns) != 4 ||
+	if (sscanf(spec, "%17[0-9a-f:],%15[0-9.]/%u,%15[0-9.-],%15[0-9.]", mac,
+		   addr, &prefix, gw, dns) != 5 ||
 	    prefix < 1 || prefix > 30 || inet_pton(AF_INET, addr, &a) != 1 ||
-	    inet_pton(AF_INET, gw, &g) != 1 ||
 	    inet_pton(AF_INET, dns, &d) != 1) {
-		logmsg("kiln.net=%.64s: expected ADDR/N,GW,DNS", spec);
+		logmsg("kiln.nic=%.64s: expected MAC,ADDR/N,GW|-,DNS", spec);
+		return;
+	}
+	has_gw = strcmp(gw, "-") != 0;
+	if (has_gw && inet_pton(AF_INET, gw, &g) != 1) {
+		logmsg("kiln.nic=%.64s: bad gateway", spec);
 		return;
 	}
 	mask.s_addr = htonl(~0u << (32 - prefix));
@@ -1661,33 +1736,52 @@ static void configure_net(const char *spec)
 		logmsg("net: socket: %s", strerror(errno));
 		return;
 	}
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
-	if (!set_addr(s, "eth0", SIOCSIFADDR, a) ||
-	    !set_addr(s, "eth0", SIOCSIFNETMASK, mask) ||
+	if (!ifname_of(s, mac, ifname)) {
+		logmsg("net: no interface has MAC %s", mac);
+		close(s);
+		return;
+	}
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (!set_addr(s, ifname, SIOCSIFADDR, a) ||
+	    !set_addr(s, ifname, SIOCSIFNETMASK, mask) ||
 	    ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
-		logmsg("net: eth0: %s", strerror(errno));
+		logmsg("net: %s: %s", ifname, strerror(errno));
 		close(s);
 		return;
 	}
 	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
 	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		logmsg("net: bringing eth0 up: %s", strerror(errno));
-	((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
-	((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
-	((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
-	((struct sockaddr_in *)&rt.rt_gateway)->sin_addr = g;
-	rt.rt_flags = RTF_UP | RTF_GATEWAY;
-	rt.rt_dev = "eth0";
-	if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST)
-		logmsg("net: default route via %s: %s", gw, strerror(errno));
+		logmsg("net: bringing %s up: %s", ifname, strerror(errno));
+	if (has_gw) {
+		((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+		((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+		((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
+		((struct sockaddr_in *)&rt.rt_gateway)->sin_addr = g;
+		rt.rt_flags = RTF_UP | RTF_GATEWAY;
+		rt.rt_dev = ifname;
+		if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST)
+			logmsg("net: default route via %s: %s", gw,
+			       strerror(errno));
+	}
 	close(s);
-	mkdir("/etc", 0755);
-	fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		  0644);
-	if (fd < 0 || dprintf(fd, "nameserver %s\n", dns) < 0)
-		logmsg("net: /etc/resolv.conf: %s", strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	add_nameserver(dns, !has_gw);
+}
+
+/* kiln.hostname=NAME (checked by the host; checked again: a hostile
+ * command line is not ours to trust either). */
+static void set_hostname(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 63 ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789-_.") != n) {
+		logmsg("kiln.hostname=%.64s: not a host name", name);
+		return;
+	}
+	if (sethostname(name, n) < 0)
+		logmsg("sethostname: %s", strerror(errno));
 }
 
 static bool parse_limit(const char *s, char **end, rlim_t *out)
@@ -1765,11 +1859,14 @@ static void from_cmdline(unsigned *port, unsigned *ready_port)
 			*ready_port = (unsigned)strtoul(tok + 22, NULL, 10);
 		else if (!strncmp(tok, "kiln.mount=", 11))
 			mount_share(tok + 11);
-		else if (!strncmp(tok, "kiln.net=", 9))
-			configure_net(tok + 9);
+		else if (!strncmp(tok, "kiln.nic=", 9))
+			configure_nic(tok + 9);
+		else if (!strncmp(tok, "kiln.hostname=", 14))
+			set_hostname(tok + 14);
 		else if (!strncmp(tok, "kiln.ulimit=", 12))
 			parse_ulimits(tok + 12);
 	}
+	write_resolv_conf();
 }
 
 static int listen_unix(const char *path)

@@ -169,6 +169,86 @@ KILN_API int kiln_config_set_guest_dir(struct kiln_config *cfg,
 #define KILN_MAX_ULIMITS      7
 KILN_API int kiln_config_set_ulimit(struct kiln_config *cfg, const char *name,
 				    uint64_t soft, uint64_t hard);
+/*
+ * Networking (the library side of `kiln run --net/--allow/-p/--network`).
+ * Without any of these a VM has no network card at all.
+ */
+/* How far the user-mode NAT's card reaches: PUBLIC (the internet only: no
+ * private, loopback, link-local, CGNAT, multicast addresses, not the host),
+ * ALL (everything the host reaches), NONE (only what rules allow). */
+enum kiln_egress {
+	KILN_EGRESS_PUBLIC = 0,
+	KILN_EGRESS_ALL = 1,
+	KILN_EGRESS_NONE = 2,
+};
+/* Gives the VM a virtio-net card behind kiln's user-mode NAT (rootless,
+ * libslirp; guest 10.0.2.15/24, gateway .2, DNS .3) with the egress
+ * posture; calling it again changes the posture. -EINVAL otherwise. */
+KILN_API int kiln_config_set_net_user(struct kiln_config *cfg,
+				      enum kiln_egress egress);
+/* The NAT card's MAC ("XX:XX:XX:XX:XX:XX", NULL: 52:54:00:12:34:56) and
+ * IPv4 network ("A.B.C.D/N", N 8..24; NULL: 10.0.2.0/24). Needs
+ * kiln_config_set_net_user. */
+KILN_API int kiln_config_set_net_address(struct kiln_config *cfg,
+					 const char *mac, const char *subnet);
+/* Adds an egress rule (allow != 0: allow, else deny), tried in order
+ * before the posture, first match wins: CIDR[:PORT[-PORT]][/tcp|/udp],
+ * [IPV6CIDR]:PORT..., or host:PORT[-PORT] (the host's loopback). Needs
+ * kiln_config_set_net_user first. -EINVAL (logged) for a bad rule. */
+KILN_API int kiln_config_add_net_rule(struct kiln_config *cfg, int allow,
+				      const char *rule);
+/* Publishes a guest port on the host: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|
+ * /udp], HOSTIP 127.0.0.1 unless given. A taken host port fails
+ * kiln_vm_create. Needs kiln_config_set_net_user. */
+KILN_API int kiln_config_add_port_forward(struct kiln_config *cfg,
+					  const char *spec);
+/* Lets the guest reach the addresses name (exact, or "*.suffix") resolves
+ * to, through kiln's resolver, for their TTL; under KILN_EGRESS_NONE other
+ * names get NXDOMAIN. Needs kiln_config_set_net_user. */
+KILN_API int kiln_config_add_allowed_domain(struct kiln_config *cfg,
+					    const char *name);
+/* The resolver kiln's DNS forwards to: IP[:PORT] or [IPV6]:PORT; NULL: the
+ * host's (/etc/resolv.conf). Needs kiln_config_set_net_user. */
+KILN_API int kiln_config_set_dns(struct kiln_config *cfg, const char *server);
+/* A sandbox's hostname, and its DNS name on cluster networks: 1..63 of
+ * A-Z a-z 0-9 _ - ., not starting with . or -. NULL: "kiln" (and no
+ * name on a network). */
+KILN_API int kiln_config_set_hostname(struct kiln_config *cfg,
+				      const char *name);
+/* Adds a card on cluster network `name` (kiln_network_create): an address
+ * from the network, the other members by their hostnames, any port; no
+ * NAT and no policy on it. At most 4 networks. -ENOENT if there is no such
+ * network (logged). */
+KILN_API int kiln_config_add_network(struct kiln_config *cfg, const char *name);
+
+/* Cluster networks: a virtual Ethernet segment per name, its switch a
+ * small background process of this user (reached through
+ * $XDG_RUNTIME_DIR/kiln/.networks/NAME, or /tmp/kiln-UID/...). */
+struct kiln_network_info {
+	char name[64];
+	char subnet[20]; /* "10.89.0.0/24" */
+	int running;	 /* the switch answers */
+	unsigned members;
+	uint64_t reserved[4];
+};
+/* Creates network name (1..32 of A-Z a-z 0-9 _ - .) on subnet
+ * ("A.B.C.D/N", N 16..29; NULL: the first free 10.89.N.0/24) and starts
+ * its switch process (forked: call it before starting threads of your
+ * own where you can). -EEXIST if it exists, -EINVAL for a bad name or a
+ * subnet overlapping another network's or 10.0.2.0/24. Logged to log_fn
+ * (may be NULL). */
+KILN_API int kiln_network_create(const char *name, const char *subnet,
+				 kiln_log_fn log_fn, void *opaque);
+/* Stops network name's switch and removes it; -EBUSY while it has
+ * members unless force (they lose the network), -ENOENT if none. */
+KILN_API int kiln_network_remove(const char *name, int force,
+				 kiln_log_fn log_fn, void *opaque);
+/* The user's networks: *out (malloc'd, free() it) with *count entries. */
+KILN_API int kiln_network_list(struct kiln_network_info **out, size_t *count);
+/* Network name's members as text, one per line: "NAME ADDR MAC rx=N tx=N
+ * dropped=N" (NAME "-" for one without a name); *text malloc'd. */
+KILN_API int kiln_network_members(const char *name, char **text);
+
 /* Adds a virtio-vsock device with guest CID `cid` (3..2^32-2) in the hybrid
  * model: guest connections to host port P reach the Unix socket
  * "<uds_path>_P"; host clients connect to uds_path and send "CONNECT P\n".
@@ -265,10 +345,12 @@ struct kiln_net_stats {
 	uint64_t tx_errors;  /* runts, giants: dropped */
 	uint64_t rx_frames;  /* frames delivered to the guest */
 	uint64_t rx_dropped; /* frames for the guest that found no buffer */
-	uint64_t reserved[4];
+	uint64_t tx_dropped; /* frames a full switch port could not take */
+	uint64_t reserved[3];
 };
-/* Fills *out with the counters of the VM's network card: 0, or -ENOENT
- * when it has none. Any thread; the values are a snapshot. */
+/* Fills *out with the counters of the VM's first network card (the NAT's
+ * when it has one): 0, or -ENOENT when it has none. Any thread; the values
+ * are a snapshot. */
 KILN_API int kiln_vm_net_stats(const struct kiln_vm *vm,
 			       struct kiln_net_stats *out);
 

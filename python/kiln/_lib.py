@@ -106,6 +106,19 @@ class NetStats(ctypes.Structure):
         ("tx_errors", ctypes.c_uint64),
         ("rx_frames", ctypes.c_uint64),
         ("rx_dropped", ctypes.c_uint64),
+        ("tx_dropped", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 3),
+    ]
+
+
+class NetworkInfo(ctypes.Structure):
+    """struct kiln_network_info (kiln.h)."""
+
+    _fields_ = [
+        ("name", ctypes.c_char * 64),
+        ("subnet", ctypes.c_char * 20),
+        ("running", ctypes.c_int),
+        ("members", ctypes.c_uint),
         ("reserved", ctypes.c_uint64 * 4),
     ]
 
@@ -135,6 +148,15 @@ _PROTOS = {
     "kiln_config_set_guest_dir": (_int, [_vp, _cp]),
     "kiln_config_set_accel": (_int, [_vp, _int]),
     "kiln_config_set_ulimit": (_int, [_vp, _cp, _u64, _u64]),
+    "kiln_config_add_network": (_int, [_vp, _cp]),
+    "kiln_config_set_hostname": (_int, [_vp, _cp]),
+    "kiln_network_create": (_int, [_cp, _cp, LOG_FN, _vp]),
+    "kiln_network_remove": (_int, [_cp, _int, LOG_FN, _vp]),
+    "kiln_network_list": (
+        _int,
+        [ctypes.POINTER(ctypes.POINTER(NetworkInfo)), ctypes.POINTER(ctypes.c_size_t)],
+    ),
+    "kiln_network_members": (_int, [_cp, ctypes.POINTER(ctypes.c_void_p)]),
     "kiln_vm_console_wait_for": (
         _int,
         [_vp, _cp, _int, ctypes.POINTER(ctypes.c_void_p)],

@@ -765,6 +765,8 @@ class Sandbox:
         publish: Sequence[str] = (),
         allow_domains: Sequence[str] = (),
         dns: Optional[str] = None,
+        networks: Sequence[str] = (),
+        hostname: Optional[str] = None,
         ulimits: Optional[Mapping[str, Union[int, None, Tuple[Optional[int], Optional[int]]]]] = None,
         kernel: Optional[str] = None,
         initrd: Optional[str] = None,
@@ -806,6 +808,12 @@ class Sandbox:
             if not isinstance(s, Share):
                 raise TypeError("shares must be kiln.Share objects")
         net_spec = _net_spec(net, allow, deny, publish, allow_domains, dns)
+        if isinstance(networks, (str, bytes)):
+            raise TypeError("networks must be a sequence of network names")
+        self._networks = [str(n) for n in networks]
+        if hostname is not None and not isinstance(hostname, str):
+            raise TypeError("hostname must be a str")
+        self._hostname = hostname
         self._ulimits = _ulimits(ulimits)
         self._opts = dict(
             cpus=cpus,
@@ -887,6 +895,10 @@ class Sandbox:
             check(lib.config_set_accel(cfg, _lib.ACCEL[o["accel"]]), "accel")
             for name, (soft, hard) in self._ulimits:
                 check(lib.config_set_ulimit(cfg, name.encode(), soft, hard), f"ulimit {name}")
+            if self._hostname is not None:
+                check(lib.config_set_hostname(cfg, _b(self._hostname, "hostname")), f"hostname {self._hostname!r}")
+            for n in self._networks:
+                check(lib.config_add_network(cfg, _b(n, "network")), f"network {n!r}")
             self._console_fd = _anon_file()
             check(lib.config_set_console_fds(cfg, -1, self._console_fd), "console")
             check(lib.config_set_console_capture(cfg, 1), "console capture")
@@ -1048,7 +1060,9 @@ class Sandbox:
         rc = self._lib.vm_net_stats(vm, ctypes.byref(st))
         if rc < 0:
             raise KilnError("this sandbox has no network (net='user')", -rc)
-        return {k: getattr(st, k) for k in ("tx_frames", "tx_denied", "tx_errors", "rx_frames", "rx_dropped")}
+        return {
+            k: getattr(st, k) for k in ("tx_frames", "tx_denied", "tx_errors", "tx_dropped", "rx_frames", "rx_dropped")
+        }
 
     @property
     def vsock_path(self) -> str:
@@ -1103,6 +1117,56 @@ class Sandbox:
         if check:
             res.check()
         return res
+
+
+@dataclass(frozen=True)
+class Network:
+    """A cluster network (``kiln network ls``)."""
+
+    name: str
+    subnet: str
+    running: bool
+    members: int
+
+
+def network_create(name: str, subnet: Optional[str] = None) -> None:
+    """Creates cluster network ``name`` (``subnet`` "A.B.C.D/N", default
+    the first free 10.89.N.0/24) and starts its switch process; sandboxes
+    join with ``Sandbox(networks=[name], hostname=...)``."""
+    lib = _lib.load()
+    log = _Log(None)
+    mark = log.mark()
+    rc = lib.network_create(_b(name, "network"), _b(subnet, "subnet") if subnet else None, log.fn, None)
+    if rc < 0:
+        _raise(rc, f"creating network {name!r}", log, mark)
+
+
+def network_remove(name: str, force: bool = False) -> None:
+    """Stops network ``name``'s switch and removes it; refused (EBUSY)
+    while it has members unless ``force``."""
+    lib = _lib.load()
+    log = _Log(None)
+    mark = log.mark()
+    rc = lib.network_remove(_b(name, "network"), 1 if force else 0, log.fn, None)
+    if rc < 0:
+        _raise(rc, f"removing network {name!r}", log, mark)
+
+
+def networks() -> List[Network]:
+    """This user's cluster networks."""
+    lib = _lib.load()
+    arr = ctypes.POINTER(_lib.NetworkInfo)()
+    n = ctypes.c_size_t()
+    rc = lib.network_list(ctypes.byref(arr), ctypes.byref(n))
+    if rc < 0:
+        raise KilnError("listing networks", -rc)
+    try:
+        return [
+            Network(arr[i].name.decode(), arr[i].subnet.decode(), bool(arr[i].running), arr[i].members)
+            for i in range(n.value)
+        ]
+    finally:
+        _libc.free(ctypes.cast(arr, ctypes.c_void_p))
 
 
 def quote(argv: Sequence[str]) -> str:

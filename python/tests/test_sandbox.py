@@ -452,6 +452,38 @@ def test_network(engine_ok):
         kiln.Sandbox(net="user", allow=["1.2.3.0/16"]).start()
 
 
+def test_cluster_network(engine_ok, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    with pytest.raises(kiln.KilnError):
+        kiln.Sandbox(networks=["nosuch"], boot_timeout=120).start()
+    kiln.network_create("pynet", "10.77.0.0/24")
+    try:
+        assert [(n.name, n.subnet, n.running) for n in kiln.networks()] == [("pynet", "10.77.0.0/24", True)]
+        with pytest.raises(kiln.KilnError):
+            kiln.network_create("pynet")
+        with kiln.Sandbox(networks=["pynet"], hostname="srv", boot_timeout=120) as srv, kiln.Sandbox(
+            networks=["pynet"], hostname="cli", boot_timeout=120
+        ) as cli:
+            assert kiln.networks()[0].members == 2
+            listener = srv.exec("nc -l -p 7000")
+            r = None
+            for _ in range(10):
+                r = cli.run("echo by-name | nc -w 5 srv 7000")
+                if r.exit_code == 0:
+                    break
+                time.sleep(0.5)
+            assert r is not None and r.exit_code == 0
+            assert listener.wait(timeout=30).stdout == b"by-name\n"
+            assert cli.run("hostname").stdout == b"cli\n"
+            with pytest.raises(kiln.KilnError):
+                kiln.network_remove("pynet")  # members: refused
+    finally:
+        kiln.network_remove("pynet", force=True)
+    assert kiln.networks() == []
+
+
 def test_ulimits(engine_ok):
     with kiln.Sandbox(ulimits={"nofile": 64, "nproc": (100, 200)}, boot_timeout=120) as sb:
         assert sb.run("ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu").stdout == b"64\n64\n100\n200\n"

@@ -101,6 +101,31 @@ size_t dns_build_error(const uint8_t *query, const struct dns_question *q,
 	return q->end;
 }
 
+size_t dns_build_a(const uint8_t *query, const struct dns_question *q,
+		   const uint8_t addr[4], uint32_t ttl, uint8_t *out,
+		   size_t cap)
+{
+	size_t n = dns_build_error(query, q, 0, out, cap);
+	uint8_t *r;
+
+	if (!n || !addr || q->qtype != DNS_TYPE_A || q->qclass != 1)
+		return n; /* NOERROR, no record: the name has no such type */
+	if (n + 16 > cap)
+		return 0;
+	r = out + n;
+	r[0] = 0xc0; /* the name: a pointer to the question's */
+	r[1] = DNS_HDR;
+	r[2] = 0, r[3] = DNS_TYPE_A;
+	r[4] = 0, r[5] = 1; /* IN */
+	r[6] = (uint8_t)(ttl >> 24), r[7] = (uint8_t)(ttl >> 16);
+	r[8] = (uint8_t)(ttl >> 8), r[9] = (uint8_t)ttl;
+	r[10] = 0, r[11] = 4;
+	memcpy(r + 12, addr, 4);
+	out[2] |= 0x04; /* AA: the switch is the authority for its members */
+	out[7] = 1;	/* one answer */
+	return n + 16;
+}
+
 static bool in_chain(char chain[][DNS_NAME_MAX + 1], int n, const char *name)
 {
 	for (int i = 0; i < n; i++)

@@ -36,6 +36,13 @@ int dns_parse_query(const uint8_t *msg, size_t len, struct dns_question *q);
 size_t dns_build_error(const uint8_t *query, const struct dns_question *q,
 		       uint8_t rcode, uint8_t *out, size_t cap);
 
+/* A NOERROR answer to query: one A record for addr (TTL ttl) when the
+ * question is of type A and class IN, no record otherwise (or addr NULL).
+ * Its length, or 0 if it does not fit in cap. */
+size_t dns_build_a(const uint8_t *query, const struct dns_question *q,
+		   const uint8_t addr[4], uint32_t ttl, uint8_t *out,
+		   size_t cap);
+
 /* Calls fn for each A/AAAA record of a response that belongs to name (or
  * to a name it is a CNAME of, within the same answer): family 4 or 6, the
  * address, its TTL. Returns the number of addresses or -EINVAL (a broken

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -27,6 +29,7 @@
 #include <kiln/kiln.h>
 
 #include "agent/client.h"
+#include "net/network.h"
 #include "util/log.h"
 #include "virtio/fs.h"
 #include "virtio/net.h"
@@ -114,9 +117,80 @@ static struct kiln_sandbox *sandbox_alloc(void)
 	return sb;
 }
 
-/* "rdinit=/sbin/kiln-agent quiet [kiln.net=ADDR/N,GW,DNS]
- * kiln.mount=TAG:PATH[:ro] ..." before the
- * user's own arguments (so theirs win). */
+/* A cluster network's card (options o): its MAC (a random locally
+ * administered one unless given) and the member name go into o; the
+ * address is leased from the network's switch now, before boot, so the
+ * agent can be told: "MAC,ADDR/N,-,DNS" into buf. */
+static int network_card(struct kiln_config *c, struct virtio_dev_opts *o,
+			char *buf, size_t len)
+{
+	struct sw_hello h = {.kind = SW_HELLO_LEASE};
+	const char *mac = virtio_dev_opts_get(o, "mac");
+	const char *sw = virtio_dev_opts_get(o, "switch");
+	char text[18], a[16], dns[16];
+	struct sw_reply *r;
+	struct in_addr ia;
+	unsigned v[6];
+	int err;
+
+	if (!mac) {
+		uint8_t m[6];
+
+		if (getrandom(m, 6, 0) != 6)
+			return kiln_errorf(&c->log, -EIO,
+					   "sandbox: no random MAC: %s",
+					   strerror(errno));
+		m[0] = (uint8_t)((m[0] & 0xfc) | 0x02); /* local, unicast */
+		snprintf(text, sizeof(text), "%02x:%02x:%02x:%02x:%02x:%02x",
+			 m[0], m[1], m[2], m[3], m[4], m[5]);
+		err = virtio_dev_opts_add(o, "mac", text);
+		if (err < 0)
+			return err;
+		mac = text;
+	}
+	if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5]) != 6)
+		return -EINVAL; /* checked with the options: cannot happen */
+	for (int i = 0; i < 6; i++)
+		h.mac[i] = (uint8_t)v[i];
+	if (c->hostname[0] && !virtio_dev_opts_find(o, "name", NULL)) {
+		err = virtio_dev_opts_add(o, "name", c->hostname);
+		if (err < 0)
+			return err;
+	}
+	if (virtio_dev_opts_get(o, "name"))
+		snprintf(h.name, sizeof(h.name), "%s",
+			 virtio_dev_opts_get(o, "name"));
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	err = network_hello(sw, &h, r, 5000, 0);
+	if (err < 0) {
+		free(r);
+		return kiln_errorf(&c->log, err,
+				   "sandbox: the network's switch at %s: %s "
+				   "(is the network there? kiln network ls)",
+				   sw, strerror(-err));
+	}
+	if (r->status) {
+		err = kiln_errorf(&c->log, -r->status,
+				  "sandbox: joining the network%s%s: %s",
+				  h.name[0] ? " as " : "", h.name, r->text);
+		free(r);
+		return err;
+	}
+	ia.s_addr = htonl(r->addr);
+	inet_ntop(AF_INET, &ia, a, sizeof(a));
+	ia.s_addr = htonl(r->dns);
+	inet_ntop(AF_INET, &ia, dns, sizeof(dns));
+	snprintf(buf, len, "%s,%s/%u,-,%s", mac, a, r->prefix, dns);
+	free(r);
+	return 0;
+}
+
+/* "rdinit=/sbin/kiln-agent quiet [kiln.hostname=NAME]
+ * [kiln.nic=MAC,ADDR/N,GW|-,DNS ...] kiln.mount=TAG:PATH[:ro] ..." before
+ * the user's own arguments (so theirs win). */
 static int sandbox_cmdline(struct kiln_config *c)
 {
 	size_t cap = 64 + (c->extra_cmdline ? strlen(c->extra_cmdline) : 0);
@@ -130,19 +204,30 @@ static int sandbox_cmdline(struct kiln_config *c)
 		cap += 32 + strlen(virtio_dev_opts_get(sh, "tag")) * 2 +
 		       (mount ? strlen(mount) : 0);
 	}
-	cap += 80;				  /* kiln.net= */
+	cap += 96 * NET_MAX_CARDS + 80;		  /* kiln.nic=, hostname */
 	cap += 16 + c->nr_ulimits * (8 + 2 * 21); /* kiln.ulimit= */
 	s = malloc(cap);
 	if (!s)
 		return -ENOMEM;
 	p = s + sprintf(s, "rdinit=/sbin/kiln-agent quiet");
+	if (c->hostname[0])
+		p += sprintf(p, " kiln.hostname=%s", c->hostname);
 	i = -1;
-	/* the network the agent configures before it says it is ready */
-	if ((sh = config_next_device(c, &virtio_net_ops, &i))) {
-		char net[64];
+	/* the cards the agent configures before it says it is ready */
+	while ((sh = config_next_device(c, &virtio_net_ops, &i))) {
+		char nic[96];
+		int err = 0;
 
-		if (virtio_net_guest_config(sh, net, sizeof(net)) > 0)
-			p += sprintf(p, " kiln.net=%s", net);
+		if (virtio_dev_opts_find(sh, "switch", NULL))
+			err = network_card(c, &c->devices[i], nic, sizeof(nic));
+		else if (virtio_net_guest_config(sh, nic, sizeof(nic)) < 0)
+			nic[0] = 0;
+		if (err < 0) {
+			free(s);
+			return err;
+		}
+		if (nic[0])
+			p += sprintf(p, " kiln.nic=%s", nic);
 	}
 	i = -1;
 	while ((sh = config_next_device(c, &virtio_fs_ops, &i))) {

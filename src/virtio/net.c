@@ -12,6 +12,7 @@
 
 #include "net/dns.h"
 #include "net/egress.h"
+#include "net/network.h"
 #include "net/user_net.h"
 #include "util/clock.h"
 #include "virtio/device_table.h"
@@ -42,6 +43,8 @@ struct net_forward {
 #define NET_DNS_MSG_MAX 4096 /* queries and answers kiln relays */
 #define NET_TAG_NAT	1
 #define NET_TAG_DNS	2
+#define NET_TAG_PORT	3
+#define NET_PORT_BURST	64 /* frames taken from the switch per turn */
 
 /* A guest query kiln forwarded upstream, and where its answer goes. */
 struct dns_pending {
@@ -83,8 +86,12 @@ struct virtio_net {
 	/* kiln's resolver proxy (--dns, --allow-domain): dns_fd is a UDP
 	 * socket connected to the upstream server, -1 when the NAT's own DNS
 	 * forwarding is used */
-	int epfd; /* the host fd: the NAT's epoll and dns_fd */
+	int epfd; /* the host fd: the NAT's epoll and dns_fd, or port_fd */
 	int dns_fd;
+	/* on a cluster network (switch=PATH): the switch port, instead of
+	 * the NAT and its policy; -1 otherwise, or once the switch is gone */
+	int port_fd;
+	bool on_switch;
 	char (*domains)[DNS_NAME_MAX + 1];
 	unsigned ndomains;
 	struct dns_pending dns[NET_DNS_PENDING];
@@ -486,6 +493,63 @@ static void dns_answers(struct virtio_net *n)
 	}
 }
 
+/* ---- a cluster network's switch port ---- */
+
+/* The switch went away: the card keeps working with nothing behind it. */
+static void port_lost(struct virtio_net *n, const char *why)
+{
+	kiln_logf(n->dev->log, KILN_LOG_WARN,
+		  "virtio-net: the network's switch is gone (%s): this card "
+		  "reaches nothing any more",
+		  why);
+	epoll_ctl(n->epfd, EPOLL_CTL_DEL, n->port_fd, NULL);
+	close(n->port_fd);
+	n->port_fd = -1;
+}
+
+/* One frame to the switch; a full socket drops it (the guest's TCP
+ * retransmits), so a stalled switch never stalls the device thread. */
+static void port_out(struct virtio_net *n, const uint8_t *frame, size_t len)
+{
+	if (n->port_fd < 0 || len > SW_MAX_FRAME) {
+		n->stats.tx_errors++;
+		return;
+	}
+	if (send(n->port_fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+	    (ssize_t)len) {
+		n->stats.tx_frames++;
+		return;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+		n->stats.tx_dropped++;
+	else
+		port_lost(n, strerror(errno));
+}
+
+/* Frames from the switch, at most NET_PORT_BURST a turn. */
+static void port_in(struct virtio_net *n)
+{
+	for (int k = 0; k < NET_PORT_BURST && n->port_fd >= 0; k++) {
+		ssize_t r = recv(n->port_fd, n->tx_buf, NET_HDR + NET_MAX_FRAME,
+				 MSG_DONTWAIT | MSG_TRUNC);
+
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			port_lost(n, r == 0 ? "it closed the connection"
+					    : strerror(errno));
+			return;
+		}
+		if (r < 14 || r > SW_MAX_FRAME) {
+			drop(n, "a runt or giant from the switch");
+			continue;
+		}
+		nat_deliver(n, n->tx_buf, (size_t)r);
+	}
+}
+
 static void tx(struct virtio_net *n)
 {
 	struct virtio_dev *d = n->dev;
@@ -505,6 +569,10 @@ static void tx(struct virtio_net *n)
 		if (len < NET_HDR + 14 ||
 		    c->out_len > NET_HDR + NET_MAX_FRAME) {
 			n->stats.tx_errors++;
+			continue;
+		}
+		if (n->on_switch) {
+			port_out(n, frame, len - NET_HDR);
 			continue;
 		}
 		/* TCP/UDP: parsed once for the resolver proxy and the
@@ -555,7 +623,8 @@ static void tx(struct virtio_net *n)
 		user_net_input(n->nat, n->tx_buf + NET_HDR, len - NET_HDR);
 	}
 	/* once per batch: the NAT's new sockets into the watch set */
-	user_net_flush(n->nat);
+	if (n->nat)
+		user_net_flush(n->nat);
 	if (r < 0)
 		virtio_dev_fail(d, "malformed transmit ring");
 }
@@ -596,13 +665,16 @@ static void net_host_events(struct virtio_dev *d)
 			user_net_service(n->nat);
 		else if (ev[i].data.u32 == NET_TAG_DNS)
 			dns_answers(n);
+		else if (ev[i].data.u32 == NET_TAG_PORT)
+			port_in(n);
 	}
 }
 
 /* ---- options: net[,egress=...][,mac=...][,net=A.B.C.D/N] ---- */
 
 static const char *const net_option_keys[] = {
-	"egress", "mac", "net", "rules", "forward", "domains", "dns", NULL};
+	"egress",  "mac", "net",    "rules", "forward",
+	"domains", "dns", "switch", "name",  NULL};
 
 static int parse_mac(const char *s, uint8_t mac[6])
 {
@@ -643,7 +715,9 @@ static int parse_net(const char *s, uint32_t *net4, unsigned *prefix)
 struct net_settings {
 	char domains[NET_MAX_DOMAINS][DNS_NAME_MAX + 1];
 	unsigned ndomains;
-	bool dns_set; /* dns= given */
+	bool dns_set;		 /* dns= given */
+	const char *switch_path; /* switch=: a cluster network's port */
+	const char *name;	 /* name=: the member's name there */
 	struct sockaddr_storage dns_upstream;
 	uint8_t mac[6];
 	struct user_net_opts uo;
@@ -842,6 +916,35 @@ static int net_settings(const struct virtio_dev_opts *o,
 				   "(letters, digits, '-', '.'), ';' between "
 				   "them (at most %u)",
 				   v, NET_MAX_DOMAINS);
+	ns->switch_path = virtio_dev_opts_get(o, "switch");
+	ns->name = virtio_dev_opts_get(o, "name");
+	if (virtio_dev_opts_find(o, "switch", NULL) &&
+	    (!ns->switch_path || !*ns->switch_path))
+		return kiln_errorf(log, -EINVAL,
+				   "net: switch needs a value (the socket "
+				   "of a network's switch)");
+	if (ns->name && !sw_name_valid(ns->name))
+		return kiln_errorf(log, -EINVAL,
+				   "net: name=%s: 1..63 of A-Z a-z 0-9 _ - ., "
+				   "not starting with . or -",
+				   ns->name);
+	if (ns->switch_path) {
+		static const char *const nat_only[] = {
+			"egress", "net", "rules", "forward", "domains", "dns"};
+
+		for (unsigned i = 0; i < 6; i++)
+			if (virtio_dev_opts_find(o, nat_only[i], NULL))
+				return kiln_errorf(
+					log, -EINVAL,
+					"net: %s applies to the user-mode "
+					"NAT, not to a cluster network's "
+					"card (switch=)",
+					nat_only[i]);
+	} else if (ns->name) {
+		return kiln_errorf(log, -EINVAL,
+				   "net: name= needs switch= (a member's "
+				   "name on a cluster network)");
+	}
 	if ((v = virtio_dev_opts_get(o, "dns"))) {
 		if (parse_host_port(v, &ns->dns_upstream) < 0)
 			return kiln_errorf(log, -EINVAL,
@@ -886,6 +989,8 @@ static void net_destroy(struct virtio_dev *d)
 	user_net_destroy(n->nat);
 	if (n->dns_fd >= 0)
 		close(n->dns_fd);
+	if (n->port_fd >= 0)
+		close(n->port_fd);
 	if (n->epfd >= 0)
 		close(n->epfd);
 	free(n->domains);
@@ -940,6 +1045,48 @@ static int net_watch(struct virtio_net *n, const struct net_settings *ns)
 	return 0;
 }
 
+/* Plugs the card into its network's switch (before the guest boots: a
+ * switch that is not there, or a name taken, fails the VM's creation). */
+static int port_connect(struct virtio_net *n, const struct net_settings *ns)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = NET_TAG_PORT};
+	struct sw_hello h = {.kind = SW_HELLO_PORT};
+	struct sw_reply *r = malloc(sizeof(*r));
+	int fd;
+
+	if (!r)
+		return kiln_errorf(n->dev->log, -ENOMEM, "net: out of memory");
+	memcpy(h.mac, ns->mac, 6);
+	snprintf(h.name, sizeof(h.name), "%s", ns->name ? ns->name : "");
+	fd = network_hello(ns->switch_path, &h, r, 5000, 1);
+	if (fd < 0) {
+		free(r);
+		return kiln_errorf(n->dev->log, fd,
+				   "net: the network's switch at %s: %s (is "
+				   "the network there? kiln network ls)",
+				   ns->switch_path, strerror(-fd));
+	}
+	if (r->status) {
+		int err = -r->status;
+
+		kiln_logf(n->dev->log, KILN_LOG_ERROR,
+			  "net: joining the network%s%s: %s",
+			  h.name[0] ? " as " : "", h.name, r->text);
+		free(r);
+		close(fd);
+		return err;
+	}
+	free(r);
+	n->on_switch = true;
+	n->port_fd = fd;
+	n->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (n->epfd < 0 ||
+	    epoll_ctl(n->epfd, EPOLL_CTL_ADD, n->port_fd, &ev) < 0)
+		return kiln_errorf(n->dev->log, -errno, "net: epoll: %s",
+				   strerror(errno));
+	return 0;
+}
+
 static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 {
 	struct net_settings *ns = malloc(sizeof(*ns));
@@ -954,7 +1101,7 @@ static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 	d->ops = &virtio_net_ops;
 	d->priv = n;
 	n->dev = d;
-	n->epfd = n->dns_fd = -1;
+	n->epfd = n->dns_fd = n->port_fd = -1;
 	err = net_settings(o, d->log, ns);
 	if (err < 0)
 		goto fail;
@@ -969,7 +1116,14 @@ static int net_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 		err = kiln_errorf(d->log, -ENOMEM, "net: out of memory");
 		goto fail;
 	}
-	n->epfd = n->dns_fd = -1;
+	n->epfd = n->dns_fd = n->port_fd = -1;
+	if (ns->switch_path) {
+		err = port_connect(n, ns);
+		if (err < 0)
+			goto fail;
+		free(ns);
+		return 0;
+	}
 	err = user_net_create(&ns->uo, nat_deliver, n, d->log, &n->nat);
 	if (err == 0)
 		err = net_watch(n, ns);
@@ -1010,7 +1164,7 @@ int virtio_net_guest_config(const struct virtio_dev_opts *o, char *buf,
 
 	if (!ns)
 		return -ENOMEM;
-	if (net_settings(o, NULL, ns) < 0) {
+	if (net_settings(o, NULL, ns) < 0 || ns->switch_path) {
 		free(ns);
 		return -EINVAL;
 	}
@@ -1021,7 +1175,9 @@ int virtio_net_guest_config(const struct virtio_dev_opts *o, char *buf,
 	inet_ntop(AF_INET, &g, s1, sizeof(s1));
 	inet_ntop(AF_INET, &gw, s2, sizeof(s2));
 	inet_ntop(AF_INET, &dns, s3, sizeof(s3));
-	r = snprintf(buf, len, "%s/%u,%s,%s", s1, ns->uo.prefix, s2, s3);
+	r = snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x,%s/%u,%s,%s",
+		     ns->mac[0], ns->mac[1], ns->mac[2], ns->mac[3], ns->mac[4],
+		     ns->mac[5], s1, ns->uo.prefix, s2, s3);
 	free(ns);
 	return r < 0 || (unsigned)r >= len ? -ENOSPC : r;
 }
@@ -1035,6 +1191,8 @@ void virtio_net_get_stats(const struct virtio_dev *d,
 	out->tx_frames = __atomic_load_n(&n->stats.tx_frames, __ATOMIC_RELAXED);
 	out->tx_denied = __atomic_load_n(&n->stats.tx_denied, __ATOMIC_RELAXED);
 	out->tx_errors = __atomic_load_n(&n->stats.tx_errors, __ATOMIC_RELAXED);
+	out->tx_dropped =
+		__atomic_load_n(&n->stats.tx_dropped, __ATOMIC_RELAXED);
 	out->rx_frames = __atomic_load_n(&n->stats.rx_frames, __ATOMIC_RELAXED);
 	out->rx_dropped =
 		__atomic_load_n(&n->stats.rx_dropped, __ATOMIC_RELAXED);
@@ -1052,12 +1210,13 @@ const struct virtio_dev_ops virtio_net_ops = {
 	.queue_notify = net_queue_notify,
 	.reset = net_reset,
 	.type = "net",
-	.max_per_vm = 1,
+	.max_per_vm = NET_MAX_CARDS,
 	.option_keys = net_option_keys,
-	.option_usage = "[egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]"
-			"[,rules=allow|deny:SPEC;...][,forward=tcp|udp:HOSTIP:"
-			"HOSTPORT:GUESTPORT;...][,domains=NAME;*.SUFFIX;...]"
-			"[,dns=IP[:PORT]]",
+	.option_usage =
+		"[egress=public|all|none][,mac=MAC][,net=A.B.C.D/N]"
+		"[,rules=allow|deny:SPEC;...][,forward=tcp|udp:HOSTIP:"
+		"HOSTPORT:GUESTPORT;...][,domains=NAME;*.SUFFIX;...]"
+		"[,dns=IP[:PORT]] | switch=SOCKET[,mac=MAC][,name=NAME]",
 	.check = net_check,
 	.create = net_create,
 	.destroy = net_destroy,

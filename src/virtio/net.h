@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-net (virtio 1.2, 5.1) with kiln's user-mode NAT behind it:
- * "net[,egress=public|all|none][,mac=XX:XX:XX:XX:XX:XX][,net=A.B.C.D/N]".
+ * "net[,egress=public|all|none][,mac=XX:XX:XX:XX:XX:XX][,net=A.B.C.D/N]",
+ * or on a cluster network: "net,switch=SOCKET[,mac=...][,name=NAME]" (the
+ * card is a port of that network's switch, net/switch.h: no NAT, no
+ * policy: members reach each other on any port).
  *
  * Queue 0 receives, queue 1 transmits. Every transmitted frame passes the
  * egress policy (net/egress.h) before the NAT sees it. Frames for the guest
@@ -26,16 +29,21 @@
 #define NET_MTU	       1500
 #define NET_RX_PENDING 256
 
+/* Cards one VM may have: --net user's and one per cluster network. */
+#define NET_MAX_CARDS 5
+
 struct virtio_net_stats {
-	uint64_t tx_frames, tx_denied, tx_errors;
+	uint64_t tx_frames, tx_denied, tx_errors, tx_dropped;
 	uint64_t rx_frames, rx_dropped;
 };
 
 /* The device type (device_table.h). */
 extern const struct virtio_dev_ops virtio_net_ops;
 
-/* The guest-side network as the agent configures it: "ADDR/PREFIX,GW,DNS"
- * for net device options o (checked) into buf; bytes or -ENOSPC. */
+/* The guest-side network as the agent configures it:
+ * "MAC,ADDR/PREFIX,GW,DNS" for the NAT's card (options o, checked) into
+ * buf; bytes, -ENOSPC, or -EINVAL for a cluster network's card (its
+ * address comes from the switch). */
 int virtio_net_guest_config(const struct virtio_dev_opts *o, char *buf,
 			    unsigned len);
 

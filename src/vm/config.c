@@ -11,6 +11,7 @@
 
 #include "virtio/blk.h"
 #include "virtio/fs.h"
+#include "virtio/net.h"
 #include "virtio/vsock.h"
 
 KILN_API const char *kiln_version(void)
@@ -228,15 +229,17 @@ config_next_device(const struct kiln_config *cfg,
 
 /* Takes o (checked) into the device list, or frees it: the limits that
  * span devices (slots, per-type counts, unique share tags). */
-static int add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
+int config_add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
 {
 	const struct virtio_dev_ops *type = o->type;
 	const char *tag = virtio_dev_opts_get(o, "tag");
+	const char *sw = virtio_dev_opts_get(o, "switch");
 	unsigned same = 0;
 	int err = 0;
 
 	for (unsigned i = 0; i < cfg->nr_devices && err == 0; i++) {
 		const struct virtio_dev_opts *d = &cfg->devices[i];
+		const char *dsw;
 
 		if (d->type != type)
 			continue;
@@ -245,6 +248,20 @@ static int add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
 		    !strcmp(tag, virtio_dev_opts_get(d, "tag")))
 			err = kiln_errorf(&cfg->log, -EEXIST,
 					  "share tag '%s' is used twice", tag);
+		if (type != &virtio_net_ops)
+			continue;
+		/* one NAT card (its published ports, its guest address),
+		 * and one card per cluster network */
+		dsw = virtio_dev_opts_get(d, "switch");
+		if (!sw && !dsw)
+			err = kiln_errorf(&cfg->log, -EEXIST,
+					  "a VM has one user-mode NAT card "
+					  "(net without switch=)");
+		else if (sw && dsw && !strcmp(sw, dsw))
+			err = kiln_errorf(&cfg->log, -EEXIST,
+					  "the VM is on that network already "
+					  "(%s)",
+					  sw);
 	}
 	if (err == 0 && type->max_per_vm && same >= type->max_per_vm)
 		err = kiln_errorf(&cfg->log, -E2BIG,
@@ -282,7 +299,7 @@ static int add_typed(struct kiln_config *cfg, const struct virtio_dev_ops *type,
 		virtio_dev_opts_free(&o);
 		return err;
 	}
-	return add_device(cfg, &o);
+	return config_add_device(cfg, &o);
 }
 
 KILN_API int kiln_config_add_device(struct kiln_config *cfg, const char *spec)
@@ -290,7 +307,7 @@ KILN_API int kiln_config_add_device(struct kiln_config *cfg, const char *spec)
 	struct virtio_dev_opts o;
 	int err = virtio_dev_opts_parse(spec, &cfg->log, &o);
 
-	return err < 0 ? err : add_device(cfg, &o);
+	return err < 0 ? err : config_add_device(cfg, &o);
 }
 
 KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,

@@ -41,7 +41,22 @@ struct kiln_config {
 		uint64_t soft, hard;
 	} ulimits[KILN_MAX_ULIMITS];
 	unsigned nr_ulimits;
+	/* the NAT card as the builder (config_net.c) describes it; it lives
+	 * in devices[] as a "net" entry, rebuilt on every change */
+	struct config_net {
+		bool on;
+		enum kiln_egress egress;
+		char mac[18], subnet[20], dns[64];
+		char rules[2048];    /* "allow:X;deny:Y" */
+		char forwards[1024]; /* "tcp:127.0.0.1:8080:80;..." */
+		char domains[2048];  /* "NAME;*.SUFFIX" */
+	} net;
+	char hostname[64]; /* "" : kiln's default */
 };
+
+/* Adds checked options o (taken over, freed on failure) to the device
+ * list, within each type's limit. 0 or -errno (logged). */
+int config_add_device(struct kiln_config *cfg, struct virtio_dev_opts *o);
 
 /* A deep copy of cfg (same log); NULL on ENOMEM. */
 struct kiln_config *config_clone(const struct kiln_config *cfg);

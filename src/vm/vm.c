@@ -392,6 +392,7 @@ KILN_API int kiln_vm_net_stats(const struct kiln_vm *vm,
 		out->tx_errors = st.tx_errors;
 		out->rx_frames = st.rx_frames;
 		out->rx_dropped = st.rx_dropped;
+		out->tx_dropped = st.tx_dropped;
 		return 0;
 	}
 	return -ENOENT;

@@ -17,6 +17,13 @@
 #     addresses open, others get NXDOMAIN under egress=none, a name that
 #     answers with a private address opens nothing (rebinding)
 #   bad --net/--allow/-p/--dns values are usage errors (2)
+#   IPv6: the guest gets fec0::/64 from the NAT, reaches the host's ::1 as
+#     fec0::2 under egress=all, and the public posture refuses it at once
+#   cluster networks: kiln network create/ls/inspect/rm; two sandboxes on
+#     one network exchange TCP both ways by name; a third, not on it (with
+#     --net user), cannot reach them; killing one member leaves the other
+#     and the switch working (a new member joins and talks); rm refuses a
+#     network with members unless --force
 # Host-side servers are small python3 programs on 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -28,6 +35,9 @@ mkdir -m 0700 "$XDG_RUNTIME_DIR"
 pids=()
 # shellcheck disable=SC2317 # called from the trap
 cleanup() {
+	# nothing of a failed run may outlive it: sandboxes, the switch
+	"$KILN" stop ca cb >/dev/null 2>&1
+	"$KILN" network rm --force clu >/dev/null 2>&1
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	rm -rf "$T"
@@ -239,10 +249,119 @@ check "--allow-domain with a bad name" 2 "domains=" -- run --net user --allow-do
 KILN_TEST_LIMIT=120 run_kiln "$T/out" "$T/err" -- start --name netps --net user -p "$hp:80" -p "127.0.0.1:$hp:53/udp"
 if [ "$rc" = 0 ]; then
 	run_kiln "$T/out" "$T/err" -- ps
-	grep -q "^netps .*running  127.0.0.1:$hp->80/tcp, 127.0.0.1:$hp->53/udp" "$T/out" &&
-		pass "kiln ps lists netps's published ports$E" || fail "kiln ps ports" "$(oneline "$T/out")"
+	grep -q "^netps .*running  127.0.0.1:$hp->80/tcp, 127.0.0.1:$hp->53/udp  net tx=[0-9]* denied=0 rx=[0-9]* dropped=[0-9]*$" "$T/out" &&
+		pass "kiln ps lists netps's published ports and its card's counters$E" || fail "kiln ps ports" "$(oneline "$T/out")"
 	run_kiln "$T/out" "$T/err" -- stop netps
 else
 	fail "kiln start --net user -p" "exit $rc: $(oneline "$T/err")"
+fi
+
+# --- IPv6 through the NAT, and the policy on it ---
+"$PY" - >"$T/v6port" 2>"$T/v6.log" <<'PYEOF' &
+import socket
+s = socket.socket(socket.AF_INET6); s.bind(("::1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept(); c.sendall(b"hello over IPv6\n"); c.close()
+PYEOF
+pids+=($!)
+for _ in $(seq 1 50); do [ -s "$T/v6port" ] && break; sleep 0.1; done
+P6=$(cat "$T/v6port")
+v6wait='for i in $(seq 1 20); do ip -6 addr show eth0 | grep -q "inet6 fec0::" && break; sleep 0.3; done'
+kr --net user,egress=all -- sh -c "$v6wait; ip -6 addr show eth0 | grep -o 'inet6 fec0::[0-9a-f:]*'; nc -w 5 fec0::2 $P6"
+if [ "$rc" = 0 ] && grep -q "inet6 fec0::5054:ff:fe12:3456" "$T/out" && grep -q "hello over IPv6" "$T/out"; then
+	pass "IPv6: the guest has fec0::5054:ff:fe12:3456/64 from the NAT and reaches the host's [::1]:$P6 as fec0::2 (egress=all)$E"
+else
+	fail "IPv6 through the NAT" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+kr -v --net user -- sh -c "$v6wait; t0=\$(cut -d' ' -f1 /proc/uptime); if nc -w 5 fec0::2 $P6 </dev/null; then echo reached; else echo refused; fi; t1=\$(cut -d' ' -f1 /proc/uptime); echo ms=\$(awk \"BEGIN{print int((\$t1 - \$t0) * 1000)}\")"
+ms=$(sed -n 's/^ms=//p' "$T/out")
+if [ "$rc" = 0 ] && grep -q "^refused" "$T/out" && [ -n "$ms" ] && [ "$ms" -lt 3000 ] &&
+	grep -q "TCP \[fec0::2\]:$P6 denied" "$T/err"; then
+	pass "IPv6: the public posture refuses the host alias fec0::2 at once ($ms ms), logged$E"
+else
+	fail "IPv6 policy" "exit $rc: $(oneline "$T/out") $(grep -v vhost-user "$T/err" | tr '\n' ' ' | cut -c1-300)"
+fi
+
+# --- cluster networks ---
+check "network create with a bad name" 2 "is not a network name" -- network create 'a/b'
+check "network create with a bad subnet" 2 "expected an IPv4 network" -- network create x --subnet 10.1.2.3
+check "network create on the NAT's subnet" 2 "overlaps 10.0.2.0/24" -- network create x --subnet 10.0.0.0/16
+check "--network naming no network" 2 "no network named 'nosuch'" -- run --network nosuch -- true
+run_kiln "$T/out" "$T/err" -- network create clu
+run_kiln "$T/out2" "$T/err2" -- network ls
+if [ "$rc" = 0 ] && grep -q "^clu  *10.89.0.0/24  *0  running" "$T/out2"; then
+	pass "kiln network create clu: 10.89.0.0/24, listed, its switch running"
+else
+	fail "kiln network create" "$(oneline "$T/err") $(oneline "$T/out2")"
+fi
+check "network create twice" 125 "a network named 'clu' exists" -- network create clu
+check "network create overlapping another" 125 "overlaps that of network 'clu'" -- network create x --subnet 10.89.0.0/16
+ks() { KILN_TEST_LIMIT=120 run_kiln "$T/s.out" "$T/s.err" -- start "$@"; }
+ke() { KILN_TEST_LIMIT=60 run_kiln "$T/out" "$T/err" -- exec "$@"; }
+ks --name ca --network clu && ks --name cb --network clu
+if [ "$rc" = 0 ]; then
+	ke ca -- sh -c 'hostname; ip -4 addr show eth0 | grep -o "inet [0-9./]*"; cat /etc/resolv.conf'
+	ca_info=$(oneline "$T/out")
+	# a server in cb; ca connects by name; then the other way round
+	(KILN_TEST_LIMIT=60 run_kiln "$T/l1.out" "$T/l1.err" -- exec cb -- sh -c 'nc -l -p 7001') &
+	l1=$!
+	(KILN_TEST_LIMIT=60 run_kiln "$T/l2.out" "$T/l2.err" -- exec ca -- sh -c 'nc -l -p 7002') &
+	l2=$!
+	sleep 2
+	ok1= ok2=
+	for _ in $(seq 1 10); do
+		ke ca -- sh -c 'echo from-ca | nc -w 5 cb 7001' && { ok1=1; break; }
+		sleep 1
+	done
+	for _ in $(seq 1 10); do
+		ke cb -- sh -c 'echo from-cb | nc -w 5 ca 7002' && { ok2=1; break; }
+		sleep 1
+	done
+	wait "$l1" "$l2"
+	if [ -n "$ok1" ] && [ -n "$ok2" ] && grep -q from-ca "$T/l1.out" && grep -q from-cb "$T/l2.out" &&
+		echo "$ca_info" | grep -q "^ca inet 10.89.0.2/24 nameserver 10.89.0.1"; then
+		pass "cluster network: ca (10.89.0.2, hostname ca) and cb exchange TCP both ways by name$E"
+	else
+		fail "cluster TCP by name" "ca: $ca_info; $(oneline "$T/l1.out") / $(oneline "$T/l2.out") $(oneline "$T/err")"
+	fi
+	# not a member: neither by address (the NAT's policy) nor by name
+	kr --net user -- sh -c 'if echo x | nc -w 3 10.89.0.3 7001; then echo reached; else echo refused; fi; nslookup cb 2>&1 | tail -1'
+	if [ "$rc" = 0 ] && grep -q "^refused" "$T/out" && ! grep -q "10.89.0.3$" "$T/out"; then
+		pass "a sandbox not on the network (--net user) reaches neither member's address nor its name$E"
+	else
+		fail "non-member isolation" "exit $rc: $(oneline "$T/out")"
+	fi
+	run_kiln "$T/out" "$T/err" -- network inspect clu
+	grep -q "^ca  *10.89.0.2 " "$T/out" && grep -q "^cb  *10.89.0.3 " "$T/out" &&
+		pass "kiln network inspect clu lists ca and cb with their addresses" ||
+		fail "network inspect" "$(oneline "$T/out") $(oneline "$T/err")"
+	check "network rm with members" 125 "has 2 members" -- network rm clu
+	# a member dies: the other and the switch go on, a newcomer talks
+	kill -9 "$(cut -d' ' -f1 "$XDG_RUNTIME_DIR/kiln/ca/info")" 2>/dev/null
+	for _ in $(seq 1 50); do
+		run_kiln "$T/out" "$T/err" -- network inspect clu
+		grep -q "^ca " "$T/out" || break
+		sleep 0.2
+	done
+	(KILN_TEST_LIMIT=60 run_kiln "$T/l3.out" "$T/l3.err" -- exec cb -- sh -c 'nc -l -p 7003') &
+	l3=$!
+	sleep 2
+	kr --network clu --name cd -- sh -c 'for i in 1 2 3 4 5; do echo from-cd | nc -w 5 cb 7003 && break; sleep 1; done'
+	wait "$l3"
+	if ! grep -q "^ca " "$T/out" && [ "$rc" = 0 ] && grep -q from-cd "$T/l3.out"; then
+		pass "killing member ca: the switch drops it, cb and the switch keep working (kiln run --network clu --name cd reached cb)$E"
+	else
+		fail "member death" "exit $rc: $(oneline "$T/l3.out") $(oneline "$T/err")"
+	fi
+	run_kiln "$T/out" "$T/err" -- stop ca cb
+	run_kiln "$T/out" "$T/err" -- network rm clu
+	run_kiln "$T/out2" "$T/err2" -- network ls
+	[ "$rc" = 0 ] && ! grep -q "^clu" "$T/out2" && pass "kiln network rm clu: gone once its members are" ||
+		fail "network rm" "$(oneline "$T/err") $(oneline "$T/out2")"
+else
+	fail "kiln start --network clu" "exit $rc: $(oneline "$T/s.err")"
+	run_kiln "$T/out" "$T/err" -- stop ca cb
+	run_kiln "$T/out" "$T/err" -- network rm --force clu
 fi
 exit 0

@@ -17,6 +17,7 @@
 
 #include <kiln/kiln.h>
 
+#include "virtio/net.h"
 #include "vm/config.h"
 
 struct log_capture {
@@ -307,6 +308,98 @@ static void test_console_fds_debug_exit(void **state)
 	assert_false(f->cfg->debug_exit);
 }
 
+/* The NAT card's entry as the device table sees it. */
+static const struct virtio_dev_opts *nat_entry(const struct kiln_config *cfg)
+{
+	int at = -1;
+
+	return config_next_device(cfg, &virtio_net_ops, &at);
+}
+
+static void test_net_builder(void **state)
+{
+	struct fixture *f = *state;
+	const struct virtio_dev_opts *o;
+
+	/* everything needs the NAT card first */
+	assert_int_equal(kiln_config_add_net_rule(f->cfg, 1, "1.2.3.4"),
+			 -EINVAL);
+	assert_non_null(strstr(f->cap.last, "needs the user-mode NAT"));
+	assert_int_equal(kiln_config_set_net_user(f->cfg, 7), -EINVAL);
+	assert_int_equal(kiln_config_set_net_user(f->cfg, KILN_EGRESS_NONE),
+			 0);
+	assert_int_equal(kiln_config_add_net_rule(f->cfg, 1, "host:8080"), 0);
+	assert_int_equal(kiln_config_add_net_rule(f->cfg, 0, "10.0.0.0/8"), 0);
+	assert_int_equal(kiln_config_add_port_forward(f->cfg, "9000:80"), 0);
+	assert_int_equal(
+		kiln_config_add_port_forward(f->cfg, "0.0.0.0:5353:53/udp"), 0);
+	assert_int_equal(kiln_config_add_allowed_domain(f->cfg, "*.pypi.org"),
+			 0);
+	assert_int_equal(kiln_config_set_dns(f->cfg, "127.0.0.1:5353"), 0);
+	/* bad values fail their own call and change nothing */
+	assert_int_equal(kiln_config_add_net_rule(f->cfg, 1, "1.2.3.0/16"),
+			 -EINVAL);
+	assert_int_equal(kiln_config_add_port_forward(f->cfg, "80"), -EINVAL);
+	assert_int_equal(kiln_config_add_port_forward(f->cfg, "1:2:3:4"),
+			 -EINVAL);
+	assert_int_equal(kiln_config_add_allowed_domain(f->cfg, "a..b"),
+			 -EINVAL);
+	assert_int_equal(kiln_config_add_allowed_domain(f->cfg, "a;b"),
+			 -EINVAL);
+	assert_int_equal(kiln_config_set_dns(f->cfg, "1.2.3"), -EINVAL);
+	assert_int_equal(kiln_config_set_net_address(f->cfg, "01:00:00:00:00:"
+							     "01",
+						     NULL),
+			 -EINVAL);
+	assert_int_equal(kiln_config_set_net_address(f->cfg, NULL,
+						     "192.168.5.0/24"),
+			 0);
+	o = nat_entry(f->cfg);
+	assert_non_null(o);
+	assert_string_equal(virtio_dev_opts_get(o, "egress"), "none");
+	assert_string_equal(virtio_dev_opts_get(o, "rules"),
+			    "allow:host:8080;deny:10.0.0.0/8");
+	assert_string_equal(virtio_dev_opts_get(o, "forward"),
+			    "tcp:127.0.0.1:9000:80;udp:0.0.0.0:5353:53");
+	assert_string_equal(virtio_dev_opts_get(o, "domains"), "*.pypi.org");
+	assert_string_equal(virtio_dev_opts_get(o, "dns"), "127.0.0.1:5353");
+	assert_string_equal(virtio_dev_opts_get(o, "net"), "192.168.5.0/24");
+	/* the posture changes in place: still one card */
+	assert_int_equal(kiln_config_set_net_user(f->cfg, KILN_EGRESS_ALL), 0);
+	{
+		int at = -1, n = 0;
+
+		while (config_next_device(f->cfg, &virtio_net_ops, &at))
+			n++;
+		assert_int_equal(n, 1);
+	}
+	assert_string_equal(virtio_dev_opts_get(nat_entry(f->cfg), "egress"),
+			    "all");
+	/* a second NAT card through the device string is refused */
+	assert_int_equal(kiln_config_add_device(f->cfg, "net"), -EEXIST);
+}
+
+static void test_hostname_and_networks(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/kiln-cfgnet-XXXXXX";
+
+	assert_int_equal(kiln_config_set_hostname(f->cfg, "web-1"), 0);
+	assert_string_equal(f->cfg->hostname, "web-1");
+	assert_int_equal(kiln_config_set_hostname(f->cfg, "-x"), -EINVAL);
+	assert_int_equal(kiln_config_set_hostname(f->cfg, "a b"), -EINVAL);
+	assert_int_equal(kiln_config_set_hostname(f->cfg, NULL), 0);
+	assert_string_equal(f->cfg->hostname, "");
+	/* networks are looked up in the user's runtime directory */
+	assert_non_null(mkdtemp(dir));
+	setenv("XDG_RUNTIME_DIR", dir, 1);
+	assert_int_equal(kiln_config_add_network(f->cfg, "nosuch"), -ENOENT);
+	assert_non_null(strstr(f->cap.last, "no network named 'nosuch'"));
+	assert_int_equal(kiln_config_add_network(f->cfg, "../etc"), -EINVAL);
+	unsetenv("XDG_RUNTIME_DIR");
+	rmdir(dir);
+}
+
 static void test_outcome_names(void **state)
 {
 	static const struct {
@@ -343,6 +436,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_version),
+		CFG_TEST(test_net_builder),
+		CFG_TEST(test_hostname_and_networks),
 		CFG_TEST(test_defaults),
 		cmocka_unit_test(test_free_null),
 		CFG_TEST(test_cpus),

@@ -225,6 +225,12 @@ static void test_bad_options(void **state)
 		"net,dns=1.2.3",
 		"net,dns=[::1",
 		"net,bogus=1",
+		/* a cluster network's card has no NAT settings */
+		"net,switch=/x,egress=all",
+		"net,switch=/x,forward=tcp:127.0.0.1:1:2",
+		"net,switch=",
+		"net,switch=/x,name=bad/name",
+		"net,name=web",
 	};
 	struct virtio_dev_opts o;
 
@@ -242,11 +248,23 @@ static void test_bad_options(void **state)
 				      &test_log, &o),
 		0);
 	{
-		char cfg[64];
+		char cfg[96];
 
 		assert_true(virtio_net_guest_config(&o, cfg, sizeof(cfg)) > 0);
-		assert_string_equal(cfg, "192.168.77.15/24,192.168.77.2,"
-					 "192.168.77.3");
+		assert_string_equal(cfg, "02:00:00:00:00:01,192.168.77.15/24,"
+					 "192.168.77.2,192.168.77.3");
+	}
+	virtio_dev_opts_free(&o);
+	assert_int_equal(virtio_dev_opts_parse("net,switch=/run/x.sock,name=db,"
+					       "mac=06:00:00:00:00:01",
+					       &test_log, &o),
+			 0);
+	{
+		char cfg[96];
+
+		/* its address comes from the switch, not from options */
+		assert_int_equal(virtio_net_guest_config(&o, cfg, sizeof(cfg)),
+				 -EINVAL);
 	}
 	virtio_dev_opts_free(&o);
 }
