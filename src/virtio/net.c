@@ -105,8 +105,13 @@ struct virtio_net {
 static uint64_t net_features(struct virtio_dev *d)
 {
 	(void)d;
+	/* checksum offload both ways: the guest leaves its outgoing TCP/UDP
+	 * checksums to kiln (completed before anything sees the frame), and
+	 * skips verifying what the NAT built; no segmentation offload: the
+	 * NAT takes MTU-sized frames */
 	return 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS |
-	       1ull << VIRTIO_NET_F_MTU | 1ull << VIRTIO_NET_F_MRG_RXBUF;
+	       1ull << VIRTIO_NET_F_MTU | 1ull << VIRTIO_NET_F_MRG_RXBUF |
+	       1ull << VIRTIO_NET_F_CSUM | 1ull << VIRTIO_NET_F_GUEST_CSUM;
 }
 
 static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *buf,
@@ -186,6 +191,11 @@ static int rx_one(struct virtio_net *n, const uint8_t *frame, size_t len)
 		virtq_unpop(q, k);
 		return -EINVAL;
 	}
+	/* frames from the NAT (and kiln's own answers) carry complete,
+	 * correct checksums; a cluster network's come from other guests */
+	if (!n->on_switch &&
+	    (d->driver_features & (1ull << VIRTIO_NET_F_GUEST_CSUM)))
+		hdr[0] = VIRTIO_NET_HDR_F_DATA_VALID;
 	hdr[10] = (uint8_t)k; /* num_buffers, little endian */
 	hdr[11] = (uint8_t)(k >> 8);
 	virtq_chain_write(&n->chains[0], 0, hdr, NET_HDR);
@@ -493,6 +503,48 @@ static void dns_answers(struct virtio_net *n)
 	}
 }
 
+/* Completes a checksum the guest left to the device (NEEDS_CSUM): the
+ * one's complement sum from start to the end of the frame, stored at
+ * start + off (the field holds the pseudo-header sum already). False for
+ * offsets outside the frame. */
+static bool complete_csum(uint8_t *frame, size_t len, uint16_t start,
+			  uint16_t off)
+{
+	uint32_t sum = 0;
+	uint16_t c;
+	size_t i;
+
+	if (start >= len || off > len - start || len - start - off < 2)
+		return false;
+	for (i = start; i + 1 < len; i += 2)
+		sum += (uint32_t)frame[i] << 8 | frame[i + 1];
+	if (i < len)
+		sum += (uint32_t)frame[i] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	c = (uint16_t)~sum;
+	if (c == 0 && off == 6)
+		c = 0xffff; /* UDP: 0 means "no checksum" */
+	frame[start + off] = (uint8_t)(c >> 8);
+	frame[start + off + 1] = (uint8_t)c;
+	return true;
+}
+
+/* The transmit header: no segmentation (not offered), and a checksum the
+ * guest left to us completed. False: the frame is dropped. */
+static bool tx_header(uint8_t *buf, size_t len)
+{
+	const uint8_t *h = buf;
+
+	if (h[1] != 0) /* gso_type: none was offered */
+		return false;
+	if (!(h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return true;
+	return complete_csum(buf + NET_HDR, len - NET_HDR,
+			     (uint16_t)(h[6] | h[7] << 8),
+			     (uint16_t)(h[8] | h[9] << 8));
+}
+
 /* ---- a cluster network's switch port ---- */
 
 /* The switch went away: the card keeps working with nothing behind it. */
@@ -567,7 +619,8 @@ static void tx(struct virtio_net *n)
 
 		virtio_dev_complete(d, NET_Q_TX, c->head, 0);
 		if (len < NET_HDR + 14 ||
-		    c->out_len > NET_HDR + NET_MAX_FRAME) {
+		    c->out_len > NET_HDR + NET_MAX_FRAME ||
+		    !tx_header(n->tx_buf, len)) {
 			n->stats.tx_errors++;
 			continue;
 		}
