@@ -56,7 +56,7 @@ LDFLAGS ?=
 # What every host object is compiled with: kiln's flags, then the user's.
 HOST_CFLAGS = $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS = $(BASE_CFLAGS) -fPIC -fvisibility=hidden $(CPPFLAGS) $(CFLAGS)
-LDLIBS := -pthread -lslirp
+LDLIBS := -pthread -lslirp -lz
 
 LIB_SRCS := $(wildcard src/*/*.c src/*/*/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -188,7 +188,7 @@ $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZ,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
-		$(LDFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) -lslirp
+		$(LDFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) -lslirp -lz
 fuzzers: $(FUZZ_BINS)
 
 unit: $(UNIT_BINS) $(UNIT_SAN_BINS)
@@ -214,7 +214,7 @@ guest: $(AGENT_BIN)
 # What the test tiers need; `make -k` so that one test that does not build
 # still lets the others run (tests/run-all.sh counts it as failed).
 CHECK_DEPS := all guest guest-agent unit fuzzers guests $(BUILD)/tests/fakekvm.so \
-	$(BUILD)/tests/fnv1a $(KVM_TEST_BINS)
+	$(BUILD)/tests/fnv1a $(KVM_TEST_BINS) $(BUILD)/tests/blktool
 check:
 	-$(Q)$(MAKE) --no-print-directory -k $(CHECK_DEPS)
 	$(Q)BUILD=$(BUILD) tests/run-all.sh

@@ -11,6 +11,7 @@ PKGS=(
 	linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils  # guest kernel
 	e2fsprogs                           # disk images
 	libslirp-dev                        # user-mode NAT (--net user)
+	zlib1g-dev qemu-utils               # qcow2 (compressed clusters); qemu-img for its interop tests
 	util-linux                          # setpriv, flock
 	python3 python3-pytest python3-setuptools python3-pip  # the Python SDK and its tests
 )

@@ -113,19 +113,26 @@ static void raise_nofile_limit(void)
 }
 
 /* --disk PATH[,ro|,rw] */
+/* --disk PATH[,ro|,rw][,snapshot][,format=raw|qcow2|auto]: options are
+ * taken from the end, so a path may hold commas. */
 static int disk_option(struct kiln_config *cfg, const char *arg)
 {
 	char *path = strdup(arg), *comma;
-	bool ro = false;
+	const char *format = NULL;
+	unsigned flags = 0;
 	int r;
 
 	if (!path)
 		return EXIT_KILN_FAILED;
-	comma = strrchr(path, ',');
-	if (comma && !strcmp(comma, ",ro")) {
-		*comma = 0;
-		ro = true;
-	} else if (comma && !strcmp(comma, ",rw")) {
+	while ((comma = strrchr(path, ','))) {
+		if (!strcmp(comma, ",ro"))
+			flags |= KILN_DISK_READ_ONLY;
+		else if (!strcmp(comma, ",snapshot"))
+			flags |= KILN_DISK_SNAPSHOT;
+		else if (!strncmp(comma, ",format=", 8))
+			format = comma + 8;
+		else if (strcmp(comma, ",rw"))
+			break;
 		*comma = 0;
 	}
 	if (!*path) {
@@ -133,7 +140,7 @@ static int disk_option(struct kiln_config *cfg, const char *arg)
 		cli_usage_error("--disk: missing path");
 		return EXIT_USAGE;
 	}
-	r = kiln_config_add_disk(cfg, path, ro);
+	r = kiln_config_add_disk_with(cfg, path, flags, format);
 	free(path);
 	return r < 0 ? EXIT_USAGE : 0;
 }

@@ -138,11 +138,24 @@ KILN_API int kiln_config_set_console(struct kiln_config *cfg,
  * is created. A VM has at most 17
  * devices besides its console and rng (-E2BIG). */
 KILN_API int kiln_config_add_device(struct kiln_config *cfg, const char *spec);
-/* Attaches a raw disk image as the next virtio-blk device (/dev/vda, vdb,
- * ...). The file is checked (exists, regular, size multiple of 512) at
- * kiln_vm_create. */
+/* Attaches a disk image (raw or qcow2, detected) as the next virtio-blk
+ * device (/dev/vda, vdb, ...). The file is checked (exists, regular, size
+ * multiple of 512, a sound qcow2 header) at kiln_vm_create. */
 KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 				  int read_only);
+/* kiln_config_add_disk with more: flags KILN_DISK_READ_ONLY (the guest
+ * may not write) and KILN_DISK_SNAPSHOT (the image is only read; the
+ * guest's writes go to a private copy-on-write overlay that goes with the
+ * VM, so many VMs can share one image); format "raw", "qcow2" (versions 2
+ * and 3, backing files included) or NULL / "auto": detected from the
+ * image's header, never from its name. An image a guest could ever write
+ * as a raw disk should be given format "raw": detection would otherwise
+ * trust a qcow2 header (and its backing file name) the guest wrote. */
+#define KILN_DISK_READ_ONLY 1u
+#define KILN_DISK_SNAPSHOT  2u
+KILN_API int kiln_config_add_disk_with(struct kiln_config *cfg,
+				       const char *path, unsigned flags,
+				       const char *format);
 /* Shares host directory `dir` with the guest as virtio-fs tag `tag`
  * (mount -t virtiofs TAG /mnt/TAG), read-only if read_only. The directory is
  * checked at kiln_vm_create. Each looked-up guest inode holds a host fd: raise

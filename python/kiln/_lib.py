@@ -144,6 +144,7 @@ _PROTOS = {
     "kiln_config_set_console_capture": (_int, [_vp, _int]),
     "kiln_config_add_device": (_int, [_vp, _cp]),
     "kiln_config_add_disk": (_int, [_vp, _cp, _int]),
+    "kiln_config_add_disk_with": (_int, [_vp, _cp, ctypes.c_uint, _cp]),
     "kiln_config_add_share_at": (_int, [_vp, _cp, _cp, _int, _cp]),
     "kiln_config_set_guest_dir": (_int, [_vp, _cp]),
     "kiln_config_set_accel": (_int, [_vp, _int]),

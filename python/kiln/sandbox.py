@@ -69,10 +69,14 @@ class Share:
 
 @dataclass(frozen=True)
 class Disk:
-    """A raw disk image, the next ``/dev/vdX`` in the guest."""
+    """A disk image (raw or qcow2, detected unless ``format`` says), the
+    next ``/dev/vdX`` in the guest. ``snapshot``: the image is only read,
+    the guest's writes go to a private overlay that ends with the VM."""
 
     path: str
     read_only: bool = False
+    snapshot: bool = False
+    format: Optional[str] = None
 
 
 @dataclass
@@ -887,7 +891,9 @@ class Sandbox:
                     f"share {s.host}:{s.tag}",
                 )
             for d in o["disks"]:
-                check(lib.config_add_disk(cfg, _b(d.path, "disk"), 1 if d.read_only else 0), f"disk {d.path}")
+                flags = (1 if d.read_only else 0) | (2 if d.snapshot else 0)
+                fmt = _b(d.format, "disk format") if d.format else None
+                check(lib.config_add_disk_with(cfg, _b(d.path, "disk"), flags, fmt), f"disk {d.path}")
             for spec in o["devices"]:
                 check(lib.config_add_device(cfg, _b(spec, "device")), f"device {spec}")
             if o["cmdline"]:

@@ -484,6 +484,18 @@ def test_cluster_network(engine_ok, tmp_path, monkeypatch):
     assert kiln.networks() == []
 
 
+def test_disk_snapshot(engine_ok, tmp_path):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"kiln" * (256 << 10))
+    before = hashlib.md5(base.read_bytes()).hexdigest()
+    with kiln.Sandbox(disks=[kiln.Disk(str(base), snapshot=True)], boot_timeout=120) as sb:
+        sb.run("printf CHANGED | dd of=/dev/vda conv=notrunc,fsync 2>/dev/null", check=True)
+        assert sb.run("head -c 7 /dev/vda").stdout == b"CHANGED"
+    assert hashlib.md5(base.read_bytes()).hexdigest() == before
+    with pytest.raises(kiln.KilnError):
+        kiln.Sandbox(disks=[kiln.Disk(str(base), format="vmdk")]).start()
+
+
 def test_ulimits(engine_ok):
     with kiln.Sandbox(ulimits={"nofile": 64, "nproc": (100, 200)}, boot_timeout=120) as sb:
         assert sb.run("ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu").stdout == b"64\n64\n100\n200\n"

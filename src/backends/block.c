@@ -369,12 +369,12 @@ static int raw_from_fd(int fd, uint64_t size, bool read_only,
 	return 0;
 }
 
-int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
-		   struct block_backend **out)
+int block_file_open(const char *path, bool read_only,
+		    const struct kiln_log *log)
 {
 	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	uint64_t size;
-	int fd, r;
+	struct stat st;
+	int fd;
 
 	/* O_NONBLOCK: a FIFO (or a device that waits for a carrier) must be
 	 * refused by raw_get_size, not block open() forever. */
@@ -395,16 +395,46 @@ int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
 				   path, read_only ? "" : " read-write",
 				   strerror(err));
 	}
-	r = raw_get_size(fd, path, log, &size);
+	if (fstat(fd, &st) < 0 ||
+	    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		uint64_t size;
+		int r = raw_get_size(fd, path, log, &size); /* says why */
+
+		close(fd);
+		return r < 0 ? r : -EINVAL;
+	}
 	/* a regular file or a block device: blocking I/O from here on */
-	if (r == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
-		r = kiln_errorf(log, -errno, "block: %s: fcntl: %s", path,
-				strerror(errno));
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return kiln_errorf(log, err, "block: %s: fcntl: %s", path,
+				   strerror(-err));
+	}
+	return fd;
+}
+
+int block_raw_from_fd(int fd, const char *path, bool read_only,
+		      const struct kiln_log *log, struct block_backend **out)
+{
+	uint64_t size;
+	int r = raw_get_size(fd, path, log, &size);
+
 	if (r < 0) {
 		close(fd);
 		return r;
 	}
 	return raw_from_fd(fd, size, read_only, log, out);
+}
+
+int block_raw_open(const char *path, bool read_only, const struct kiln_log *log,
+		   struct block_backend **out)
+{
+	int fd = block_file_open(path, read_only, log);
+
+	if (fd < 0)
+		return fd;
+	return block_raw_from_fd(fd, path, read_only, log, out);
 }
 
 int block_raw_open_fd(int fd, bool read_only, const struct kiln_log *log,

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "util/log.h"
@@ -67,6 +68,76 @@ int block_raw_open_fd(int fd, bool read_only, const struct kiln_log *log,
  * for tests and scratch disks. Returns 0 and *out, or -errno (logged). */
 int block_mem_create(uint64_t size, bool read_only, const struct kiln_log *log,
 		     struct block_backend **out);
+
+/*
+ * Opening a disk as users name it: a format (detected from the header,
+ * never from the name, unless forced) and, with snapshot, a private
+ * copy-on-write overlay over it. Formats are the table in block_open.c:
+ * adding one is a file with its open function and one line there.
+ */
+enum block_format {
+	BLOCK_FORMAT_AUTO = 0,
+	BLOCK_FORMAT_RAW,
+	BLOCK_FORMAT_QCOW2,
+};
+
+struct block_open_opts {
+	const char *path; /* or NULL and fd */
+	int fd;		  /* the caller's, duplicated; -1 with a path */
+	enum block_format format;
+	bool read_only; /* the guest may not write */
+	bool snapshot;	/* writes go to a private overlay; the image is only
+			   read */
+};
+
+/* Parses "raw", "qcow2" (or "auto"); -EINVAL otherwise. */
+int block_format_parse(const char *name, enum block_format *out);
+
+/* Opens a disk per o: 0 and *out, or -errno (logged, naming the file). */
+int block_open(const struct block_open_opts *o, const struct kiln_log *log,
+	       struct block_backend **out);
+
+/* The images a backing chain went through, to refuse loops. */
+struct block_chain {
+	const struct block_chain *prev;
+	dev_t dev;
+	ino_t ino;
+};
+
+/* A backing file (read-only): format by name (NULL: detected), chain the
+ * images above it (QCOW2_MAX_CHAIN at most). 0 or -errno (logged). */
+int block_open_chain(const char *path, const char *format,
+		     const struct block_chain *chain,
+		     const struct kiln_log *log, struct block_backend **out);
+
+/* True when hdr (the file's first bytes) is a qcow2 header. */
+bool block_qcow2_probe(const uint8_t *hdr, size_t len);
+
+/* A qcow2 image on fd (taken over, closed on failure), called path in
+ * messages (relative backing files are found beside it; a path starting
+ * with '<' has no directory). 0 or -errno (logged). */
+int block_qcow2_open(int fd, const char *path, bool read_only,
+		     const struct block_chain *chain,
+		     const struct kiln_log *log, struct block_backend **out);
+
+/* A raw image on fd (taken over, closed on failure), checked like
+ * block_raw_open's. 0 or -errno (logged). */
+int block_raw_from_fd(int fd, const char *path, bool read_only,
+		      const struct kiln_log *log, struct block_backend **out);
+
+/* Opens path for a disk (O_NONBLOCK refusals of FIFOs and the like
+ * included): the fd, or -errno (logged). */
+int block_file_open(const char *path, bool read_only,
+		    const struct kiln_log *log);
+
+/* The copy-on-write overlay over base (taken over on success): reads
+ * come from base until the guest writes a cluster, which then lives in an
+ * unlinked temporary file. 0 or -errno (logged). */
+int block_overlay_create(struct block_backend *base, const struct kiln_log *log,
+			 struct block_backend **out);
+
+/* Whether cluster c of an overlay's bitmap is set (for tests). */
+bool overlay_bit(const uint64_t *bits, uint64_t c);
 
 /* Sets the GET_ID serial; -EINVAL (logged) if longer than 20 bytes. */
 int block_backend_set_id(struct block_backend *be, const char *id);

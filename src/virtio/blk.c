@@ -424,58 +424,74 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned qi)
 		virtio_dev_fail(d, "malformed request ring");
 }
 
-static const char *const blk_option_keys[] = {"path", "fd", "ro", NULL};
+static const char *const blk_option_keys[] = {"path",	  "fd",	    "ro",
+					      "snapshot", "format", NULL};
+
+/* The disk as block_open takes it; 0 or -EINVAL (logged). */
+static int blk_open_opts(const struct virtio_dev_opts *o,
+			 const struct kiln_log *log, struct block_open_opts *bo)
+{
+	bool has_path = virtio_dev_opts_find(o, "path", NULL);
+	bool has_fd = virtio_dev_opts_find(o, "fd", NULL);
+	const char *format = virtio_dev_opts_get(o, "format");
+	uint64_t fd;
+	int err;
+
+	memset(bo, 0, sizeof(*bo));
+	bo->fd = -1;
+	if (has_path && has_fd)
+		return kiln_errorf(log, -EINVAL,
+				   "blk: path= and fd= exclude each other");
+	if (has_fd) {
+		err = virtio_dev_opts_u64(o, "fd", 0, INT32_MAX, log, &fd);
+		bo->fd = (int)fd;
+	} else {
+		err = virtio_dev_opts_require(o, "path", "path=IMAGE (or fd=N)",
+					      log, &bo->path);
+	}
+	if (err == 0)
+		err = virtio_dev_opts_bool(o, "ro", log, &bo->read_only);
+	if (err == 0)
+		err = virtio_dev_opts_bool(o, "snapshot", log, &bo->snapshot);
+	if (err == 0 && (virtio_dev_opts_find(o, "format", NULL) || format) &&
+	    (!format || block_format_parse(format, &bo->format) < 0))
+		err = kiln_errorf(log, -EINVAL,
+				  "blk: format=%s: expected raw, qcow2 or auto",
+				  format ? format : "");
+	return err;
+}
 
 static int blk_check(const struct virtio_dev_opts *o,
 		     const struct kiln_log *log)
 {
-	bool has_path = virtio_dev_opts_find(o, "path", NULL);
-	bool has_fd = virtio_dev_opts_find(o, "fd", NULL);
-	const char *path;
-	uint64_t fd;
-	bool ro;
-	int err = 0;
+	struct block_open_opts bo;
 
-	if (has_path && has_fd)
-		return kiln_errorf(log, -EINVAL,
-				   "blk: path= and fd= exclude each other");
-	if (has_fd)
-		err = virtio_dev_opts_u64(o, "fd", 0, INT32_MAX, log, &fd);
-	else
-		err = virtio_dev_opts_require(o, "path", "path=IMAGE (or fd=N)",
-					      log, &path);
-	return err < 0 ? err : virtio_dev_opts_bool(o, "ro", log, &ro);
+	return blk_open_opts(o, log, &bo);
 }
 
-/* A raw image (or block device) opened by the device itself, or a
- * duplicate of the caller's fd. */
+/* A disk image (raw or qcow2, detected unless format= says) or block
+ * device, opened by the device itself or from a duplicate of the caller's
+ * fd; with snapshot, behind a private copy-on-write overlay. */
 static int blk_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 {
-	const char *path = virtio_dev_opts_get(o, "path");
+	struct block_open_opts bo;
 	struct block_backend *be;
 	char what[32];
-	uint64_t fd;
-	bool ro;
 	int err;
 
-	if (virtio_dev_opts_bool(o, "ro", d->log, &ro) < 0)
+	if (blk_open_opts(o, d->log, &bo) < 0)
 		return -EINVAL;
-	if (path) {
-		err = block_raw_open(path, ro, d->log, &be);
-	} else if (virtio_dev_opts_u64(o, "fd", 0, INT32_MAX, d->log, &fd) ==
-		   0) {
-		snprintf(what, sizeof(what), "fd %d", (int)fd);
-		path = what;
-		err = block_raw_open_fd((int)fd, ro, d->log, &be);
-	} else {
-		return -EINVAL;
-	}
+	if (!bo.path)
+		snprintf(what, sizeof(what), "fd %d", bo.fd);
+	err = block_open(&bo, d->log, &be);
 	if (err < 0)
-		return kiln_errorf(d->log, err, "cannot use disk %s", path);
-	err = virtio_blk_create(be, ro, d);
+		return kiln_errorf(d->log, err, "cannot use disk %s",
+				   bo.path ? bo.path : what);
+	err = virtio_blk_create(be, bo.read_only, d);
 	if (err < 0) {
 		block_backend_destroy(be);
-		return kiln_errorf(d->log, err, "cannot create disk %s", path);
+		return kiln_errorf(d->log, err, "cannot create disk %s",
+				   bo.path ? bo.path : what);
 	}
 	((struct virtio_blk *)d->priv)->owns_be = true;
 	return 0;
@@ -493,7 +509,7 @@ const struct virtio_dev_ops virtio_blk_ops = {
 	.queue_notify = blk_queue_notify,
 	.type = "blk",
 	.option_keys = blk_option_keys,
-	.option_usage = "path=IMAGE|fd=N[,ro]",
+	.option_usage = "path=IMAGE|fd=N[,ro][,snapshot][,format=raw|qcow2]",
 	.check = blk_check,
 	.create = blk_create,
 	.destroy = virtio_blk_destroy,

@@ -326,8 +326,7 @@ static void test_net_builder(void **state)
 			 -EINVAL);
 	assert_non_null(strstr(f->cap.last, "needs the user-mode NAT"));
 	assert_int_equal(kiln_config_set_net_user(f->cfg, 7), -EINVAL);
-	assert_int_equal(kiln_config_set_net_user(f->cfg, KILN_EGRESS_NONE),
-			 0);
+	assert_int_equal(kiln_config_set_net_user(f->cfg, KILN_EGRESS_NONE), 0);
 	assert_int_equal(kiln_config_add_net_rule(f->cfg, 1, "host:8080"), 0);
 	assert_int_equal(kiln_config_add_net_rule(f->cfg, 0, "10.0.0.0/8"), 0);
 	assert_int_equal(kiln_config_add_port_forward(f->cfg, "9000:80"), 0);
@@ -347,13 +346,13 @@ static void test_net_builder(void **state)
 	assert_int_equal(kiln_config_add_allowed_domain(f->cfg, "a;b"),
 			 -EINVAL);
 	assert_int_equal(kiln_config_set_dns(f->cfg, "1.2.3"), -EINVAL);
-	assert_int_equal(kiln_config_set_net_address(f->cfg, "01:00:00:00:00:"
-							     "01",
+	assert_int_equal(kiln_config_set_net_address(f->cfg,
+						     "01:00:00:00:00:"
+						     "01",
 						     NULL),
 			 -EINVAL);
-	assert_int_equal(kiln_config_set_net_address(f->cfg, NULL,
-						     "192.168.5.0/24"),
-			 0);
+	assert_int_equal(
+		kiln_config_set_net_address(f->cfg, NULL, "192.168.5.0/24"), 0);
 	o = nat_entry(f->cfg);
 	assert_non_null(o);
 	assert_string_equal(virtio_dev_opts_get(o, "egress"), "none");
