@@ -81,17 +81,22 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Reads [off, off+len) into buf, cluster by cluster from where it lives. */
+/* Reads [off, off+len) into buf from where each cluster lives: one read
+ * per run of clusters that live in the same place. */
 static int ov_read(struct overlay *ov, uint8_t *buf, uint64_t off, uint64_t len)
 {
 	while (len) {
 		uint64_t c = off / OVERLAY_CLUSTER;
-		uint64_t in = off % OVERLAY_CLUSTER;
-		uint64_t n =
-			OVERLAY_CLUSTER - in < len ? OVERLAY_CLUSTER - in : len;
+		bool here = overlay_bit(ov->bits, c);
+		/* to the end of this cluster, then whole clusters alike */
+		uint64_t n = OVERLAY_CLUSTER - off % OVERLAY_CLUSTER;
 		int err;
 
-		if (overlay_bit(ov->bits, c)) {
+		while (n < len && overlay_bit(ov->bits, ++c) == here)
+			n += OVERLAY_CLUSTER;
+		if (n > len)
+			n = len;
+		if (here) {
 			err = pread_all(ov->fd, buf, n, off);
 		} else {
 			struct iovec v = {buf, n};
@@ -166,10 +171,31 @@ static int for_each_iov(struct overlay *ov, const struct iovec *iov, int cnt,
 	return 0;
 }
 
+/* Whether every cluster of [off, off+len) lives in the base. */
+static bool all_in_base(const struct overlay *ov, uint64_t off, uint64_t len)
+{
+	for (uint64_t c = off / OVERLAY_CLUSTER;
+	     len && c <= (off + len - 1) / OVERLAY_CLUSTER; c++)
+		if (overlay_bit(ov->bits, c))
+			return false;
+	return true;
+}
+
 static int ov_readv(struct block_backend *be, const struct iovec *iov,
 		    int iovcnt, uint64_t off)
 {
-	return for_each_iov(to_ov(be), iov, iovcnt, off, false);
+	struct overlay *ov = to_ov(be);
+	uint64_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > ov->size - total)
+			return -EINVAL;
+		total += iov[i].iov_len;
+	}
+	/* nothing of it written yet: the base's own vectored read */
+	if (block_range_ok(ov->size, off, total) && all_in_base(ov, off, total))
+		return ov->base->ops->readv(ov->base, iov, iovcnt, off);
+	return for_each_iov(ov, iov, iovcnt, off, false);
 }
 
 static int ov_writev(struct block_backend *be, const struct iovec *iov,

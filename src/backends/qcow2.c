@@ -75,10 +75,11 @@ struct qcow2 {
 	uint64_t clock;
 	struct block_backend *backing; /* NULL: unallocated reads as zeros */
 	uint64_t backing_size;
-	uint8_t *cbuf;	       /* one cluster: compressed input */
-	uint8_t *dbuf;	       /* one cluster: decompressed / COW data */
-	uint64_t dbuf_from;    /* the compressed entry dbuf holds, or 0 */
-	uint8_t *zeros;	       /* one cluster of zeros (write_zeroes) */
+	uint8_t *cbuf;	    /* one cluster: compressed input */
+	uint8_t *dbuf;	    /* one cluster: decompressed / COW data */
+	uint64_t dbuf_from; /* the compressed entry dbuf holds, or 0 */
+	uint8_t *zeros;	    /* one cluster of zeros (write_zeroes) */
+	uint8_t *wbuf; /* one cluster: a write gathered from its segments */
 	uint64_t zero_flag;    /* QCOW2_OFLAG_ZERO in version 3, else 0 */
 	uint16_t *refblock;    /* one refcount block, cached */
 	uint64_t refblock_off; /* its offset, 0: none */
@@ -334,21 +335,39 @@ static int q_readv(struct block_backend *be, const struct iovec *iov,
 	}
 	if (!block_range_ok(q->size, off, total))
 		return -EINVAL;
-	for (int i = 0; i < iovcnt; i++) {
-		uint8_t *p = iov[i].iov_base;
-		uint64_t len = iov[i].iov_len;
+	if (!q->wbuf && !(q->wbuf = malloc(q->cluster_size)))
+		return -ENOMEM;
+	/* cluster by cluster, one read each, scattered to however many
+	 * segments the guest's buffers came in */
+	for (int i = 0, used = 0; total;) {
+		uint64_t in = off & (q->cluster_size - 1);
+		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
+							  : total;
+		int err;
 
-		while (len) {
-			uint64_t in = off & (q->cluster_size - 1);
-			uint64_t n = q->cluster_size - in < len
-					     ? q->cluster_size - in
-					     : len;
-			int err = read_piece(q, p, off, n);
+		while ((size_t)used == iov[i].iov_len)
+			i++, used = 0;
+		if (iov[i].iov_len - (size_t)used >= n) {
+			err = read_piece(q, (uint8_t *)iov[i].iov_base + used,
+					 off, n);
+			used += (int)n;
+		} else {
+			err = read_piece(q, q->wbuf, off, n);
+			for (uint64_t put = 0; err == 0 && put < n;) {
+				size_t k = iov[i].iov_len - (size_t)used;
 
-			if (err < 0)
-				return err;
-			p += n, off += n, len -= n;
+				if (k > n - put)
+					k = n - put;
+				memcpy((uint8_t *)iov[i].iov_base + used,
+				       q->wbuf + put, k);
+				put += k, used += (int)k;
+				if ((size_t)used == iov[i].iov_len && put < n)
+					i++, used = 0;
+			}
 		}
+		if (err < 0)
+			return err;
+		off += n, total -= n;
 	}
 	return 0;
 }
@@ -523,22 +542,30 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 		memcpy(q->dbuf + in, buf, len);
 		err = pwrite_full(q->fd, q->dbuf, q->cluster_size, host);
 	} else {
-		/* a new cluster: what the guest saw there, then its bytes */
-		if (entry & QCOW2_OFLAG_COMPR) {
-			err = decompress(q, entry);
-		} else if (len < clen && !(entry & q->zero_flag)) {
-			err = read_backing(q, q->dbuf, cstart, clen);
-			memset(q->dbuf + clen, 0, q->cluster_size - clen);
-		} else {
-			memset(q->dbuf, 0, q->cluster_size);
+		/* a new cluster: what the guest saw there, then its bytes;
+		 * a whole cluster's worth goes to the file as it is */
+		const uint8_t *data = buf;
+
+		if (len < clen) {
+			if (entry & QCOW2_OFLAG_COMPR) {
+				err = decompress(q, entry);
+			} else if (!(entry & q->zero_flag)) {
+				err = read_backing(q, q->dbuf, cstart, clen);
+				memset(q->dbuf + clen, 0,
+				       q->cluster_size - clen);
+			} else {
+				memset(q->dbuf, 0, q->cluster_size);
+			}
+			if (err < 0)
+				return err;
+			q->dbuf_from = 0; /* about to change: not a cache */
+			memcpy(q->dbuf + in, buf, len);
+			data = q->dbuf;
 		}
-		if (err < 0)
-			return err;
-		q->dbuf_from = 0; /* about to change: no longer a cache */
-		memcpy(q->dbuf + in, buf, len);
 		err = alloc_cluster(q, &host);
 		if (err == 0)
-			err = pwrite_full(q->fd, q->dbuf, q->cluster_size,
+			err = pwrite_full(q->fd, data,
+					  len < clen ? q->cluster_size : len,
 					  host);
 		if (err == 0 && (entry & QCOW2_OFLAG_COMPR))
 			err = free_compressed(q, entry);
@@ -569,21 +596,42 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 	}
 	if (!block_range_ok(q->size, off, total))
 		return -EINVAL;
-	for (int i = 0; i < iovcnt; i++) {
-		const uint8_t *p = iov[i].iov_base;
-		uint64_t len = iov[i].iov_len;
+	if (!q->wbuf && !(q->wbuf = malloc(q->cluster_size)))
+		return -ENOMEM;
+	/* cluster by cluster, each gathered from however many segments the
+	 * guest's buffers came in: one write per cluster */
+	for (int i = 0, used = 0; total;) {
+		uint64_t in = off & (q->cluster_size - 1);
+		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
+							  : total;
+		const uint8_t *src;
+		int err;
 
-		while (len) {
-			uint64_t in = off & (q->cluster_size - 1);
-			uint64_t n = q->cluster_size - in < len
-					     ? q->cluster_size - in
-					     : len;
-			int err = write_piece(q, p, off, n);
+		if (iov[i].iov_len - (size_t)used >= n) {
+			/* within one segment: no copy */
+			src = (const uint8_t *)iov[i].iov_base + used;
+			used += (int)n;
+		} else {
+			for (uint64_t got = 0; got < n;) {
+				size_t k = iov[i].iov_len - (size_t)used;
 
-			if (err < 0)
-				return err;
-			p += n, off += n, len -= n;
+				if (k > n - got)
+					k = n - got;
+				memcpy(q->wbuf + got,
+				       (const uint8_t *)iov[i].iov_base + used,
+				       k);
+				got += k, used += (int)k;
+				if ((size_t)used == iov[i].iov_len)
+					i++, used = 0;
+			}
+			src = q->wbuf;
 		}
+		while (i < iovcnt && (size_t)used == iov[i].iov_len)
+			i++, used = 0;
+		err = write_piece(q, src, off, n);
+		if (err < 0)
+			return err;
+		off += n, total -= n;
 	}
 	return 0;
 }
@@ -648,6 +696,7 @@ static void q_destroy(struct block_backend *be)
 	free(q->dbuf);
 	free(q->refblock);
 	free(q->zeros);
+	free(q->wbuf);
 	free(q->path);
 	free(q);
 }

@@ -14,7 +14,8 @@
 #   the Linux driver (kiln run, whichever engine runs here) writes a qcow2
 #     image (qemu-img check clean, the guest's view equal to qemu-img's),
 #     reads a compressed one, and writes through ,snapshot without touching
-#     the base; bad --disk options are usage errors.
+#     the base, and a FLUSH then kill -9 of the VMM loses nothing flushed;
+#     bad --disk options are usage errors.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/harness.sh
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/../.." || exit 1
 T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-disk.XXXXXX")
 export XDG_RUNTIME_DIR=$T/run
 mkdir -m 0700 "$XDG_RUNTIME_DIR"
-trap 'rm -rf "$T"' EXIT
+trap '"$KILN" stop dk >/dev/null 2>&1; rm -rf "$T"' EXIT
 oneline() { tr '\n' ' ' <"$1" | cut -c1-300; }
 BT=$BUILD/tests/blktool
 
@@ -175,6 +176,26 @@ if [ "$rc" = 0 ] && [ "$(md5sum <"$T/base.raw")" = "$before" ] && [ "$(sed -n 1p
 	pass "--disk base.raw,snapshot: the guest sees its writes, the base is byte-identical after$E"
 else
 	fail "--disk ,snapshot" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+# FLUSH, then the VMM killed: nothing the guest had flushed is lost
+cp "$T/v3.qcow2" "$T/k.qcow2"
+KILN_TEST_LIMIT=120 run_kiln "$T/out" "$T/err" -- start --name dk --disk "$T/k.qcow2"
+if [ "$rc" = 0 ]; then
+	KILN_TEST_LIMIT=60 run_kiln "$T/out" "$T/err" -- exec dk -- sh -c \
+		'dd if=/dev/urandom of=/tmp/p bs=64k count=40 2>/dev/null && dd if=/tmp/p of=/dev/vda bs=64k seek=50 conv=fsync 2>/dev/null && md5sum </tmp/p'
+	want=$(cut -d' ' -f1 "$T/out")
+	kill -9 "$(cut -d' ' -f1 "$XDG_RUNTIME_DIR/kiln/dk/info")" 2>/dev/null
+	sleep 1
+	qemu-img convert -O raw "$T/k.qcow2" "$T/k.raw" 2>/dev/null
+	got=$(dd if="$T/k.raw" bs=64k skip=50 count=40 2>/dev/null | md5sum | cut -d' ' -f1)
+	if [ -n "$want" ] && [ "$got" = "$want" ] && qemu-img check -q "$T/k.qcow2" >"$T/check" 2>&1; then
+		pass "qcow2: the guest's flushed writes survive kill -9 of the VMM, qemu-img check clean$E"
+	else
+		fail "qcow2 flush then kill" "guest $want, image $got: $(oneline "$T/check") $(oneline "$T/err")"
+	fi
+	run_kiln "$T/out" "$T/err" -- stop dk
+else
+	fail "kiln start --disk qcow2" "exit $rc: $(oneline "$T/err")"
 fi
 check "--disk a broken qcow2: 125, saying what is broken" 125 "a broken L1 table" -- run --disk "$T/bad.qcow2" -- true
 exit 0

@@ -145,6 +145,17 @@ static void test_write_read_reopen(void **state)
 	back[CS / 2 - 2] = buf[CS / 2 - 2];
 	back[CS / 2 - 1] = buf[CS / 2 - 1];
 	assert_memory_equal(back, buf, 2 * CS + 100);
+	/* a write in odd segments across clusters, gathered per cluster */
+	{
+		struct iovec v[4] = {{buf, 1},
+				     {buf + 1, 0},
+				     {buf + 1, CS + 5},
+				     {buf + CS + 6, CS - 1}};
+
+		assert_int_equal(be->ops->writev(be, v, 4, 5 * CS - 7), 0);
+		assert_int_equal(rd(be, back, 2 * CS + 5, 5 * CS - 7), 0);
+		assert_memory_equal(back, buf, 2 * CS + 5);
+	}
 	/* out of range and read-only */
 	assert_int_equal(rd(be, back, 2, (8 << 20) - 1), -EINVAL);
 	block_backend_destroy(be);
