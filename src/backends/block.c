@@ -355,6 +355,7 @@ static int raw_from_fd(int fd, uint64_t size, bool read_only,
 	rb->be.ops = &raw_ops;
 	rb->be.read_only = read_only;
 	rb->be.can_unmap = true;
+	rb->be.thread_safe = true; /* preadv/pwritev/fallocate on one fd */
 	rb->be.log = log;
 	rb->fd = fd;
 	rb->size = size;

@@ -47,6 +47,9 @@ struct block_backend {
 	bool read_only;
 	/* Whether write_zeroes(unmap) really deallocates (config hint). */
 	bool can_unmap;
+	/* Whether calls may run on several threads at once (raw files,
+	 * memory); others get one call at a time. */
+	bool thread_safe;
 	/* Serial number for GET_ID; NUL-terminated, at most 20 bytes used. */
 	char id[BLOCK_ID_BYTES + 1];
 	const struct kiln_log *log;

@@ -382,6 +382,10 @@ static void ring_stop(struct vhost_user_server *s, unsigned i)
 	close_fd(&r->kick_fd);
 	if (!r->started)
 		return;
+	/* requests still running complete first: the base says where the
+	 * device stopped, every one before it answered */
+	if (s->dev->ops->quiesce)
+		s->dev->ops->quiesce(s->dev);
 	r->base = vq->last_avail_idx;
 	vq->ready = false;
 	r->started = false;
@@ -576,7 +580,10 @@ static int set_mem_table(struct vhost_user_server *s, const void *payload,
 		}
 	}
 	/* The virtqs and the device point at s->mem, so the new table
-	 * replaces the old in place; the rings keep their guest addresses. */
+	 * replaces the old in place; the rings keep their guest addresses.
+	 * No request may still be reading or writing the old mappings. */
+	if (s->dev->ops->quiesce)
+		s->dev->ops->quiesce(s->dev);
 	unmap_regions(s->regions, s->nr_regions);
 	/* The mappings keep the memory; the fds are not needed any more. */
 	for (unsigned i = 0; i < nfds; i++)

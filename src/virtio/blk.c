@@ -5,9 +5,50 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util/thread.h"
+
+/* Requests a disk runs at once on its workers, and how many workers. */
+#define BLK_MAX_INFLIGHT 32
+#define BLK_WORKERS	 4
+
+/* One request on its way through the workers. */
+struct blk_job {
+	struct blk_request req;
+	uint16_t head;
+	int status, err;
+	uint64_t data_written;
+	struct blk_job *next;
+};
+
+/* Asynchronous execution: the ring side (pop, parse, check; status byte
+ * and used ring) stays on the device's thread, the backend calls run on
+ * BLK_WORKERS threads, several requests in flight, so a slow disk never
+ * holds the device thread (or the transport's lock) for another device or
+ * a register read. Finished jobs come back through done_fd, the device's
+ * host fd. */
+struct blk_aio {
+	pthread_mutex_t lock;
+	pthread_cond_t work, idle;
+	struct blk_job *jobs;		  /* BLK_MAX_INFLIGHT of them */
+	struct blk_job *free;		  /* device thread only */
+	struct blk_job *todo, *todo_tail; /* for the workers */
+	struct blk_job *done, *done_tail; /* for the device thread */
+	unsigned running;		  /* jobs a worker holds */
+	bool stopping;
+	pthread_t workers[BLK_WORKERS];
+	unsigned nworkers;
+	/* a backend that is not thread-safe (qcow2, overlays) runs one call
+	 * at a time */
+	pthread_mutex_t be_lock;
+	bool serial;
+};
 
 struct virtio_blk {
 	struct block_backend *be;
@@ -16,9 +57,12 @@ struct virtio_blk {
 	uint64_t capacity; /* 512-byte sectors */
 	uint8_t config[BLK_CONFIG_SIZE];
 	struct virtio_blk_stats stats;
-	/* one request in flight at a time: execution is synchronous */
+	/* without aio, one request at a time, run on the device thread */
 	struct virtq_chain chain;
 	struct blk_request req;
+	int done_fd; /* eventfd: the host fd (finished jobs) */
+	struct blk_aio *aio;
+	struct virtio_dev *dev;
 };
 
 /* ---- parsing: pure functions of the chain ---- */
@@ -228,13 +272,12 @@ static uint64_t seg_len(const struct blk_dwz_seg *s)
 	return (uint64_t)s->num_sectors * BLOCK_SECTOR_SIZE;
 }
 
-/* Runs a checked request against the backend and returns its status; an
- * asynchronous backend would start the I/O here and finish it later with
- * blk_finish(). *data_written: bytes put into the chain before the status. */
-static int blk_run(struct virtio_blk *b, const struct blk_request *req,
-		   uint64_t *data_written)
+/* Runs a checked request against the backend: its status, *err the
+ * backend's error, *data_written the bytes put into the chain before the
+ * status. No counters: this may run on a worker. */
+static int blk_exec(struct block_backend *be, const struct blk_request *req,
+		    uint64_t *data_written, int *err)
 {
-	struct block_backend *be = b->be;
 	uint64_t off = req->sector * BLOCK_SECTOR_SIZE;
 	int r = 0;
 
@@ -242,31 +285,13 @@ static int blk_run(struct virtio_blk *b, const struct blk_request *req,
 	switch (req->type) {
 	case VIRTIO_BLK_T_IN:
 		r = be->ops->readv(be, req->data, (int)req->n_data, off);
-		if (r < 0) {
-			note_backend_error(b, "read", r);
-			break;
-		}
-		b->stats.reads++;
-		b->stats.bytes_read += req->data_len;
-		*data_written = req->data_len;
+		if (r == 0)
+			*data_written = req->data_len;
 		break;
 	case VIRTIO_BLK_T_OUT:
 		r = be->ops->writev(be, req->data, (int)req->n_data, off);
-		if (r < 0) {
-			note_backend_error(b, "write", r);
-			break;
-		}
-		b->stats.writes++;
-		b->stats.bytes_written += req->data_len;
 		break;
-	case VIRTIO_BLK_T_FLUSH:
-		r = be->ops->flush(be);
-		if (r < 0) {
-			note_backend_error(b, "flush", r);
-			break;
-		}
-		b->stats.flushes++;
-		break;
+	case VIRTIO_BLK_T_FLUSH: r = be->ops->flush(be); break;
 	case VIRTIO_BLK_T_GET_ID: {
 		uint8_t id[BLOCK_ID_BYTES] = {0};
 
@@ -274,18 +299,12 @@ static int blk_run(struct virtio_blk *b, const struct blk_request *req,
 		memcpy(id, be->id, strnlen(be->id, BLOCK_ID_BYTES));
 		*data_written =
 			copy_to_iov(req->data, req->n_data, id, sizeof(id));
-		b->stats.get_ids++;
 		break;
 	}
 	case VIRTIO_BLK_T_DISCARD:
 		for (unsigned i = 0; i < req->n_segs && r == 0; i++)
 			r = be->ops->discard(be, seg_off(&req->segs[i]),
 					     seg_len(&req->segs[i]));
-		if (r < 0) {
-			note_backend_error(b, "discard", r);
-			break;
-		}
-		b->stats.discards++;
 		break;
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		for (unsigned i = 0; i < req->n_segs && r == 0; i++)
@@ -293,15 +312,49 @@ static int blk_run(struct virtio_blk *b, const struct blk_request *req,
 				be, seg_off(&req->segs[i]),
 				seg_len(&req->segs[i]),
 				req->segs[i].flags & VIRTIO_BLK_DWZ_F_UNMAP);
-		if (r < 0) {
-			note_backend_error(b, "write zeroes", r);
-			break;
-		}
-		b->stats.write_zeroes++;
 		break;
 	default: return VIRTIO_BLK_S_UNSUPP;
 	}
+	*err = r;
 	return r < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+/* Counts a request blk_exec ran (on the device thread). */
+static void blk_account(struct virtio_blk *b, const struct blk_request *req,
+			int err)
+{
+	static const char *const what[] = {
+		[VIRTIO_BLK_T_IN] = "read",
+		[VIRTIO_BLK_T_OUT] = "write",
+		[VIRTIO_BLK_T_FLUSH] = "flush",
+		[VIRTIO_BLK_T_GET_ID] = "get id",
+		[VIRTIO_BLK_T_DISCARD] = "discard",
+		[VIRTIO_BLK_T_WRITE_ZEROES] = "write zeroes",
+	};
+
+	if (err < 0) {
+		note_backend_error(b,
+				   req->type < sizeof(what) / sizeof(what[0]) &&
+						   what[req->type]
+					   ? what[req->type]
+					   : "request",
+				   err);
+		return;
+	}
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+		b->stats.reads++;
+		b->stats.bytes_read += req->data_len;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		b->stats.writes++;
+		b->stats.bytes_written += req->data_len;
+		break;
+	case VIRTIO_BLK_T_FLUSH: b->stats.flushes++; break;
+	case VIRTIO_BLK_T_GET_ID: b->stats.get_ids++; break;
+	case VIRTIO_BLK_T_DISCARD: b->stats.discards++; break;
+	case VIRTIO_BLK_T_WRITE_ZEROES: b->stats.write_zeroes++; break;
+	}
 }
 
 /* Writes the status byte; returns the used-ring length. */
@@ -324,24 +377,19 @@ static bool negotiated(const struct virtio_dev *d, unsigned bit)
 	return d->driver_features & (1ull << bit);
 }
 
-uint32_t virtio_blk_handle_chain(struct virtio_dev *dev,
-				 const struct virtq_chain *c)
+/* Parses and checks chain c into req: VIRTIO_BLK_S_OK (to run), another
+ * status (to answer at once), or <0 (no status byte: hand it back). */
+static int blk_prepare(struct virtio_dev *dev, struct virtio_blk *b,
+		       const struct virtq_chain *c, struct blk_request *req)
 {
-	struct virtio_blk *b = dev->priv;
-	struct blk_request *req;
-	uint64_t data_written = 0;
-	int status;
+	int status = blk_parse_request(c, req);
 
-	if (!b || dev->ops != &virtio_blk_ops)
-		return 0;
-	req = &b->req;
-	status = blk_parse_request(c, req);
 	if (status < 0) {
 		/* Nowhere to report an error: hand the chain back untouched. */
 		b->stats.no_status++;
 		log_debug(dev->log, "virtio-blk: chain %u has no status byte",
 			  c->head);
-		return 0;
+		return status;
 	}
 	if (status == VIRTIO_BLK_S_OK) {
 		status = blk_check_request(req, b->capacity, b->read_only);
@@ -356,15 +404,278 @@ uint32_t virtio_blk_handle_chain(struct virtio_dev *dev,
 	     (req->type == VIRTIO_BLK_T_WRITE_ZEROES &&
 	      !negotiated(dev, VIRTIO_BLK_F_WRITE_ZEROES))))
 		status = VIRTIO_BLK_S_UNSUPP;
-	if (status == VIRTIO_BLK_S_OK)
-		status = blk_run(b, req, &data_written);
-	else
+	if (status != VIRTIO_BLK_S_OK)
 		log_debug(dev->log,
 			  "virtio-blk: request type %u sector %llu: %s",
 			  req->type, (unsigned long long)req->sector,
 			  status == VIRTIO_BLK_S_UNSUPP ? "unsupported"
 							: "I/O error");
+	return status;
+}
+
+uint32_t virtio_blk_handle_chain(struct virtio_dev *dev,
+				 const struct virtq_chain *c)
+{
+	struct virtio_blk *b = dev->priv;
+	struct blk_request *req;
+	uint64_t data_written = 0;
+	int status, err = 0;
+
+	if (!b || dev->ops != &virtio_blk_ops)
+		return 0;
+	req = &b->req;
+	status = blk_prepare(dev, b, c, req);
+	if (status < 0)
+		return 0;
+	if (status == VIRTIO_BLK_S_OK) {
+		status = blk_exec(b->be, req, &data_written, &err);
+		blk_account(b, req, err);
+	}
 	return blk_finish(b, req, status, data_written);
+}
+
+/* ---- asynchronous execution ---- */
+
+static void *blk_worker(void *arg)
+{
+	struct virtio_blk *b = arg;
+	struct blk_aio *a = b->aio;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		struct blk_job *j;
+
+		while (!a->todo && !a->stopping)
+			pthread_cond_wait(&a->work, &a->lock);
+		if (!a->todo)
+			break;
+		j = a->todo;
+		a->todo = j->next;
+		if (!a->todo)
+			a->todo_tail = NULL;
+		a->running++;
+		pthread_mutex_unlock(&a->lock);
+		if (a->serial)
+			pthread_mutex_lock(&a->be_lock);
+		j->status = blk_exec(b->be, &j->req, &j->data_written, &j->err);
+		if (a->serial)
+			pthread_mutex_unlock(&a->be_lock);
+		pthread_mutex_lock(&a->lock);
+		j->next = NULL;
+		if (a->done_tail)
+			a->done_tail->next = j;
+		else
+			a->done = j;
+		a->done_tail = j;
+		a->running--;
+		if (!a->running && !a->todo)
+			pthread_cond_broadcast(&a->idle);
+		/* the device thread wakes for it */
+		(void)!write(b->done_fd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Waits until no job is queued or running (queued ones are dropped when
+ * drop, else run); returns the finished ones, the list emptied. */
+static struct blk_job *aio_drain(struct blk_aio *a, bool drop)
+{
+	struct blk_job *list, *dropped;
+
+	pthread_mutex_lock(&a->lock);
+	dropped = drop ? a->todo : NULL;
+	if (drop)
+		a->todo = a->todo_tail = NULL;
+	while (a->running || a->todo)
+		pthread_cond_wait(&a->idle, &a->lock);
+	list = a->done;
+	a->done = a->done_tail = NULL;
+	pthread_mutex_unlock(&a->lock);
+	/* dropped jobs go back unfinished: appended, marked */
+	for (struct blk_job *j = dropped; j; j = j->next)
+		j->status = -1;
+	if (dropped) {
+		struct blk_job *t = dropped;
+
+		while (t->next)
+			t = t->next;
+		t->next = list;
+		list = dropped;
+	}
+	return list;
+}
+
+static void job_free(struct blk_aio *a, struct blk_job *j)
+{
+	j->next = a->free;
+	a->free = j;
+}
+
+/* Finished jobs to the ring, in the order they finished. */
+static void aio_complete(struct virtio_dev *d, struct virtio_blk *b,
+			 struct blk_job *list)
+{
+	while (list) {
+		struct blk_job *j = list;
+
+		list = j->next;
+		blk_account(b, &j->req, j->err);
+		virtio_dev_complete(
+			d, 0, j->head,
+			blk_finish(b, &j->req, j->status, j->data_written));
+		job_free(b->aio, j);
+	}
+}
+
+/* Takes requests off the ring while there are free jobs: answered at once
+ * when they fail their checks, else handed to the workers. */
+static void aio_pop(struct virtio_dev *d, struct virtio_blk *b)
+{
+	struct blk_aio *a = b->aio;
+	struct virtq *q = &d->vqs[0];
+
+	while (a->free) {
+		struct blk_job *j = a->free;
+		int r = virtq_pop(q, &b->chain), status;
+
+		if (r < 0) {
+			virtio_dev_fail(d, "malformed request ring");
+			return;
+		}
+		if (r == 0)
+			return; /* the ring is empty */
+		a->free = j->next;
+		j->head = b->chain.head;
+		j->err = 0;
+		j->data_written = 0;
+		status = blk_prepare(d, b, &b->chain, &j->req);
+		if (status != VIRTIO_BLK_S_OK) {
+			virtio_dev_complete(
+				d, 0, j->head,
+				status < 0 ? 0
+					   : blk_finish(b, &j->req, status, 0));
+			job_free(a, j);
+			continue;
+		}
+		pthread_mutex_lock(&a->lock);
+		j->next = NULL;
+		if (a->todo_tail)
+			a->todo_tail->next = j;
+		else
+			a->todo = j;
+		a->todo_tail = j;
+		pthread_cond_signal(&a->work);
+		pthread_mutex_unlock(&a->lock);
+	}
+	/* every job is out: finishing ones call us again */
+}
+
+static int blk_host_fd(const struct virtio_dev *d)
+{
+	const struct virtio_blk *b = d->priv;
+
+	return b ? b->done_fd : -1;
+}
+
+static void blk_host_events(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+	struct blk_aio *a = b->aio;
+	struct blk_job *list;
+	uint64_t n;
+
+	(void)!read(b->done_fd, &n, sizeof(n));
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	list = a->done;
+	a->done = a->done_tail = NULL;
+	pthread_mutex_unlock(&a->lock);
+	aio_complete(d, b, list);
+	if (d->status & VIRTIO_STATUS_DRIVER_OK && d->vqs[0].ready &&
+	    !d->vqs[0].broken)
+		aio_pop(d, b); /* jobs came free: the ring may have more */
+}
+
+static void blk_quiesce(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+
+	if (b && b->aio)
+		aio_complete(d, b, aio_drain(b->aio, false));
+}
+
+static void blk_reset(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+	struct blk_job *list;
+
+	if (!b || !b->aio)
+		return;
+	/* the rings are going: what ran is not reported, what waited not
+	 * run; no worker touches guest memory after this returns */
+	list = aio_drain(b->aio, true);
+	while (list) {
+		struct blk_job *j = list;
+
+		list = j->next;
+		job_free(b->aio, j);
+	}
+}
+
+static void aio_stop(struct virtio_blk *b)
+{
+	struct blk_aio *a = b->aio;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stopping = true;
+	a->todo = a->todo_tail = NULL; /* queued, never started: dropped */
+	pthread_cond_broadcast(&a->work);
+	pthread_mutex_unlock(&a->lock);
+	for (unsigned i = 0; i < a->nworkers; i++)
+		pthread_join(a->workers[i], NULL);
+	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->be_lock);
+	pthread_cond_destroy(&a->work);
+	pthread_cond_destroy(&a->idle);
+	free(a->jobs);
+	free(a);
+	b->aio = NULL;
+}
+
+/* Starts the workers; the device runs requests asynchronously from then
+ * on. 0 or -errno (logged). */
+static int aio_start(struct virtio_dev *d, struct virtio_blk *b)
+{
+	struct blk_aio *a = calloc(1, sizeof(*a));
+
+	if (!a || !(a->jobs = calloc(BLK_MAX_INFLIGHT, sizeof(*a->jobs)))) {
+		free(a);
+		return kiln_errorf(d->log, -ENOMEM,
+				   "virtio-blk: out of memory");
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->be_lock, NULL);
+	pthread_cond_init(&a->work, NULL);
+	pthread_cond_init(&a->idle, NULL);
+	a->serial = !b->be->thread_safe;
+	for (unsigned i = 0; i < BLK_MAX_INFLIGHT; i++)
+		job_free(a, &a->jobs[i]);
+	b->aio = a;
+	for (unsigned i = 0; i < BLK_WORKERS; i++) {
+		if (thread_start_blocked(&a->workers[i], blk_worker, b) != 0) {
+			aio_stop(b);
+			return kiln_errorf(d->log, -EAGAIN,
+					   "virtio-blk: cannot start a "
+					   "worker thread");
+		}
+		a->nworkers++;
+	}
+	return 0;
 }
 
 /* ---- device ops ---- */
@@ -415,6 +726,10 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned qi)
 
 	if (!b || qi != 0)
 		return;
+	if (b->aio) {
+		aio_pop(d, b);
+		return;
+	}
 	while ((r = virtq_pop(q, &b->chain)) > 0) {
 		uint32_t written = virtio_blk_handle_chain(d, &b->chain);
 
@@ -494,7 +809,10 @@ static int blk_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 				   bo.path ? bo.path : what);
 	}
 	((struct virtio_blk *)d->priv)->owns_be = true;
-	return 0;
+	err = aio_start(d, d->priv);
+	if (err < 0)
+		virtio_blk_destroy(d);
+	return err;
 }
 
 const struct virtio_dev_ops virtio_blk_ops = {
@@ -507,6 +825,10 @@ const struct virtio_dev_ops virtio_blk_ops = {
 	.config_read = blk_config_read,
 	.config_write = blk_config_write,
 	.queue_notify = blk_queue_notify,
+	.reset = blk_reset,
+	.quiesce = blk_quiesce,
+	.host_fd = blk_host_fd,
+	.host_events = blk_host_events,
 	.type = "blk",
 	.option_keys = blk_option_keys,
 	.option_usage = "path=IMAGE|fd=N[,ro][,snapshot][,format=raw|qcow2]",
@@ -549,7 +871,14 @@ int virtio_blk_create(struct block_backend *be, bool read_only,
 	if (!b)
 		return kiln_errorf(dev->log, -ENOMEM,
 				   "virtio-blk: out of memory");
+	b->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->done_fd < 0) {
+		free(b);
+		return kiln_errorf(dev->log, -errno, "virtio-blk: eventfd: %s",
+				   strerror(errno));
+	}
 	b->be = be;
+	b->dev = dev;
 	b->read_only = read_only || be->read_only;
 	b->capacity = size / BLOCK_SECTOR_SIZE;
 	fill_config(b);
@@ -565,8 +894,11 @@ void virtio_blk_destroy(struct virtio_dev *dev)
 	if (!dev || dev->ops != &virtio_blk_ops || !dev->priv)
 		return;
 	b = dev->priv;
+	aio_stop(b); /* before the backend goes */
 	if (b->owns_be)
 		block_backend_destroy(b->be);
+	if (b->done_fd >= 0)
+		close(b->done_fd);
 	free(b);
 	dev->priv = NULL;
 }

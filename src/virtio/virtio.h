@@ -61,6 +61,10 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *d, unsigned q);
 	/* back to the state before the driver touched the device */
 	void (*reset)(struct virtio_dev *d);
+	/* optional: a device that runs requests on threads of its own waits
+	 * for all of them and completes them to their rings; the transport
+	 * calls it before a ring stops or the memory it points into changes */
+	void (*quiesce)(struct virtio_dev *d);
 
 	/* ---- life cycle: what the device table (device_table.h) needs;
 	 * a type without create is not in the table (the console) ---- */
