@@ -113,8 +113,8 @@ static void raise_nofile_limit(void)
 }
 
 /* --disk PATH[,ro|,rw] */
-/* --disk PATH[,ro|,rw][,snapshot][,format=raw|qcow2|auto]: options are
- * taken from the end, so a path may hold commas. */
+/* --disk PATH|URL[,ro|,rw][,snapshot][,format=raw|qcow2|auto][,insecure]:
+ * options are taken from the end, so a path may hold commas. */
 static int disk_option(struct kiln_config *cfg, const char *arg)
 {
 	char *path = strdup(arg), *comma;
@@ -129,6 +129,8 @@ static int disk_option(struct kiln_config *cfg, const char *arg)
 			flags |= KILN_DISK_READ_ONLY;
 		else if (!strcmp(comma, ",snapshot"))
 			flags |= KILN_DISK_SNAPSHOT;
+		else if (!strcmp(comma, ",insecure"))
+			flags |= KILN_DISK_INSECURE;
 		else if (!strncmp(comma, ",format=", 8))
 			format = comma + 8;
 		else if (strcmp(comma, ",rw"))

@@ -153,6 +153,11 @@ KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
  * trust a qcow2 header (and its backing file name) the guest wrote. */
 #define KILN_DISK_READ_ONLY 1u
 #define KILN_DISK_SNAPSHOT  2u
+/* path may be an http:// or https:// URL of a raw image: read with range
+ * requests into a cache under $XDG_CACHE_HOME/kiln/blocks, read-only
+ * unless KILN_DISK_SNAPSHOT; plain http only to the loopback unless
+ * KILN_DISK_INSECURE. */
+#define KILN_DISK_INSECURE 4u
 KILN_API int kiln_config_add_disk_with(struct kiln_config *cfg,
 				       const char *path, unsigned flags,
 				       const char *format);

@@ -91,6 +91,7 @@ struct block_open_opts {
 	bool read_only; /* the guest may not write */
 	bool snapshot;	/* writes go to a private overlay; the image is only
 			   read */
+	bool insecure;	/* an http:// URL may name any host */
 };
 
 /* Parses "raw", "qcow2" (or "auto"); -EINVAL otherwise. */
@@ -132,6 +133,16 @@ int block_raw_from_fd(int fd, const char *path, bool read_only,
  * included): the fd, or -errno (logged). */
 int block_file_open(const char *path, bool read_only,
 		    const struct kiln_log *log);
+
+/* True when path is an http:// or https:// URL. */
+bool block_is_url(const char *path);
+
+/* A raw image on an HTTP(S) server, read-only, through the persistent
+ * sparse cache (http.c): plain http only to the loopback unless insecure.
+ * 0 or -errno (logged): -EHOSTUNREACH, -ENOENT (not there), -ENOTSUP (no
+ * range support, or a qcow2 image), -EPERM (plain http elsewhere). */
+int block_http_open(const char *url, bool insecure, const struct kiln_log *log,
+		    struct block_backend **out);
 
 /* The copy-on-write overlay over base (taken over on success): reads
  * come from base until the guest writes a cluster, which then lives in an

@@ -130,6 +130,18 @@ int block_open(const struct block_open_opts *o, const struct kiln_log *log,
 	int fd, err;
 
 	*out = NULL;
+	if (o->path && block_is_url(o->path)) {
+		/* raw over HTTP(S), read-only; writable only as a snapshot */
+		if (o->format == BLOCK_FORMAT_QCOW2)
+			return kiln_errorf(log, -ENOTSUP,
+					   "block: %s: kiln reads raw images "
+					   "over HTTP",
+					   o->path);
+		err = block_http_open(o->path, o->insecure, log, &be);
+		if (err < 0)
+			return err;
+		goto opened;
+	}
 	if (o->path) {
 		snprintf(name, sizeof(name), "%s", o->path);
 		fd = block_file_open(o->path, image_ro, log);
@@ -161,6 +173,7 @@ int block_open(const struct block_open_opts *o, const struct kiln_log *log,
 	err = open_format(fd, name, o->format, image_ro, NULL, log, &be);
 	if (err < 0)
 		return err;
+opened:
 	if (!o->snapshot) {
 		*out = be;
 		return 0;

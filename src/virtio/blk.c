@@ -739,8 +739,8 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned qi)
 		virtio_dev_fail(d, "malformed request ring");
 }
 
-static const char *const blk_option_keys[] = {"path",	  "fd",	    "ro",
-					      "snapshot", "format", NULL};
+static const char *const blk_option_keys[] = {
+	"path", "fd", "ro", "snapshot", "format", "insecure", NULL};
 
 /* The disk as block_open takes it; 0 or -EINVAL (logged). */
 static int blk_open_opts(const struct virtio_dev_opts *o,
@@ -768,6 +768,11 @@ static int blk_open_opts(const struct virtio_dev_opts *o,
 		err = virtio_dev_opts_bool(o, "ro", log, &bo->read_only);
 	if (err == 0)
 		err = virtio_dev_opts_bool(o, "snapshot", log, &bo->snapshot);
+	if (err == 0)
+		err = virtio_dev_opts_bool(o, "insecure", log, &bo->insecure);
+	/* a disk on an HTTP server is read-only unless a snapshot */
+	if (err == 0 && bo->path && block_is_url(bo->path) && !bo->snapshot)
+		bo->read_only = true;
 	if (err == 0 && (virtio_dev_opts_find(o, "format", NULL) || format) &&
 	    (!format || block_format_parse(format, &bo->format) < 0))
 		err = kiln_errorf(log, -EINVAL,
@@ -831,7 +836,8 @@ const struct virtio_dev_ops virtio_blk_ops = {
 	.host_events = blk_host_events,
 	.type = "blk",
 	.option_keys = blk_option_keys,
-	.option_usage = "path=IMAGE|fd=N[,ro][,snapshot][,format=raw|qcow2]",
+	.option_usage = "path=IMAGE|URL|fd=N[,ro][,snapshot][,format=raw|qcow2]"
+			"[,insecure]",
 	.check = blk_check,
 	.create = blk_create,
 	.destroy = virtio_blk_destroy,

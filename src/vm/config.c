@@ -324,18 +324,21 @@ KILN_API int kiln_config_add_disk_with(struct kiln_config *cfg,
 				       const char *path, unsigned flags,
 				       const char *format)
 {
-	const char *kv[10] = {"path", path};
+	const char *kv[12] = {"path", path};
 	unsigned n = 2;
 
 	if (!path || !*path)
 		return kiln_errorf(&cfg->log, -EINVAL, "empty disk path");
-	if (flags & ~(KILN_DISK_READ_ONLY | KILN_DISK_SNAPSHOT))
+	if (flags &
+	    ~(KILN_DISK_READ_ONLY | KILN_DISK_SNAPSHOT | KILN_DISK_INSECURE))
 		return kiln_errorf(&cfg->log, -EINVAL,
 				   "disk %s: unknown flags %#x", path, flags);
 	if (flags & KILN_DISK_READ_ONLY)
 		kv[n++] = "ro", kv[n++] = NULL;
 	if (flags & KILN_DISK_SNAPSHOT)
 		kv[n++] = "snapshot", kv[n++] = NULL;
+	if (flags & KILN_DISK_INSECURE)
+		kv[n++] = "insecure", kv[n++] = NULL;
 	if (format)
 		kv[n++] = "format", kv[n++] = format;
 	kv[n] = NULL;

@@ -15,6 +15,11 @@
 #     image (qemu-img check clean, the guest's view equal to qemu-img's),
 #     reads a compressed one, and writes through ,snapshot without touching
 #     the base, and a FLUSH then kill -9 of the VMM loses nothing flushed;
+#   HTTP images (a loopback python server with ranges and ETags): read
+#     byte-exact, then from the persistent cache; refused without range
+#     support, 404, qcow2, plain http elsewhere; an object changed mid-run
+#     is an error; the Linux driver reads it (read-only) and writes through
+#     ,snapshot; a server that is gone is a clear error;
 #     bad --disk options are usage errors.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -23,7 +28,7 @@ cd "$(dirname "$0")/../.." || exit 1
 T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-disk.XXXXXX")
 export XDG_RUNTIME_DIR=$T/run
 mkdir -m 0700 "$XDG_RUNTIME_DIR"
-trap '"$KILN" stop dk >/dev/null 2>&1; rm -rf "$T"' EXIT
+trap '"$KILN" stop dk dh >/dev/null 2>&1; kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
 oneline() { tr '\n' ' ' <"$1" | cut -c1-300; }
 BT=$BUILD/tests/blktool
 
@@ -139,6 +144,100 @@ else
 	fail "snapshot base" "$(oneline "$T/err")"
 fi
 
+# --- HTTP images: a loopback server with ranges (and one without) ---
+mkdir "$T/www"
+head -c $((6 << 20)) /dev/urandom >"$T/www/disk.img"
+cp "$T/v3.qcow2" "$T/www/q.qcow2"
+export XDG_CACHE_HOME=$T/cache
+/usr/bin/python3 - "$T/www" >"$T/http.port" 2>"$T/http.log" <<'EOF' &
+import email.utils, http.server, os, sys, threading
+root = sys.argv[1]
+hits = {"n": 0}
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def send_file(self, body):
+        path = os.path.join(root, self.path.lstrip("/").split("?")[0])
+        if self.path == "/hits":
+            b = str(hits["n"]).encode(); self.send_response(200)
+            self.send_header("Content-Length", str(len(b))); self.end_headers()
+            if body: self.wfile.write(b)
+            return
+        if not os.path.isfile(path):
+            self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers(); return
+        st = os.stat(path); data = open(path, "rb").read()
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        if self.path.startswith("/norange/"):
+            rng = None
+        else:
+            rng = self.headers.get("Range")
+        im = self.headers.get("If-Match")
+        if im and im != etag:
+            self.send_response(412); self.send_header("Content-Length", "0"); self.end_headers(); return
+        if rng and body:
+            hits["n"] += 1
+            a, b = rng.split("=")[1].split("-"); a, b = int(a), min(int(b), len(data) - 1)
+            self.send_response(206); self.send_header("Content-Range", f"bytes {a}-{b}/{len(data)}")
+            part = data[a:b + 1]
+        else:
+            self.send_response(200); part = data
+        self.send_header("ETag", etag)
+        if not self.path.startswith("/norange/"):
+            self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(len(part))); self.end_headers()
+        if body: self.wfile.write(part)
+    def do_HEAD(self): self.send_file(False)
+    def do_GET(self): self.send_file(True)
+os.makedirs(os.path.join(root, "norange"), exist_ok=True)
+os.link(os.path.join(root, "disk.img"), os.path.join(root, "norange", "disk.img"))
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+EOF
+httpd=$!
+for _ in $(seq 1 50); do [ -s "$T/http.port" ] && break; sleep 0.1; done
+U=http://127.0.0.1:$(cat "$T/http.port")
+hits() { curl -s "$U/hits"; }
+if "$BT" "$U/disk.img" read >"$T/got.raw" 2>"$T/err" && cmp -s "$T/got.raw" "$T/www/disk.img"; then
+	h1=$(hits)
+	"$BT" "$U/disk.img" read | cmp -s - "$T/www/disk.img" && h2=$(hits)
+	if [ "${h2:-x}" = "$h1" ] && ls "$XDG_CACHE_HOME/kiln/blocks/"*.data >/dev/null 2>&1; then
+		pass "http disk: 6 MiB over range requests byte-exact ($h1 requests), read again from the cache under \$XDG_CACHE_HOME/kiln/blocks (0 more)"
+	else
+		fail "http disk cache" "requests $h1 then ${h2:-?}"
+	fi
+else
+	fail "http disk read" "$(oneline "$T/err") $(cmp "$T/got.raw" "$T/www/disk.img" 2>&1 | head -1)"
+fi
+hrefused() { # NAME PATTERN SPEC
+	if ! timeout 60 "$BT" "$3" read >/dev/null 2>"$T/err" && grep -q -- "$2" "$T/err"; then
+		pass "http disk refused: $1"
+	else
+		fail "http disk refusal $1" "$(oneline "$T/err")"
+	fi
+}
+hrefused "a server without range requests" "does not support range requests" "$U/norange/disk.img"
+hrefused "a missing object" "404" "$U/nosuch.img"
+hrefused "a qcow2 image" "is a qcow2 image" "$U/q.qcow2"
+hrefused "plain http to another host" "plain http only to this host's loopback" "http://192.0.2.1/disk.img"
+if ! "$BT" "$U/disk.img" write 0 512 1 2>"$T/err" && grep -q "Read-only file system" "$T/err"; then
+	pass "http disk refused: writing without snapshot"
+else
+	fail "http disk write" "$(oneline "$T/err")"
+fi
+printf 'r 0 4096\ns 2\nr 5242880 4096\n' >"$T/hops"
+rm -rf "$XDG_CACHE_HOME"
+("$BT" "$U/disk.img" ops "$T/hops" >"$T/out" 2>"$T/err"; echo "rc=$?" >>"$T/out") &
+bt=$!
+sleep 1
+touch -d '2001-01-01' "$T/www/disk.img"
+wait "$bt"
+if grep -q "rc=1" "$T/out" && grep -q "changed on the server" "$T/err"; then
+	pass "http disk: an object changed mid-run fails the read (If-Match), never mixes two versions"
+else
+	fail "http disk changed" "$(oneline "$T/out") $(oneline "$T/err")"
+fi
+
 # --- the Linux driver ---
 if [ ! -f "$BUILD/guest/initramfs.cpio.gz" ]; then
 	fail "disk: Linux driver" "no default guest in $BUILD/guest (make guest)"
@@ -196,6 +295,45 @@ if [ "$rc" = 0 ]; then
 	run_kiln "$T/out" "$T/err" -- stop dk
 else
 	fail "kiln start --disk qcow2" "exit $rc: $(oneline "$T/err")"
+fi
+want=$(md5sum <"$T/www/disk.img" | cut -d' ' -f1)
+kr --disk "$U/disk.img" -- sh -c 'md5sum </dev/vda; if printf x | dd of=/dev/vda conv=fsync 2>/dev/null; then echo wrote; else echo refused; fi'
+if [ "$rc" = 0 ] && [ "$(sed -n 1p "$T/out" | cut -d' ' -f1)" = "$want" ] && grep -q refused "$T/out"; then
+	pass "the Linux driver reads an http disk byte-exact; without snapshot it is read-only$E"
+else
+	fail "Linux driver on an http disk" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+fi
+kr --disk "$U/disk.img,snapshot" -- sh -c 'printf CHANGED | dd of=/dev/vda conv=notrunc,fsync 2>/dev/null; head -c 7 /dev/vda'
+[ "$rc" = 0 ] && grep -q "^CHANGED" "$T/out" && [ "$(md5sum <"$T/www/disk.img" | cut -d' ' -f1)" = "$want" ] &&
+	pass "--disk URL,snapshot: the guest writes to its overlay, the served image unchanged$E" ||
+	fail "http disk snapshot" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
+# the server gone mid-run: the guest gets I/O errors for what was never
+# fetched, and the VM goes on
+rm -rf "$XDG_CACHE_HOME"
+KILN_TEST_LIMIT=120 run_kiln "$T/out" "$T/err" -- start --name dh --disk "$U/disk.img"
+if [ "$rc" = 0 ]; then
+	KILN_TEST_LIMIT=60 run_kiln "$T/out" "$T/err" -- exec dh -- dd if=/dev/vda of=/dev/null bs=4k count=1 iflag=direct
+	kill "$httpd" 2>/dev/null
+	wait "$httpd" 2>/dev/null
+	t0=$(date +%s)
+	KILN_TEST_LIMIT=90 run_kiln "$T/out" "$T/err" -- exec dh -- sh -c \
+		'if dd if=/dev/vda of=/dev/null bs=4k skip=1280 count=1 iflag=direct 2>/dev/null; then echo read; else echo failed; fi; echo alive'
+	t=$(($(date +%s) - t0))
+	if [ "$rc" = 0 ] && grep -q "^failed" "$T/out" && grep -q "^alive" "$T/out"; then
+		pass "http disk: the server stopped mid-run: the guest's read of an unfetched region fails ($t s, retries included), the VM goes on$E"
+	else
+		fail "http disk server stopped" "exit $rc after $t s: $(oneline "$T/out") $(oneline "$T/err")"
+	fi
+	run_kiln "$T/out" "$T/err" -- stop dh
+else
+	fail "kiln start --disk URL" "exit $rc: $(oneline "$T/err")"
+	kill "$httpd" 2>/dev/null
+fi
+kr --disk "$U/disk.img" -- true
+if [ "$rc" = 125 ] && grep -q "http disk" "$T/err"; then
+	pass "an http disk whose server is gone: 125 before boot, saying so$E"
+else
+	fail "http disk server gone" "exit $rc: $(oneline "$T/err")"
 fi
 check "--disk a broken qcow2: 125, saying what is broken" 125 "a broken L1 table" -- run --disk "$T/bad.qcow2" -- true
 exit 0

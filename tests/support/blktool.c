@@ -8,10 +8,12 @@
  *   blktool SPEC read              whole disk, raw, to stdout
  *   blktool SPEC write OFF LEN SEED  a pattern from SEED at OFF
  *   blktool SPEC zero OFF LEN       write_zeroes
- *   blktool SPEC ops FILE           "w OFF LEN SEED" / "z OFF LEN" / "f"
- *                                   lines, in order, then a final flush
+ *   blktool SPEC ops FILE           "w OFF LEN SEED" / "z OFF LEN" / "f" /
+ *                                   "r OFF LEN" / "s SECONDS" (sleep) lines,
+ *                                   in order, then a final flush
  *
- * SPEC is "PATH[,ro][,snapshot][,format=raw|qcow2]". Exit 0, or 1 with the
+ * SPEC is "PATH|URL[,ro][,snapshot][,insecure][,format=raw|qcow2]". Exit
+ * 0, or 1 with the
  * library's message on stderr.
  */
 #include <errno.h>
@@ -55,6 +57,19 @@ static int do_write(struct block_backend *be, uint64_t off, uint64_t len,
 	return r;
 }
 
+static int do_read(struct block_backend *be, uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len ? len : 1);
+	struct iovec v = {buf, len};
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = be->ops->readv(be, &v, 1, off);
+	free(buf);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	struct block_open_opts o = {.fd = -1};
@@ -74,6 +89,8 @@ int main(int argc, char **argv)
 			o.read_only = true;
 		else if (!strcmp(tok, "snapshot"))
 			o.snapshot = true;
+		else if (!strcmp(tok, "insecure"))
+			o.insecure = true;
 		else if (!strncmp(tok, "format=", 7) &&
 			 block_format_parse(tok + 7, &o.format) == 0)
 			;
@@ -124,6 +141,10 @@ int main(int argc, char **argv)
 
 			if (sscanf(line, "w %llu %llu %llu", &a, &b, &c) == 3)
 				r = do_write(be, a, b, c);
+			else if (sscanf(line, "r %llu %llu", &a, &b) == 2)
+				r = do_read(be, a, b);
+			else if (sscanf(line, "s %llu", &a) == 1)
+				sleep((unsigned)a);
 			else if (sscanf(line, "z %llu %llu", &a, &b) == 2)
 				r = be->ops->write_zeroes(be, a, b, false);
 			else if (line[0] == 'f')
