@@ -349,6 +349,19 @@ KILN_API int kiln_vm_console_exec(struct kiln_vm *vm, const char *line,
 				  const char *prompt, int timeout_ms,
 				  char **output);
 
+/* Pauses a running VM (KVM engine): every vCPU leaves the guest with its
+ * last exit completed and waits, the device thread finishes what it runs
+ * and waits, console input stays unread; nothing is lost. Returns once all
+ * of it holds: 0 (also when paused already), -ENOTSUP on the emulating
+ * engine, -EINVAL when not running, -EPIPE when the VM ended meanwhile.
+ * Disk requests already handed to a disk's workers may still complete.
+ * kiln_vm_stop and destroy work on a paused VM. */
+KILN_API int kiln_vm_pause(struct kiln_vm *vm);
+/* Lets a paused VM run again; 0 (also when not paused). */
+KILN_API int kiln_vm_resume(struct kiln_vm *vm);
+/* 1 while paused, else 0. */
+KILN_API int kiln_vm_paused(const struct kiln_vm *vm);
+
 /* The engine that runs this VM: KILN_ACCEL_KVM or KILN_ACCEL_TCG. */
 KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm);
 

@@ -298,6 +298,12 @@ static enum egress_verdict check_ip6(const struct egress_policy *p,
 	if (f.first && f.proto == PROTO_ICMP6 && end - l4 >= 1 &&
 	    ip[l4] >= 133 && ip[l4] <= 136)
 		return EGRESS_ALLOW_LINK;
+	/* nor do multicast listener reports and queries (MLD, MLDv2) to a
+	 * link-scope group: the kernel sends them as an interface comes up */
+	if (f.first && f.proto == PROTO_ICMP6 && end - l4 >= 1 &&
+	    ((ip[l4] >= 130 && ip[l4] <= 132) || ip[l4] == 143) &&
+	    ip[24] == 0xff && (ip[25] & 0x0f) == 2)
+		return EGRESS_ALLOW_LINK;
 	return decide(p, &f);
 }
 

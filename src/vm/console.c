@@ -286,6 +286,9 @@ void *vm_console_thread(void *arg)
 		 * console takes. */
 		pthread_mutex_lock(&vm->lock);
 		while (!atomic_load(&vm->stopping) &&
+		       atomic_load(&vm->pause_req))
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		while (!atomic_load(&vm->stopping) &&
 		       (room = console_room(vm)) == 0)
 			wait_console_room(vm);
 		pthread_mutex_unlock(&vm->lock);
@@ -298,6 +301,8 @@ void *vm_console_thread(void *arg)
 		}
 		if (fds[1].revents)
 			break;
+		if (atomic_load(&vm->pause_req))
+			continue; /* paused meanwhile: the input waits */
 		n = read(vm->console_in_fd, buf, room);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;

@@ -15,12 +15,18 @@ int event_loop_init(struct event_loop *l)
 	struct epoll_event ev = {.events = EPOLLIN};
 
 	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->pause_lock, NULL);
+	pthread_cond_init(&l->pause_cond, NULL);
 	l->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	l->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (l->epoll_fd < 0 || l->stop_fd < 0)
+	l->pause_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->epoll_fd < 0 || l->stop_fd < 0 || l->pause_fd < 0)
 		return -errno;
 	ev.data.u32 = UINT32_MAX; /* marks the stop fd */
 	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->stop_fd, &ev) < 0)
+		return -errno;
+	ev.data.u32 = UINT32_MAX - 1; /* the pause fd */
+	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->pause_fd, &ev) < 0)
 		return -errno;
 	return 0;
 }
@@ -59,6 +65,23 @@ static void *loop_main(void *arg)
 
 			if (idx == UINT32_MAX)
 				return NULL;
+			if (idx == UINT32_MAX - 1) {
+				uint64_t v;
+
+				(void)!read(l->pause_fd, &v, sizeof(v));
+				pthread_mutex_lock(&l->pause_lock);
+				if (l->pause_req) {
+					l->paused = true;
+					pthread_cond_broadcast(&l->pause_cond);
+					while (l->pause_req)
+						pthread_cond_wait(
+							&l->pause_cond,
+							&l->pause_lock);
+					l->paused = false;
+				}
+				pthread_mutex_unlock(&l->pause_lock);
+				continue;
+			}
 			if (idx < l->nr)
 				l->handlers[idx].fn(l->handlers[idx].opaque,
 						    l->handlers[idx].fd,
@@ -77,10 +100,33 @@ int event_loop_start(struct event_loop *l)
 	return 0;
 }
 
+void event_loop_pause(struct event_loop *l)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&l->pause_lock);
+	l->pause_req = true;
+	if (l->running) {
+		(void)!write(l->pause_fd, &one, sizeof(one));
+		while (!l->paused)
+			pthread_cond_wait(&l->pause_cond, &l->pause_lock);
+	}
+	pthread_mutex_unlock(&l->pause_lock);
+}
+
+void event_loop_resume(struct event_loop *l)
+{
+	pthread_mutex_lock(&l->pause_lock);
+	l->pause_req = false;
+	pthread_cond_broadcast(&l->pause_cond);
+	pthread_mutex_unlock(&l->pause_lock);
+}
+
 void event_loop_destroy(struct event_loop *l)
 {
 	uint64_t one = 1;
 
+	event_loop_resume(l); /* a paused thread must see the stop */
 	if (l->running) {
 		if (write(l->stop_fd, &one, sizeof(one)) < 0) {
 			/* cannot fail for a fresh eventfd */
@@ -92,5 +138,7 @@ void event_loop_destroy(struct event_loop *l)
 		close(l->epoll_fd);
 	if (l->stop_fd > 0)
 		close(l->stop_fd);
-	l->epoll_fd = l->stop_fd = -1;
+	if (l->pause_fd > 0)
+		close(l->pause_fd);
+	l->epoll_fd = l->stop_fd = l->pause_fd = -1;
 }

@@ -34,6 +34,8 @@ void *vm_monitor_thread(void *arg)
 			;
 		if (atomic_load(&vm->stopping))
 			break;
+		if (vm->paused || atomic_load(&vm->pause_req))
+			continue; /* a paused VM is not halted */
 		gen++;
 		for (unsigned i = 0; i < vm->ncpus; i++) {
 			atomic_store(&vm->vcpus[i].probe_req, gen);

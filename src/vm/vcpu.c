@@ -200,6 +200,33 @@ static void handle_exit(struct vm_vcpu *v)
 	}
 }
 
+/* Parks this vCPU while a pause is asked for: its last exit completed
+ * first (KVM_RUN with immediate_exit completes an IN or MMIO read without
+ * entering the guest), so state saved now is whole and a resumed guest
+ * never repeats an instruction. */
+static void park(struct vm_vcpu *v)
+{
+	struct kiln_vm *vm = v->vm;
+
+	if (v->exit_pending) {
+		v->kvm.run->immediate_exit = 1;
+		if (ioctl(v->kvm.fd, KVM_RUN, 0) < 0 && errno != EINTR)
+			vm_finish(vm, KILN_OUTCOME_VMM_ERROR,
+				  "KVM_RUN (completing an exit) on vCPU %u: %s",
+				  v->kvm.index, strerror(errno));
+		v->kvm.run->immediate_exit = 0;
+		v->exit_pending = false;
+		consume_kick(vm);
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->cond);
+	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void *vm_vcpu_thread(void *arg)
 {
 	struct vm_vcpu *v = arg;
@@ -213,6 +240,10 @@ void *vm_vcpu_thread(void *arg)
 		return NULL;
 	}
 	while (!atomic_load(&vm->stopping)) {
+		if (atomic_load(&vm->pause_req)) {
+			park(v);
+			continue;
+		}
 		if (ioctl(v->kvm.fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				consume_kick(vm);
@@ -224,6 +255,8 @@ void *vm_vcpu_thread(void *arg)
 				  strerror(errno));
 			break;
 		}
+		v->exit_pending = v->kvm.run->exit_reason == KVM_EXIT_IO ||
+				  v->kvm.run->exit_reason == KVM_EXIT_MMIO;
 		handle_exit(v);
 	}
 	return NULL;

@@ -409,6 +409,76 @@ KILN_API enum kiln_outcome kiln_vm_outcome(const struct kiln_vm *vm)
 	return o;
 }
 
+KILN_API int kiln_vm_pause(struct kiln_vm *vm)
+{
+	int err = 0;
+
+	if (vm->accel != KILN_ACCEL_KVM)
+		return kiln_errorf(&vm->log, -ENOTSUP,
+				   "pause: the emulating engine (tcg) cannot "
+				   "pause a VM; kiln's KVM engine can");
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->running || vm->exit.outcome != KILN_OUTCOME_NONE) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	if (vm->paused) {
+		pthread_mutex_unlock(&vm->lock);
+		return 0;
+	}
+	atomic_store(&vm->pause_req, true);
+	/* out of KVM_RUN: a kick is never lost (blocked outside KVM_RUN,
+	 * pending until the next one) */
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, vm->kick_signal);
+	while (vm->parked < vm->ncpus && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (atomic_load(&vm->stopping))
+		err = -EPIPE; /* it ended meanwhile */
+	pthread_mutex_unlock(&vm->lock);
+	if (err == 0) {
+		/* the device thread finishes what it runs, then waits */
+		event_loop_pause(&vm->events);
+		pthread_mutex_lock(&vm->lock);
+		vm->paused = true;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return err;
+}
+
+KILN_API int kiln_vm_resume(struct kiln_vm *vm)
+{
+	if (vm->accel != KILN_ACCEL_KVM)
+		return -ENOTSUP;
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->paused) {
+		atomic_store(&vm->pause_req, false);
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		return 0;
+	}
+	vm->paused = false;
+	pthread_mutex_unlock(&vm->lock);
+	event_loop_resume(&vm->events);
+	pthread_mutex_lock(&vm->lock);
+	atomic_store(&vm->pause_req, false);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+KILN_API int kiln_vm_paused(const struct kiln_vm *vm)
+{
+	struct kiln_vm *v = (struct kiln_vm *)vm; /* the lock is not state */
+	int p;
+
+	pthread_mutex_lock(&v->lock);
+	p = v->paused;
+	pthread_mutex_unlock(&v->lock);
+	return p;
+}
+
 KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm)
 {
 	return vm->accel;

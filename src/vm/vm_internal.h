@@ -35,6 +35,8 @@ struct vm_vcpu {
 	struct kvm_vcpu_fd kvm;
 	pthread_t thread;
 	bool started;
+	/* the last exit (IO, MMIO) completes on the next KVM_RUN */
+	bool exit_pending;
 	/* halt probe: monitor bumps probe_req, vCPU answers with its state */
 	atomic_uint probe_req;
 	unsigned probe_done; /* under vm->lock */
@@ -103,6 +105,11 @@ struct kiln_vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* outcome set, probe answers, rx space */
 	atomic_bool stopping;
+	/* kiln_vm_pause: vCPUs park (parked counts them, under lock), the
+	 * device thread and console input wait */
+	atomic_bool pause_req;
+	unsigned parked;
+	bool paused; /* under lock */
 	struct kiln_exit_info exit;
 	char exit_detail[512];
 	bool rx_space;

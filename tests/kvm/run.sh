@@ -108,6 +108,16 @@ if [ -x "$BUILD/tests/multi_vm" ]; then
 	expect "four VMs in one process" "exit $rc: $(tail -5 "$T/out")" [ "$rc" -eq 0 ]
 fi
 
+# pause/resume against the prompt guest (it polls its UART: IN exits)
+if [ -x "$BUILD/tests/pause_resume" ]; then
+	rc=0
+	timeout -k 5 120 "$BUILD/tests/pause_resume" "$GUESTS/prompt.bzimage" >"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "pause/resume" "exit $rc: $(head -c 300 "$T/err")"
+	fi
+fi
+
 # console API: wait_for / exec against a tiny prompt guest
 if [ -x "$BUILD/tests/console_api" ]; then
 	rc=0

@@ -75,7 +75,8 @@ def listen():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8); return s
 def hello(s):
     while True:
-        c, _ = s.accept(); c.recv(4096); c.sendall(b"hello from the host\n"); c.close()
+        c, _ = s.accept(); c.recv(4096)
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from the host\n"); c.close()
 def sink(s):
     while True:
         c, _ = s.accept(); h = hashlib.md5(); n = 0
@@ -173,6 +174,9 @@ if [ "$rc" = 0 ] && grep -q "hello from the host" "$T/out" && [ "$(grep -c '^ref
 else
 	fail "--allow host:PORT" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
 fi
+kr --net user --allow "host:$P_HELLO" -- wget -q -O - "http://10.0.2.2:$P_HELLO/"
+[ "$rc" = 0 ] && grep -q "hello from the host" "$T/out" && pass "--allow host:$P_HELLO: busybox wget fetches from the host's HTTP server$E" ||
+	fail "wget through --allow host:PORT" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"
 kr --net user,egress=none --allow "host:$P_HELLO" --deny 10.0.2.2 -- sh -c "printf 'GET /\r\n\r\n' | nc -w 5 10.0.2.2 $P_HELLO"
 [ "$rc" = 0 ] && grep -q "hello from the host" "$T/out" && pass "--net user,egress=none --allow host:PORT: rules come first$E" ||
 	fail "egress=none with an allow rule" "exit $rc: $(oneline "$T/out") $(oneline "$T/err")"

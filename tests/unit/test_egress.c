@@ -216,6 +216,16 @@ static void test_ip6(void **state)
 	/* neighbour solicitation to a solicited-node multicast address */
 	n = ip6(f, mc, NULL, 0, 58, 135, 0);
 	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_LINK);
+	/* an MLDv2 report behind hop-by-hop options to ff02::16: link-local
+	 * housekeeping; the same to a global-scope group is not */
+	n = ip6(f, mc, hop_frag, 1, 58, 143, 0);
+	assert_int_equal(egress_check(&pub, f, n), EGRESS_ALLOW_LINK);
+	{
+		uint8_t global_mc[16] = {0xff, 0x0e, [15] = 1};
+
+		n = ip6(f, global_mc, hop_frag, 1, 58, 143, 0);
+		assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
+	}
 	/* an echo request to multicast is not housekeeping */
 	n = ip6(f, mc, NULL, 0, 58, 128, 0);
 	assert_int_equal(egress_check(&pub, f, n), EGRESS_DENY_ADDRESS);
