@@ -56,7 +56,7 @@ LDFLAGS ?=
 # What every host object is compiled with: kiln's flags, then the user's.
 HOST_CFLAGS = $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS = $(BASE_CFLAGS) -fPIC -fvisibility=hidden $(CPPFLAGS) $(CFLAGS)
-LDLIBS := -pthread -lslirp -lz -lcurl
+LDLIBS := -pthread -lslirp -lz -lcurl -luring
 
 LIB_SRCS := $(wildcard src/*/*.c src/*/*/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -189,7 +189,7 @@ $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZ,$<)
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
-		$(LDFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) -lslirp -lz -lcurl
+		$(LDFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) -lslirp -lz -lcurl -luring
 fuzzers: $(FUZZ_BINS)
 
 unit: $(UNIT_BINS) $(UNIT_SAN_BINS)

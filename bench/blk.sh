@@ -16,7 +16,7 @@ IMG=$DIR/blk.img
 [ -f "$BUILD/libkiln-internal.a" ] || make -j1 "$BUILD/libkiln-internal.a"
 mkdir -p "$BUILD/bench" "$DIR"
 cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -Isrc \
-	-o "$BIN" bench/blk.c "$BUILD/libkiln-internal.a" -pthread -lslirp -lz -lcurl
+	-o "$BIN" bench/blk.c "$BUILD/libkiln-internal.a" -pthread -lslirp -lz -lcurl -luring
 
 # Real data, not a sparse file: holes would skip the page cache copy.
 if [ ! -f "$IMG" ] || [ "$(stat -c %s "$IMG")" -ne $((MIB << 20)) ]; then

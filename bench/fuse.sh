@@ -16,7 +16,7 @@ BIN=$BUILD/bench/fuse
 [ -f "$BUILD/libkiln-internal.a" ] || make -j1 "$BUILD/libkiln-internal.a"
 mkdir -p "$BUILD/bench"
 cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -Isrc \
-	-o "$BIN" bench/fuse.c "$BUILD/libkiln-internal.a" -pthread -lslirp -lz -lcurl
+	-o "$BIN" bench/fuse.c "$BUILD/libkiln-internal.a" -pthread -lslirp -lz -lcurl -luring
 
 DISK=$(mktemp -d "${FUSE_DIR:-$BUILD/bench}/kiln-fuse.XXXXXX")
 DIRS=("$DISK")

@@ -13,6 +13,7 @@ PKGS=(
 	libslirp-dev                        # user-mode NAT (--net user)
 	zlib1g-dev qemu-utils               # qcow2 (compressed clusters); qemu-img for its interop tests
 	libcurl4-openssl-dev                # HTTP(S) disk images
+	liburing-dev fio                    # asynchronous disk I/O; fio for its benchmark
 	util-linux                          # setpriv, flock
 	python3 python3-pytest python3-setuptools python3-pip  # the Python SDK and its tests
 )

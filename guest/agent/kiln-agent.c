@@ -1677,7 +1677,10 @@ static void add_nameserver(const char *dns, bool cluster)
 {
 	unsigned at = cluster ? nr_cluster_nameservers : nr_nameservers;
 
-	if (nr_nameservers == MAX_NAMESERVERS)
+	/* resolvers read three: two cluster switches at most, so the NAT's
+	 * (for every other name) is always among them */
+	if (nr_nameservers == MAX_NAMESERVERS ||
+	    (cluster && nr_cluster_nameservers == 2))
 		return;
 	memmove(nameservers[at + 1], nameservers[at],
 		(nr_nameservers - at) * sizeof(nameservers[0]));
@@ -1764,6 +1767,19 @@ static void configure_nic(const char *spec)
 			       strerror(errno));
 	}
 	close(s);
+	if (!has_gw) {
+		/* a cluster network's card: other members are no routers */
+		char path[96];
+		int fd;
+
+		snprintf(path, sizeof(path),
+			 "/proc/sys/net/ipv6/conf/%s/accept_ra", ifname);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)!write(fd, "0\n", 2);
+			close(fd);
+		}
+	}
 	add_nameserver(dns, !has_gw);
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <liburing.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,16 @@ struct raw_backend {
 	uint64_t size;
 	/* fallocate modes the file system refused once: not retried */
 	bool no_punch_hole, no_zero_range;
+	/* the format was detected (not given): the guest may not write a
+	 * header that the next detection would take for another format (a
+	 * qcow2 header naming a host file as its backing file) */
+	bool guard_header;
+	/* the asynchronous path: an io_uring, NULL without one */
+	struct io_uring *ring;
+	unsigned inflight;
 };
+
+#define RAW_URING_DEPTH 64
 
 static struct raw_backend *to_raw(struct block_backend *be)
 {
@@ -140,6 +150,29 @@ static int raw_readv(struct block_backend *be, const struct iovec *iov,
 	return raw_rw(rb->fd, iov, iovcnt, off, false);
 }
 
+/* Whether writing iov at off would make the image start like a qcow2
+ * one. */
+static bool forges_header(struct raw_backend *rb, const struct iovec *iov,
+			  int cnt, uint64_t off)
+{
+	uint8_t hdr[4] = {0};
+	uint64_t pos = off;
+
+	if (!rb->guard_header || off >= sizeof(hdr))
+		return false;
+	if (pread(rb->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		memset(hdr, 0, sizeof(hdr));
+	for (int i = 0; i < cnt && pos < sizeof(hdr); i++)
+		for (size_t k = 0; k < iov[i].iov_len && pos < sizeof(hdr); k++)
+			hdr[pos++] = ((const uint8_t *)iov[i].iov_base)[k];
+	return block_qcow2_probe(hdr, sizeof(hdr));
+}
+
+void block_raw_guard_header(struct block_backend *be)
+{
+	to_raw(be)->guard_header = true;
+}
+
 static int raw_writev(struct block_backend *be, const struct iovec *iov,
 		      int iovcnt, uint64_t off)
 {
@@ -152,6 +185,8 @@ static int raw_writev(struct block_backend *be, const struct iovec *iov,
 	if (iov_total(iov, iovcnt, &len) < 0 ||
 	    !block_range_ok(rb->size, off, len))
 		return -EINVAL;
+	if (forges_header(rb, iov, iovcnt, off))
+		return -EPERM;
 	return raw_rw(rb->fd, iov, iovcnt, off, true);
 }
 
@@ -280,10 +315,113 @@ static uint64_t raw_size(struct block_backend *be)
 	return to_raw(be)->size;
 }
 
+/* ---- the asynchronous path: io_uring ---- */
+
+static int raw_async_init(struct block_backend *be, int notify_fd)
+{
+	struct raw_backend *rb = to_raw(be);
+	struct io_uring *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	/* -ENOSYS, -EPERM (io_uring disabled, a seccomp filter): the caller
+	 * falls back to threads */
+	err = io_uring_queue_init(RAW_URING_DEPTH, r, 0);
+	if (err < 0) {
+		free(r);
+		return err;
+	}
+	err = io_uring_register_eventfd(r, notify_fd);
+	if (err < 0) {
+		io_uring_queue_exit(r);
+		free(r);
+		return err;
+	}
+	rb->ring = r;
+	return 0;
+}
+
+static int raw_submit(struct block_backend *be, struct block_io *io)
+{
+	struct raw_backend *rb = to_raw(be);
+	struct io_uring_sqe *sqe;
+	int r;
+
+	io->len = 0;
+	if (io->op == BLOCK_IO_READ || io->op == BLOCK_IO_WRITE) {
+		if (io->op == BLOCK_IO_WRITE && be->read_only)
+			return -EROFS;
+		if (iov_total(io->iov, io->iovcnt, &io->len) < 0 ||
+		    !block_range_ok(rb->size, io->off, io->len) ||
+		    io->iovcnt > IOV_MAX)
+			return -EINVAL;
+		if (io->op == BLOCK_IO_WRITE &&
+		    forges_header(rb, io->iov, io->iovcnt, io->off))
+			return -EPERM;
+	}
+	if (!rb->ring || !(sqe = io_uring_get_sqe(rb->ring)))
+		return -EAGAIN;
+	if (io->op == BLOCK_IO_READ)
+		io_uring_prep_readv(sqe, rb->fd, io->iov, (unsigned)io->iovcnt,
+				    io->off);
+	else if (io->op == BLOCK_IO_WRITE)
+		io_uring_prep_writev(sqe, rb->fd, io->iov, (unsigned)io->iovcnt,
+				     io->off);
+	else
+		io_uring_prep_fsync(sqe, rb->fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data(sqe, io);
+	r = io_uring_submit(rb->ring);
+	if (r < 0) {
+		/* the entry stays queued and goes with the next submit; the
+		 * caller runs this one itself: make it a no-op */
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, NULL);
+		return r;
+	}
+	rb->inflight++;
+	return 0;
+}
+
+static void raw_reap(struct block_backend *be, bool wait_all)
+{
+	struct raw_backend *rb = to_raw(be);
+	struct io_uring_cqe *cqe;
+
+	while (rb->ring && (wait_all ? rb->inflight : 1)) {
+		struct block_io *io;
+		int res, r = wait_all ? io_uring_wait_cqe(rb->ring, &cqe)
+				      : io_uring_peek_cqe(rb->ring, &cqe);
+
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return;
+		io = io_uring_cqe_get_data(cqe);
+		res = cqe->res;
+		io_uring_cqe_seen(rb->ring, cqe);
+		if (!io)
+			continue; /* a no-op left by a failed submit */
+		rb->inflight--;
+		/* short transfers are rare (a huge request): the whole of it
+		 * again, synchronously, is simplest and idempotent */
+		if (res >= 0 && io->op != BLOCK_IO_FLUSH &&
+		    (uint64_t)res < io->len)
+			res = raw_rw(rb->fd, io->iov, io->iovcnt, io->off,
+				     io->op == BLOCK_IO_WRITE);
+		io->result = res < 0 ? res : 0;
+		io->done(io);
+	}
+}
+
 static void raw_destroy(struct block_backend *be)
 {
 	struct raw_backend *rb = to_raw(be);
 
+	if (rb->ring) {
+		io_uring_queue_exit(rb->ring);
+		free(rb->ring);
+	}
 	close(rb->fd);
 	free(rb);
 }
@@ -296,6 +434,9 @@ static const struct block_backend_ops raw_ops = {
 	.write_zeroes = raw_write_zeroes,
 	.size = raw_size,
 	.destroy = raw_destroy,
+	.async_init = raw_async_init,
+	.submit = raw_submit,
+	.reap = raw_reap,
 };
 
 /* Size of an open image: regular file or block device, nothing else. */

@@ -21,6 +21,19 @@
 
 struct block_backend;
 
+/* One request on a backend's asynchronous path. */
+enum block_io_op { BLOCK_IO_READ, BLOCK_IO_WRITE, BLOCK_IO_FLUSH };
+struct block_io {
+	enum block_io_op op;
+	const struct iovec *iov; /* READ/WRITE */
+	int iovcnt;
+	uint64_t off;
+	uint64_t len; /* set by submit */
+	int result;   /* 0 or -errno, when done runs */
+	void (*done)(struct block_io *io);
+	void *opaque;
+};
+
 struct block_backend_ops {
 	/* Fills iov from [off, off + iov bytes); all of it or -errno. */
 	int (*readv)(struct block_backend *be, const struct iovec *iov,
@@ -38,8 +51,18 @@ struct block_backend_ops {
 			    uint64_t len, bool unmap);
 	/* Current size in bytes (a multiple of BLOCK_SECTOR_SIZE). */
 	uint64_t (*size)(struct block_backend *be);
-	/* Releases the backend and everything it holds. */
+	/* Releases the backend and everything it holds (nothing in flight). */
 	void (*destroy)(struct block_backend *be);
+
+	/* Optional asynchronous path (raw files: io_uring). async_init sets
+	 * it up, signalling notify_fd (an eventfd) as requests finish: 0, or
+	 * -errno and the synchronous calls stay the only ones. submit checks
+	 * and queues io: 0, or -errno with nothing queued. reap runs the done
+	 * callbacks of finished requests (all in flight, waiting, when
+	 * wait_all), on the submitter's thread. */
+	int (*async_init)(struct block_backend *be, int notify_fd);
+	int (*submit)(struct block_backend *be, struct block_io *io);
+	void (*reap)(struct block_backend *be, bool wait_all);
 };
 
 struct block_backend {
@@ -128,6 +151,11 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
  * block_raw_open's. 0 or -errno (logged). */
 int block_raw_from_fd(int fd, const char *path, bool read_only,
 		      const struct kiln_log *log, struct block_backend **out);
+
+/* A raw backend whose format was detected: guest writes that would make
+ * its first bytes a qcow2 header fail (-EPERM), so the next detection
+ * cannot be turned against the host. */
+void block_raw_guard_header(struct block_backend *be);
 
 /* Opens path for a disk (O_NONBLOCK refusals of FIFOs and the like
  * included): the fd, or -errno (logged). */

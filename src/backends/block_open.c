@@ -76,8 +76,15 @@ static int open_format(int fd, const char *path, enum block_format format,
 
 		if (format == BLOCK_FORMAT_AUTO
 			    ? !t->probe || t->probe(hdr, (size_t)n)
-			    : t->format == format)
-			return t->open(fd, path, read_only, chain, log, out);
+			    : t->format == format) {
+			int err = t->open(fd, path, read_only, chain, log, out);
+
+			/* detected as raw: keep it raw */
+			if (err == 0 && format == BLOCK_FORMAT_AUTO &&
+			    t->format == BLOCK_FORMAT_RAW)
+				block_raw_guard_header(*out);
+			return err;
+		}
 	}
 	close(fd);
 	return -EINVAL;

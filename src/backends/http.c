@@ -15,6 +15,7 @@
  * Thread-safe: each fetch has its own curl handle, so the disk's workers
  * fetch in parallel and a slow fetch holds only its own request.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +34,8 @@
 #define HTTP_CHUNK	   (1u << 20)
 #define HTTP_TRIES	   4
 #define HTTP_CONNECT_SEC   10L
-#define HTTP_STALL_SEC	   30L /* less than a byte a second for this long */
+#define HTTP_STALL_SEC	   20L	/* under 4 KiB/s for this long: gone */
+#define HTTP_TOTAL_SEC	   120L /* one request, at most */
 #define HTTP_VALIDATOR_MAX 256
 #define HTTP_READ_AHEAD	   4 /* chunks one miss fetches, when missing */
 #define HTTP_HANDLES	   4 /* kept, with their connections */
@@ -92,7 +94,6 @@ static size_t sink_write(char *p, size_t sz, size_t n, void *opaque)
 struct head_info {
 	char etag[HTTP_VALIDATOR_MAX / 2];
 	char lastmod[HTTP_VALIDATOR_MAX / 2];
-	bool ranges;
 };
 
 static void header_value(const char *line, size_t n, char *out, size_t cap)
@@ -124,8 +125,9 @@ static size_t head_header(char *p, size_t sz, size_t n, void *opaque)
 		header_value(p, len, h->etag, sizeof(h->etag));
 	else if (len > 14 && !strncasecmp(p, "last-modified:", 14))
 		header_value(p, len, h->lastmod, sizeof(h->lastmod));
-	else if (len > 14 && !strncasecmp(p, "accept-ranges:", 14))
-		h->ranges = strstr(p, "bytes") != NULL;
+	else if (len > 5 && !strncmp(p, "HTTP/", 5))
+		memset(h, 0,
+		       sizeof(*h)); /* a new response (a redirect's end) */
 	return len;
 }
 
@@ -149,8 +151,11 @@ static CURL *easy(struct http_disk *h, const char *url)
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, HTTP_CONNECT_SEC);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	/* a server that trickles is as good as gone: the guest's request
+	 * (and a reset waiting for it) must not wait for ever */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 4096L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, HTTP_STALL_SEC);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, HTTP_TOTAL_SEC);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR,
 			 h && h->insecure ? "http,https" : "https");
@@ -199,6 +204,7 @@ static int fetch(struct http_disk *h, uint64_t off, size_t len, uint8_t *buf)
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
 		rc = curl_easy_perform(c);
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 		if (rc == CURLE_OK)
 			easy_done(h, c);
 		else
@@ -297,6 +303,10 @@ static int ensure(struct http_disk *h, uint64_t c)
 	err = fetch(h, off, len, buf);
 	if (err == 0)
 		err = pwrite_all(h->data_fd, buf, len, off);
+	/* the data durable before the map says it is there: after a crash
+	 * the map never points at zeros */
+	if (err == 0 && fdatasync(h->data_fd) < 0)
+		err = -errno;
 	for (uint64_t i = 0; err == 0 && i < n; i++) {
 		err = pwrite_all(h->map_fd, &one, 1, c + i);
 		if (err == 0)
@@ -437,8 +447,22 @@ static int check_scheme(const char *url, bool insecure,
 		return kiln_errorf(log, -EINVAL, "http disk: '%s' is not a URL",
 				   url);
 	}
-	loopback = !strcmp(host, "localhost") || !strcmp(host, "[::1]") ||
-		   !strncmp(host, "127.", 4);
+	{
+		struct in_addr a4;
+		struct in6_addr a6;
+		char bare[64];
+		size_t hl = strlen(host);
+
+		/* an address, not a name that starts like one */
+		snprintf(bare, sizeof(bare), "%.*s",
+			 hl > 2 && host[0] == '[' ? (int)hl - 2 : (int)hl,
+			 hl > 2 && host[0] == '[' ? host + 1 : host);
+		loopback = !strcmp(host, "localhost") ||
+			   (inet_pton(AF_INET, bare, &a4) == 1 &&
+			    (ntohl(a4.s_addr) >> 24) == 127) ||
+			   (inet_pton(AF_INET6, bare, &a6) == 1 &&
+			    IN6_IS_ADDR_LOOPBACK(&a6));
+	}
 	curl_free(host);
 	curl_url_cleanup(u);
 	if (!strncmp(url, "http://", 7) && !loopback && !insecure)
@@ -618,8 +642,12 @@ int block_http_open(const char *url, bool insecure, const struct kiln_log *log,
 		h_destroy(&h->be);
 		return kiln_errorf(log, -ENOMEM, "http disk: out of memory");
 	}
-	snprintf(key, sizeof(key), "%s\n%s\n%llu\n", url, h->validator,
-		 (unsigned long long)h->size);
+	if (snprintf(key, sizeof(key), "%s\n%s\n%llu\n", url, h->validator,
+		     (unsigned long long)h->size) >= (int)sizeof(key)) {
+		h_destroy(&h->be);
+		return kiln_errorf(log, -ENAMETOOLONG,
+				   "http disk: URL too long");
+	}
 	err = h->validator[0] ? open_cache(h, key) : -ENOENT;
 	if (err < 0) {
 		if (h->data_fd >= 0)

@@ -339,29 +339,32 @@ static int q_readv(struct block_backend *be, const struct iovec *iov,
 		return -ENOMEM;
 	/* cluster by cluster, one read each, scattered to however many
 	 * segments the guest's buffers came in */
-	for (int i = 0, used = 0; total;) {
+	int i = 0;
+	size_t used = 0;
+
+	for (; total;) {
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
 							  : total;
 		int err;
 
-		while ((size_t)used == iov[i].iov_len)
+		while (used == iov[i].iov_len)
 			i++, used = 0;
-		if (iov[i].iov_len - (size_t)used >= n) {
+		if (iov[i].iov_len - used >= n) {
 			err = read_piece(q, (uint8_t *)iov[i].iov_base + used,
 					 off, n);
-			used += (int)n;
+			used += (size_t)n;
 		} else {
 			err = read_piece(q, q->wbuf, off, n);
 			for (uint64_t put = 0; err == 0 && put < n;) {
-				size_t k = iov[i].iov_len - (size_t)used;
+				size_t k = iov[i].iov_len - used;
 
 				if (k > n - put)
 					k = n - put;
 				memcpy((uint8_t *)iov[i].iov_base + used,
 				       q->wbuf + put, k);
-				put += k, used += (int)k;
-				if ((size_t)used == iov[i].iov_len && put < n)
+				put += k, used += k;
+				if (used == iov[i].iov_len && put < n)
 					i++, used = 0;
 			}
 		}
@@ -412,10 +415,19 @@ static int refcount_add(struct qcow2 *q, uint64_t off, int delta)
 	if (!rb) {
 		uint64_t e;
 
-		/* a new refcount block: zeroed, then in the table */
+		uint64_t rbc;
+		bool self;
+
+		/* a new refcount block, written whole (counting itself when
+		 * it covers itself) before the table points at it: a crash
+		 * between the two leaks a cluster, never counts one 0 */
 		rb = alloc_raw(q);
+		rbc = rb >> q->cluster_bits;
+		self = rbc / per_block == rti;
 		memset(q->refblock, 0, q->cluster_size);
 		q->refblock_off = 0;
+		if (self)
+			q->refblock[rbc % per_block] = (uint16_t)(1 << 8);
 		err = pwrite_full(q->fd, q->refblock, q->cluster_size, rb);
 		if (err < 0)
 			return err;
@@ -424,9 +436,12 @@ static int refcount_add(struct qcow2 *q, uint64_t off, int delta)
 		if (err < 0)
 			return err;
 		q->rt[rti] = e;
-		err = refcount_add(q, rb, 1); /* it counts itself */
-		if (err < 0)
-			return err;
+		q->refblock_off = rb; /* what the buffer holds */
+		if (!self) {
+			err = refcount_add(q, rb, 1);
+			if (err < 0)
+				return err;
+		}
 	} else if (!aligned(q, rb)) {
 		return broken(q, "a refcount block offset that is not "
 				 "cluster aligned");
@@ -504,6 +519,9 @@ static int free_compressed(struct qcow2 *q, uint64_t entry)
 	uint64_t last =
 		((coff & ~511ull) + sectors * 512 - 1) >> q->cluster_bits;
 
+	/* the header's cluster never holds compressed data */
+	if (first == 0)
+		return broken(q, "a compressed cluster in the header");
 	for (uint64_t c = first; c <= last; c++) {
 		int err = refcount_add(q, c << q->cluster_bits, -1);
 
@@ -547,6 +565,8 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 		const uint8_t *data = buf;
 
 		if (len < clen) {
+			if (!(entry & QCOW2_OFLAG_COMPR))
+				q->dbuf_from = 0; /* about to change */
 			if (entry & QCOW2_OFLAG_COMPR) {
 				err = decompress(q, entry);
 			} else if (!(entry & q->zero_flag)) {
@@ -567,8 +587,6 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 			err = pwrite_full(q->fd, data,
 					  len < clen ? q->cluster_size : len,
 					  host);
-		if (err == 0 && (entry & QCOW2_OFLAG_COMPR))
-			err = free_compressed(q, entry);
 	}
 	if (err < 0)
 		return err;
@@ -578,7 +596,12 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 	if (err < 0)
 		return err;
 	table[vc % q->l2_entries] = e;
-	return pwrite_full(q->fd, &e, 8, l2_off + (vc % q->l2_entries) * 8);
+	err = pwrite_full(q->fd, &e, 8, l2_off + (vc % q->l2_entries) * 8);
+	/* the old compressed data is unreferenced only now (a crash before
+	 * leaks it, never frees what an entry still points at) */
+	if (err == 0 && (entry & QCOW2_OFLAG_COMPR))
+		err = free_compressed(q, entry);
+	return err;
 }
 
 static int q_writev(struct block_backend *be, const struct iovec *iov,
@@ -600,33 +623,36 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 		return -ENOMEM;
 	/* cluster by cluster, each gathered from however many segments the
 	 * guest's buffers came in: one write per cluster */
-	for (int i = 0, used = 0; total;) {
+	int i = 0;
+	size_t used = 0;
+
+	for (; total;) {
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
 							  : total;
 		const uint8_t *src;
 		int err;
 
-		if (iov[i].iov_len - (size_t)used >= n) {
+		if (iov[i].iov_len - used >= n) {
 			/* within one segment: no copy */
 			src = (const uint8_t *)iov[i].iov_base + used;
-			used += (int)n;
+			used += (size_t)n;
 		} else {
 			for (uint64_t got = 0; got < n;) {
-				size_t k = iov[i].iov_len - (size_t)used;
+				size_t k = iov[i].iov_len - used;
 
 				if (k > n - got)
 					k = n - got;
 				memcpy(q->wbuf + got,
 				       (const uint8_t *)iov[i].iov_base + used,
 				       k);
-				got += k, used += (int)k;
-				if ((size_t)used == iov[i].iov_len)
+				got += k, used += k;
+				if (used == iov[i].iov_len)
 					i++, used = 0;
 			}
 			src = q->wbuf;
 		}
-		while (i < iovcnt && (size_t)used == iov[i].iov_len)
+		while (i < iovcnt && used == iov[i].iov_len)
 			i++, used = 0;
 		err = write_piece(q, src, off, n);
 		if (err < 0)
@@ -923,6 +949,20 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 		}
 		q->next_free =
 			(fsize + q->cluster_size - 1) & ~(q->cluster_size - 1);
+		/* autoclear features (persistent bitmaps...) describe data
+		 * kiln is about to change without keeping them: the spec
+		 * says a writer that does not know them clears them */
+		if (version == 3 && be64(h + 88)) {
+			uint64_t zero = 0;
+
+			if (pwrite_full(fd, &zero, 8, 88) < 0) {
+				err = kiln_errorf(log, -EIO,
+						  "qcow2: %s: cannot clear its "
+						  "autoclear features",
+						  path);
+				goto fail;
+			}
+		}
 	}
 	if (boff) {
 		struct block_chain link = {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -138,7 +139,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 }
 
 int network_hello(const char *path, const struct sw_hello *h,
-		  struct sw_reply *r, int timeout_ms, int keep_fd)
+		  struct sw_reply *r, int timeout_ms, int *port_fd)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int64_t deadline = now_ms() + timeout_ms;
@@ -146,6 +147,8 @@ int network_hello(const char *path, const struct sw_hello *h,
 	ssize_t n;
 	int fd, err;
 
+	if (port_fd)
+		*port_fd = -1;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
@@ -187,8 +190,10 @@ int network_hello(const char *path, const struct sw_hello *h,
 		break;
 	}
 	free(in);
-	if (err == 0 && keep_fd && h->kind == SW_HELLO_PORT && r->status == 0)
-		return fd;
+	if (err == 0 && port_fd && h->kind == SW_HELLO_PORT && r->status == 0) {
+		*port_fd = fd;
+		return 0;
+	}
 	close(fd);
 	return err;
 }
@@ -361,7 +366,7 @@ static bool switch_alive(const char *sock, unsigned *members)
 	struct sw_reply *r = malloc(sizeof(*r));
 	bool alive = false;
 
-	if (r && network_hello(sock, &h, r, HELLO_WAIT_MS, 0) == 0 &&
+	if (r && network_hello(sock, &h, r, HELLO_WAIT_MS, NULL) == 0 &&
 	    r->status == 0) {
 		alive = true;
 		if (members) {
@@ -382,7 +387,7 @@ KILN_API int kiln_network_create(const char *name, const char *subnet,
 	char root[PATH_MAX - 128], dir[PATH_MAX - 64], path[PATH_MAX];
 	uint32_t net = 0;
 	unsigned prefix = 24;
-	int r, fd;
+	int r, fd, lock;
 	pid_t pid;
 	FILE *f;
 
@@ -401,16 +406,25 @@ KILN_API int kiln_network_create(const char *name, const char *subnet,
 		return kiln_errorf(&log, -ENAMETOOLONG,
 				   "network: %s: too long for a socket path",
 				   path);
-	if (mkdir(dir, 0700) < 0) {
-		if (errno != EEXIST)
-			return kiln_errorf(&log, -errno,
-					   "network: cannot create %s: %s", dir,
-					   strerror(errno));
-		if (switch_alive(path, NULL))
-			return kiln_errorf(&log, -EEXIST,
-					   "a network named '%s' exists", name);
-		/* a switch that died: its network is made anew */
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return kiln_errorf(&log, -errno,
+				   "network: cannot create %s: %s", dir,
+				   strerror(errno));
+	/* one create at a time per name: the second sees the first's switch */
+	lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+		r = kiln_errorf(&log, -errno, "network: cannot lock %s: %s",
+				dir, strerror(errno));
+		if (lock >= 0)
+			close(lock);
+		return r;
 	}
+	if (switch_alive(path, NULL)) {
+		close(lock);
+		return kiln_errorf(&log, -EEXIST, "a network named '%s' exists",
+				   name);
+	}
+	/* new, or a switch that died: its network is made (anew) */
 	r = pick_subnet(root, name, subnet != NULL, &net, &prefix, &log);
 	if (r < 0)
 		goto fail;
@@ -450,14 +464,22 @@ KILN_API int kiln_network_create(const char *name, const char *subnet,
 			_exit(0);
 		if (dup2(fd, 3) < 0)
 			_exit(1);
-		close_range(4, ~0u, 0);
+		/* nothing of the caller's but the socket (close_range needs
+		 * Linux 5.9: else one by one) */
+		if (close_range(4, ~0u, 0) < 0)
+			for (int k = 4; k < 65536; k++)
+				close(k);
+		if (chdir("/") < 0)
+			_exit(1);
 		fcntl(3, F_SETFD, FD_CLOEXEC);
 		switch_main(dir, net, prefix);
 	}
 	close(fd);
 	waitpid(pid, NULL, 0);
+	close(lock);
 	return 0;
 fail:
+	close(lock);
 	snprintf(path, sizeof(path), "%s/subnet", dir);
 	unlink(path);
 	rmdir(dir);
@@ -504,7 +526,7 @@ KILN_API int kiln_network_remove(const char *name, int force,
 		rep = malloc(sizeof(*rep));
 		if (!rep)
 			return -ENOMEM;
-		r = network_hello(path, &h, rep, HELLO_WAIT_MS, 0);
+		r = network_hello(path, &h, rep, HELLO_WAIT_MS, NULL);
 		free(rep);
 		if (r < 0)
 			return kiln_errorf(&log, r,
@@ -585,7 +607,7 @@ KILN_API int kiln_network_members(const char *name, char **text)
 	r = malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	err = network_hello(path, &h, r, HELLO_WAIT_MS, 0);
+	err = network_hello(path, &h, r, HELLO_WAIT_MS, NULL);
 	if (err == 0 && r->status)
 		err = -r->status;
 	if (err == 0 && !(*text = strdup(r->text)))

@@ -22,11 +22,12 @@ int network_socket_path(const char *name, char *buf, size_t len,
 			const struct kiln_log *log);
 
 /* Sends hello h to the switch at path and reads its reply into *r (within
- * timeout_ms). With keep_fd, the connected socket (non-blocking,
- * close-on-exec) is returned for a PORT hello that succeeded; else 0.
- * -errno: the switch is not there (-ECONNREFUSED, -ENOENT), did not answer
- * (-ETIMEDOUT), or answered nonsense (-EPROTO). Not logged. */
+ * timeout_ms): 0 (r->status says whether the switch agreed), or -errno:
+ * the switch is not there (-ECONNREFUSED, -ENOENT), did not answer
+ * (-ETIMEDOUT), or answered nonsense (-EPROTO). Not logged. With port_fd,
+ * a PORT hello the switch agreed to leaves the connected socket
+ * (non-blocking, close-on-exec) in *port_fd; it is -1 otherwise. */
 int network_hello(const char *path, const struct sw_hello *h,
-		  struct sw_reply *r, int timeout_ms, int keep_fd);
+		  struct sw_reply *r, int timeout_ms, int *port_fd);
 
 #endif

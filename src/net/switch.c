@@ -180,8 +180,17 @@ static struct sw_lease *find_lease(struct net_switch *sw, const char *name,
 	struct sw_lease *free_slot = NULL;
 	uint32_t last = sw->net + (~(~0u << (32 - sw->prefix))) - 1;
 
+	struct sw_lease *same_mac = NULL;
+
 	expire_leases(sw, now);
 	*err = 0;
+	/* the switch's own MAC is not a member's */
+	if (!memcmp(mac, sw->self_mac, 6)) {
+		*err = -EEXIST;
+		return NULL;
+	}
+	/* the whole table first: a name is one member's, whatever lease a
+	 * MAC already has */
 	for (int i = 0; i < SW_MAX_LEASES; i++) {
 		struct sw_lease *l = &sw->leases[i];
 
@@ -191,17 +200,18 @@ static struct sw_lease *find_lease(struct net_switch *sw, const char *name,
 			continue;
 		}
 		if (!memcmp(l->mac, mac, 6)) {
-			if (strcmp(l->name, name) && l->conn >= 0) {
+			if (strcasecmp(l->name, name) && l->conn >= 0) {
 				*err = -EEXIST; /* a live port has this MAC */
 				return NULL;
 			}
-			return l;
-		}
-		if (name[0] && !strcasecmp(l->name, name)) {
+			same_mac = l;
+		} else if (name[0] && !strcasecmp(l->name, name)) {
 			*err = -EEXIST;
 			return NULL;
 		}
 	}
+	if (same_mac)
+		return same_mac;
 	if (!free_slot) {
 		*err = -ENOSPC;
 		return NULL;
@@ -413,6 +423,14 @@ static const struct sw_conn *member_named(const struct net_switch *sw,
 	return NULL;
 }
 
+/* A member answering for "pypi.org" would speak for the internet to the
+ * others: only single-label names are the network's. */
+static const struct sw_conn *member_for_query(const struct net_switch *sw,
+					      const char *name)
+{
+	return strchr(name, '.') ? NULL : member_named(sw, name);
+}
+
 static void answer_dns(struct net_switch *sw, int from, const uint8_t *f,
 		       size_t len)
 {
@@ -428,7 +446,7 @@ static void answer_dns(struct net_switch *sw, int from, const uint8_t *f,
 	if (ulen < 8 + DNS_HDR || ulen > len - udp ||
 	    dns_parse_query(f + udp + 8, ulen - 8, &q) < 0 || q.end > 256)
 		return;
-	m = member_named(sw, q.name);
+	m = member_for_query(sw, q.name);
 	if (m) {
 		put32(a, m->addr);
 		n = dns_build_a(f + udp + 8, &q, a, SW_DNS_TTL, msg,
@@ -488,7 +506,12 @@ static bool spoofed(const struct sw_conn *c, const uint8_t *f, size_t len)
 		src = be32(f + ETH_HDR + 12);
 		return src && src != c->addr;
 	}
-	return false;
+	/* no router advertisements or redirects from members (they would
+	 * steer the others' IPv6), no VLAN tags (around these checks) */
+	if (type == 0x86dd)
+		return len >= ETH_HDR + 41 && f[ETH_HDR + 6] == 58 &&
+		       (f[ETH_HDR + 40] == 134 || f[ETH_HDR + 40] == 137);
+	return type == 0x8100 || type == 0x88a8;
 }
 
 void sw_frame_in(struct net_switch *sw, int from, const uint8_t *frame,
@@ -689,14 +712,26 @@ int sw_serve(struct net_switch *sw, int listen_fd, volatile sig_atomic_t *stop)
 
 	sw->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (sw->epfd < 0 ||
-	    epoll_ctl(sw->epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0)
-		return -errno;
+	    epoll_ctl(sw->epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+		int err = -errno;
+
+		if (sw->epfd >= 0)
+			close(sw->epfd);
+		sw->epfd = -1;
+		return err;
+	}
 	while (!*stop && !sw->stop) {
 		int n = epoll_wait(sw->epfd, evs, 32, 1000);
 		int64_t now = now_ms();
 
-		if (n < 0 && errno != EINTR)
-			return -errno;
+		if (n < 0 && errno != EINTR) {
+			int err = -errno;
+
+			sw_fini(sw);
+			close(sw->epfd);
+			sw->epfd = -1;
+			return err;
+		}
 		for (int k = 0; k < n; k++) {
 			uint32_t i = evs[k].data.u32;
 

@@ -153,6 +153,10 @@ static int network_card(struct kiln_config *c, struct virtio_dev_opts *o,
 		return -EINVAL; /* checked with the options: cannot happen */
 	for (int i = 0; i < 6; i++)
 		h.mac[i] = (uint8_t)v[i];
+	/* as the agent reads it: lower case, no padding */
+	snprintf(text, sizeof(text), "%02x:%02x:%02x:%02x:%02x:%02x", v[0],
+		 v[1], v[2], v[3], v[4], v[5]);
+	mac = text;
 	if (c->hostname[0] && !virtio_dev_opts_find(o, "name", NULL)) {
 		err = virtio_dev_opts_add(o, "name", c->hostname);
 		if (err < 0)
@@ -164,7 +168,7 @@ static int network_card(struct kiln_config *c, struct virtio_dev_opts *o,
 	r = malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	err = network_hello(sw, &h, r, 5000, 0);
+	err = network_hello(sw, &h, r, 5000, NULL);
 	if (err < 0) {
 		free(r);
 		return kiln_errorf(&c->log, err,
@@ -204,7 +208,7 @@ static int sandbox_cmdline(struct kiln_config *c)
 		cap += 32 + strlen(virtio_dev_opts_get(sh, "tag")) * 2 +
 		       (mount ? strlen(mount) : 0);
 	}
-	cap += 96 * NET_MAX_CARDS + 80;		  /* kiln.nic=, hostname */
+	cap += 112 * NET_MAX_CARDS + 80;	  /* kiln.nic=, hostname */
 	cap += 16 + c->nr_ulimits * (8 + 2 * 21); /* kiln.ulimit= */
 	s = malloc(cap);
 	if (!s)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/thread.h"
+#include "vhost_user/memguard.h"
 
 /* Requests a disk runs at once on its workers, and how many workers. */
 #define BLK_MAX_INFLIGHT 32
@@ -25,6 +26,8 @@ struct blk_job {
 	int status, err;
 	uint64_t data_written;
 	struct blk_job *next;
+	struct block_io io; /* on the backend's own asynchronous path */
+	struct virtio_blk *b;
 };
 
 /* Asynchronous execution: the ring side (pop, parse, check; status byte
@@ -48,6 +51,11 @@ struct blk_aio {
 	 * at a time */
 	pthread_mutex_t be_lock;
 	bool serial;
+	/* the backend's own asynchronous path (io_uring) instead of workers:
+	 * reads, writes and flushes go there; the rest runs on the device
+	 * thread */
+	bool native;
+	bool discarding; /* a reset: finished requests are not reported */
 };
 
 struct virtio_blk {
@@ -442,6 +450,9 @@ static void *blk_worker(void *arg)
 	struct blk_aio *a = b->aio;
 	uint64_t one = 1;
 
+	/* workers copy into guest memory a vhost-user front end may shrink
+	 * under us: its SIGBUS must reach the guard, not kill the process */
+	memguard_thread_prepare();
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
 		struct blk_job *j;
@@ -531,6 +542,51 @@ static void aio_complete(struct virtio_dev *d, struct virtio_blk *b,
 
 /* Takes requests off the ring while there are free jobs: answered at once
  * when they fail their checks, else handed to the workers. */
+/* A request the backend's own asynchronous path finished (reaped on the
+ * device thread). */
+static void native_done(struct block_io *io)
+{
+	struct blk_job *j = io->opaque;
+	struct virtio_blk *b = j->b;
+
+	if (!b->aio->discarding) {
+		j->err = io->result;
+		j->status =
+			io->result < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		j->data_written =
+			io->result == 0 && j->req.type == VIRTIO_BLK_T_IN
+				? j->req.data_len
+				: 0;
+		blk_account(b, &j->req, j->err);
+		virtio_dev_complete(
+			b->dev, 0, j->head,
+			blk_finish(b, &j->req, j->status, j->data_written));
+	}
+	job_free(b->aio, j);
+}
+
+/* Reads, writes and flushes to the backend's asynchronous path; false
+ * when it did not take the request (the caller runs it itself). */
+static bool native_submit(struct virtio_blk *b, struct blk_job *j)
+{
+	struct block_io *io = &j->io;
+
+	memset(io, 0, sizeof(*io));
+	switch (j->req.type) {
+	case VIRTIO_BLK_T_IN: io->op = BLOCK_IO_READ; break;
+	case VIRTIO_BLK_T_OUT: io->op = BLOCK_IO_WRITE; break;
+	case VIRTIO_BLK_T_FLUSH: io->op = BLOCK_IO_FLUSH; break;
+	default: return false;
+	}
+	io->iov = j->req.data;
+	io->iovcnt = (int)j->req.n_data;
+	io->off = j->req.sector * BLOCK_SECTOR_SIZE;
+	io->done = native_done;
+	io->opaque = j;
+	j->b = b;
+	return b->be->ops->submit(b->be, io) == 0;
+}
+
 static void aio_pop(struct virtio_dev *d, struct virtio_blk *b)
 {
 	struct blk_aio *a = b->aio;
@@ -556,6 +612,20 @@ static void aio_pop(struct virtio_dev *d, struct virtio_blk *b)
 				d, 0, j->head,
 				status < 0 ? 0
 					   : blk_finish(b, &j->req, status, 0));
+			job_free(a, j);
+			continue;
+		}
+		if (a->native) {
+			if (native_submit(b, j))
+				continue;
+			/* discards, write-zeroes, GET_ID (and a full ring):
+			 * here, now */
+			j->status = blk_exec(b->be, &j->req, &j->data_written,
+					     &j->err);
+			blk_account(b, &j->req, j->err);
+			virtio_dev_complete(d, 0, j->head,
+					    blk_finish(b, &j->req, j->status,
+						       j->data_written));
 			job_free(a, j);
 			continue;
 		}
@@ -589,6 +659,8 @@ static void blk_host_events(struct virtio_dev *d)
 	(void)!read(b->done_fd, &n, sizeof(n));
 	if (!a)
 		return;
+	if (a->native)
+		b->be->ops->reap(b->be, false); /* completes them */
 	pthread_mutex_lock(&a->lock);
 	list = a->done;
 	a->done = a->done_tail = NULL;
@@ -603,7 +675,9 @@ static void blk_quiesce(struct virtio_dev *d)
 {
 	struct virtio_blk *b = d->priv;
 
-	if (b && b->aio)
+	if (b && b->aio && b->aio->native)
+		b->be->ops->reap(b->be, true);
+	else if (b && b->aio)
 		aio_complete(d, b, aio_drain(b->aio, false));
 }
 
@@ -614,6 +688,13 @@ static void blk_reset(struct virtio_dev *d)
 
 	if (!b || !b->aio)
 		return;
+	if (b->aio->native) {
+		/* in flight: waited for, not reported */
+		b->aio->discarding = true;
+		b->be->ops->reap(b->be, true);
+		b->aio->discarding = false;
+		return;
+	}
 	/* the rings are going: what ran is not reported, what waited not
 	 * run; no worker touches guest memory after this returns */
 	list = aio_drain(b->aio, true);
@@ -631,6 +712,10 @@ static void aio_stop(struct virtio_blk *b)
 
 	if (!a)
 		return;
+	if (a->native) {
+		a->discarding = true;
+		b->be->ops->reap(b->be, true);
+	}
 	pthread_mutex_lock(&a->lock);
 	a->stopping = true;
 	a->todo = a->todo_tail = NULL; /* queued, never started: dropped */
@@ -666,6 +751,15 @@ static int aio_start(struct virtio_dev *d, struct virtio_blk *b)
 	for (unsigned i = 0; i < BLK_MAX_INFLIGHT; i++)
 		job_free(a, &a->jobs[i]);
 	b->aio = a;
+	/* the backend's own asynchronous path where it has one (io_uring
+	 * on raw files), else threads; KILN_IO_URING=0 asks for threads */
+	if (b->be->ops->async_init &&
+	    !(getenv("KILN_IO_URING") &&
+	      !strcmp(getenv("KILN_IO_URING"), "0")) &&
+	    b->be->ops->async_init(b->be, b->done_fd) == 0) {
+		a->native = true;
+		return 0;
+	}
 	for (unsigned i = 0; i < BLK_WORKERS; i++) {
 		if (thread_start_blocked(&a->workers[i], blk_worker, b) != 0) {
 			aio_stop(b);

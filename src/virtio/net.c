@@ -1105,28 +1105,27 @@ static int port_connect(struct virtio_net *n, const struct net_settings *ns)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = NET_TAG_PORT};
 	struct sw_hello h = {.kind = SW_HELLO_PORT};
 	struct sw_reply *r = malloc(sizeof(*r));
-	int fd;
+	int fd = -1, err;
 
 	if (!r)
 		return kiln_errorf(n->dev->log, -ENOMEM, "net: out of memory");
 	memcpy(h.mac, ns->mac, 6);
 	snprintf(h.name, sizeof(h.name), "%s", ns->name ? ns->name : "");
-	fd = network_hello(ns->switch_path, &h, r, 5000, 1);
-	if (fd < 0) {
+	err = network_hello(ns->switch_path, &h, r, 5000, &fd);
+	if (err < 0) {
 		free(r);
-		return kiln_errorf(n->dev->log, fd,
+		return kiln_errorf(n->dev->log, err,
 				   "net: the network's switch at %s: %s (is "
 				   "the network there? kiln network ls)",
-				   ns->switch_path, strerror(-fd));
+				   ns->switch_path, strerror(-err));
 	}
 	if (r->status) {
-		int err = -r->status;
-
+		/* refused: no connection was kept */
+		err = -r->status;
 		kiln_logf(n->dev->log, KILN_LOG_ERROR,
 			  "net: joining the network%s%s: %s",
 			  h.name[0] ? " as " : "", h.name, r->text);
 		free(r);
-		close(fd);
 		return err;
 	}
 	free(r);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "net/network.h"
 #include "vm/config.h"
@@ -235,9 +236,10 @@ KILN_API int kiln_config_set_hostname(struct kiln_config *cfg, const char *name)
 
 KILN_API int kiln_config_add_network(struct kiln_config *cfg, const char *name)
 {
-	char path[4096];
-	const char *kv[] = {"switch", path, NULL};
+	char path[4096], mac[18];
+	const char *kv[] = {"switch", path, "mac", mac, NULL};
 	struct virtio_dev_opts o;
+	uint8_t m[6];
 	unsigned cards = 0;
 	int err = network_socket_path(name, path, sizeof(path), &cfg->log);
 
@@ -250,8 +252,15 @@ KILN_API int kiln_config_add_network(struct kiln_config *cfg, const char *name)
 		return kiln_errorf(&cfg->log, -E2BIG,
 				   "at most %d cluster networks per VM",
 				   MAX_NETWORKS);
+	/* every card its own MAC: random, locally administered, unicast */
+	if (getrandom(m, sizeof(m), 0) != (ssize_t)sizeof(m))
+		return kiln_errorf(&cfg->log, -EIO, "network: no random MAC");
+	m[0] = (uint8_t)((m[0] & 0xfc) | 0x02);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1],
+		 m[2], m[3], m[4], m[5]);
 	virtio_dev_opts_init(&o, &virtio_net_ops);
-	err = virtio_dev_opts_add(&o, kv[0], kv[1]);
+	for (unsigned i = 0; kv[i] && err == 0; i += 2)
+		err = virtio_dev_opts_add(&o, kv[i], kv[i + 1]);
 	if (err == 0)
 		err = virtio_dev_opts_check(&o, &cfg->log);
 	if (err < 0) {

@@ -72,7 +72,7 @@ int main(void)
 	return 0;
 }
 PROG
-if [ -f "$lib_a" ] && "$CC" -std=c11 -Iinclude -o "$T/prog" "$T/prog.c" "$lib_a" -pthread -lslirp -lz -lcurl 2>"$T/cc.log" &&
+if [ -f "$lib_a" ] && "$CC" -std=c11 -Iinclude -o "$T/prog" "$T/prog.c" "$lib_a" -pthread -lslirp -lz -lcurl -luring 2>"$T/cc.log" &&
 	[ "$("$T/prog")" = "$version" ]; then
 	ok "a program on kiln.h links with libkiln.a alone (kiln_version $version)"
 else

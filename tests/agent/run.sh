@@ -45,7 +45,7 @@ mkdir -p "$BUILD/tests"
 # shellcheck disable=SC2086
 if ! cc -std=c11 -D_GNU_SOURCE -O2 -g $WARN -Iinclude -Isrc \
 	-o "$BUILD/tests/agent_client_test" tests/agent/agent_client_test.c \
-	"$BUILD/libkiln-internal.a" -pthread -lslirp -lz -lcurl 2>"$T/build.log"; then
+	"$BUILD/libkiln-internal.a" -pthread -lslirp -lz -lcurl -luring 2>"$T/build.log"; then
 	fail "agent client test builds" "$(tail -5 "$T/build.log")"
 	exit 0
 fi

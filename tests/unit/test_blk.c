@@ -1075,13 +1075,25 @@ static unsigned async_collect(struct async_env *e, unsigned n, bool *seen)
 	return got;
 }
 
+static void async_many_in_flight(void);
+
+/* io_uring where the kernel has it, then the worker threads */
 static void test_async_many_in_flight(void **state)
+{
+	(void)state;
+	unsetenv("KILN_IO_URING");
+	async_many_in_flight();
+	setenv("KILN_IO_URING", "0", 1);
+	async_many_in_flight();
+	unsetenv("KILN_IO_URING");
+}
+
+static void async_many_in_flight(void)
 {
 	struct async_env *e = malloc(sizeof(*e));
 	bool seen[A_REQS] = {false};
 	int fd;
 
-	(void)state;
 	assert_non_null(e);
 	async_env_init(e);
 	assert_true(e->dev.ops->host_fd(&e->dev) >= 0);

@@ -297,6 +297,36 @@ static void test_backing_chains(void **state)
 		-ENOENT);
 }
 
+/* A raw image found by detection keeps being raw: the guest may not write
+ * a qcow2 header into it (format=raw given: it may). */
+static void test_raw_header_guard(void **state)
+{
+	struct block_open_opts o = {.fd = -1};
+	struct block_backend *be;
+	char path[128];
+	uint8_t magic[4] = {'Q', 'F', 'I', 0xfb}, back[4];
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/raw-guard.img", dir);
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	o.path = path;
+	assert_int_equal(block_open(&o, NULL, &be), 0);
+	assert_int_equal(wr(be, magic, 4, 0), -EPERM);
+	assert_int_equal(wr(be, magic + 1, 3, 1), 0);  /* "\0FI\xfb": fine */
+	assert_int_equal(wr(be, magic, 1, 0), -EPERM); /* completes it */
+	assert_int_equal(wr(be, magic, 4, 512), 0);    /* elsewhere: fine */
+	block_backend_destroy(be);
+	o.format = BLOCK_FORMAT_RAW;
+	assert_int_equal(block_open(&o, NULL, &be), 0);
+	assert_int_equal(wr(be, magic, 4, 0), 0);
+	assert_int_equal(rd(be, back, 4, 0), 0);
+	assert_memory_equal(back, magic, 4);
+	block_backend_destroy(be);
+}
+
 static void test_overlay(void **state)
 {
 	struct block_backend *base, *ov;
@@ -337,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_headers),
 		cmocka_unit_test(test_hostile_tables),
 		cmocka_unit_test(test_backing_chains),
+		cmocka_unit_test(test_raw_header_guard),
 		cmocka_unit_test(test_overlay),
 	};
 
