@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "backends/block.h"
 #include "virtio/blk.h"
+#include "virtio/device_table.h"
 
 #define QSZ	   256
 #define RAM_SIZE   (64ull << 20)
@@ -330,6 +332,111 @@ static uint64_t *random_offsets(const struct bench *b, unsigned n)
 	return offs;
 }
 
+/* 4 KiB random reads with QD requests always in flight, through a disk
+ * made from options (asynchronous: io_uring or workers), the driver
+ * refilling each slot as its completion arrives. Returns IOPS. */
+#define QD 32
+static double run_async(const char *path, unsigned n)
+{
+	struct bench *b = calloc(1, sizeof(*b));
+	struct virtio_dev_opts o;
+	uint16_t *avail_ring, *avail_idx, *used_idx;
+	uint64_t *offs, issued = 0, done = 0;
+	char spec[4200];
+	struct pollfd pfd;
+	double t0;
+
+	if (!b)
+		die("out of memory");
+	b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (b->ram == MAP_FAILED)
+		die("cannot map fake guest RAM");
+	guest_mem_init(&b->mem, b->ram, RAM_SIZE);
+	snprintf(spec, sizeof(spec), "blk,path=%s,ro,format=raw", path);
+	if (virtio_dev_opts_parse(spec, NULL, &o) < 0 ||
+	    virtio_dev_create(&b->dev, &o, NULL) < 0)
+		die("cannot make the disk");
+	virtio_dev_opts_free(&o);
+	b->dev.mem = &b->mem;
+	b->dev.transport = &transport;
+	b->dev.driver_features =
+		1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_BLK_F_SEG_MAX |
+		1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_RO;
+	virtio_dev_apply_features(&b->dev);
+	b->dev.vqs[0].size = QSZ;
+	b->dev.vqs[0].desc_gpa = DESC_GPA;
+	b->dev.vqs[0].avail_gpa = AVAIL_GPA;
+	b->dev.vqs[0].used_gpa = USED_GPA;
+	if (virtq_check_config(&b->dev.vqs[0], b->dev.ops->queue_max_size) < 0)
+		die("bad queue config");
+	b->dev.vqs[0].ready = true;
+	b->dev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+			VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	{
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+
+		if (end <= 0)
+			die("cannot size the image");
+		b->size = (uint64_t)end;
+		close(fd);
+	}
+	offs = random_offsets(b, n);
+	setup_slots(b, QD, RAND_BS);
+	avail_ring = (uint16_t *)(b->ram + AVAIL_GPA + 4);
+	avail_idx = (uint16_t *)(b->ram + AVAIL_GPA + 2);
+	used_idx = (uint16_t *)(b->ram + USED_GPA + 2);
+	pfd.fd = b->dev.ops->host_fd(&b->dev);
+	pfd.events = POLLIN;
+	t0 = now();
+	for (unsigned s = 0; s < QD && issued < n; s++, issued++) {
+		put64(b->ram + HDR_GPA + 16 * s + 8,
+		      offs[issued] / BLOCK_SECTOR_SIZE);
+		avail_ring[b->avail_idx++ % QSZ] = (uint16_t)(3 * s);
+	}
+	__atomic_store_n(avail_idx, b->avail_idx, __ATOMIC_RELEASE);
+	b->dev.ops->queue_notify(&b->dev, 0);
+	while (done < n) {
+		bool more = false;
+
+		if (poll(&pfd, 1, 5000) <= 0)
+			die("no completion in 5 s");
+		b->dev.ops->host_events(&b->dev);
+		while (b->used_seen !=
+		       __atomic_load_n(used_idx, __ATOMIC_ACQUIRE)) {
+			uint8_t *el = b->ram + USED_GPA + 4 +
+				      8 * (b->used_seen % QSZ);
+			uint32_t id;
+
+			memcpy(&id, el, 4);
+			if (b->ram[STATUS_GPA + id / 3] != VIRTIO_BLK_S_OK)
+				die("bad completion");
+			b->used_seen++;
+			done++;
+			if (issued < n) {
+				unsigned s = id / 3;
+
+				put64(b->ram + HDR_GPA + 16 * s + 8,
+				      offs[issued++] / BLOCK_SECTOR_SIZE);
+				avail_ring[b->avail_idx++ % QSZ] = (uint16_t)id;
+				more = true;
+			}
+		}
+		if (more) {
+			__atomic_store_n(avail_idx, b->avail_idx,
+					 __ATOMIC_RELEASE);
+			b->dev.ops->queue_notify(&b->dev, 0);
+		}
+	}
+	t0 = now() - t0;
+	virtio_dev_destroy(&b->dev);
+	munmap(b->ram, RAM_SIZE);
+	free(offs);
+	free(b);
+	return n / t0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned rounds = 7, cg_ops = 0;
@@ -339,6 +446,10 @@ int main(int argc, char **argv)
 	unsigned n;
 	int i = 1;
 
+		if (argc == 4 && !strcmp(argv[1], "--qd32")) {
+		printf("%.0f\n", run_async(argv[3], (unsigned)atoi(argv[2])));
+		return 0;
+	}
 	for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
 		if (!strcmp(argv[i], "--rounds"))
 			rounds = (unsigned)atoi(argv[i + 1]);

@@ -26,6 +26,26 @@ fi
 
 "$BIN" --rounds "$ROUNDS" "$IMG"
 
+# 4 KiB random reads, 32 in flight: kiln's asynchronous disk (io_uring, or
+# its workers with KILN_IO_URING=0) against fio (io_uring, iodepth 32) on
+# the same file, page cache warm, the same number of reads, best of 3 each.
+if command -v fio >/dev/null; then
+	N=200000
+	best() { sort -n | tail -1; }
+	k=$(for _ in 1 2 3; do "$BIN" --qd32 $N "$IMG"; done | best)
+	w=$(for _ in 1 2 3; do KILN_IO_URING=0 "$BIN" --qd32 $N "$IMG"; done | best)
+	f=$(for _ in 1 2 3; do
+		fio --name=qd32 --filename="$IMG" --readonly --invalidate=0 --rw=randread --bs=4k --iodepth=32 \
+			--ioengine=io_uring --number_ios=$N --size="$(stat -c %s "$IMG")" \
+			--output-format=json 2>/dev/null |
+			/usr/bin/python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
+	done | best)
+	awk -v k="$k" -v w="$w" -v f="$f" 'BEGIN {
+		printf "blk 4KiB rand read, 32 in flight: kiln io_uring %d IOPS, kiln workers %d IOPS, fio io_uring %d IOPS; ratio %.2f and %.2f (target >= 0.8)\n", k, w, f, k / f, w / f }'
+else
+	echo "blk 4KiB rand read, 32 in flight: fio not installed (scripts/install-deps.sh)"
+fi
+
 if [ "${CALLGRIND:-1}" != 0 ] && command -v valgrind >/dev/null &&
 	command -v callgrind_annotate >/dev/null; then
 	N=20000
