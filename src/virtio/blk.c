@@ -760,7 +760,9 @@ static int aio_start(struct virtio_dev *d, struct virtio_blk *b)
 		a->native = true;
 		return 0;
 	}
-	for (unsigned i = 0; i < BLK_WORKERS; i++) {
+	/* a backend that takes one call at a time gets one worker: more
+	 * would only queue on its lock, and each handoff costs a wakeup */
+	for (unsigned i = 0; i < (a->serial ? 1u : BLK_WORKERS); i++) {
 		if (thread_start_blocked(&a->workers[i], blk_worker, b) != 0) {
 			aio_stop(b);
 			return kiln_errorf(d->log, -EAGAIN,
