@@ -43,7 +43,7 @@ check "vhost-user no socket" 2 "socket" -- vhost-user --device blk,path=/dev/nul
 check "vhost-user unknown device" 2 "unknown device type" -- vhost-user --socket "$T/vu.sock" --device floppy,path=x
 check "vhost-user blk without path" 2 "path" -- vhost-user --socket "$T/vu.sock" --device blk
 check "vhost-user missing image" 125 "$T/none.img" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/none.img"
-check "vhost-user unknown key" 2 "blk: unknown key 'size' \\(keys: path, fd, ro\\)" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/none.img,size=1"
+check "vhost-user unknown key" 2 "blk: unknown key 'size' \\(keys: path, fd, ro, snapshot, format, insecure\\)" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/none.img,size=1"
 check "vhost-user trailing comma" 2 "blk: empty option" -- vhost-user --socket "$T/vu.sock" --device "blk,path=x,"
 check "vhost-user escaped comma" 125 "$T/a,b.img" -- vhost-user --socket "$T/vu.sock" --device "blk,path=$T/a,,b.img"
 
