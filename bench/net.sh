@@ -114,7 +114,12 @@ else
 	passt_note="passt: not compared ($(command -v passt >/dev/null || echo 'passt is not installed')$(qemu-system-x86_64 -netdev help 2>/dev/null | grep -qw stream || echo "; this QEMU has no -netdev stream"))"
 fi
 for r in $(seq "$ROUNDS"); do
-	for p in $peers; do
+	# each round starts with another peer: no peer always runs last
+	read -ra order <<<"$peers"
+	n=${#order[@]}
+	rot=()
+	for i in $(seq 0 $((n - 1))); do rot+=("${order[$(((i + r) % n))]}"); done
+	for p in "${rot[@]}"; do
 		case $p in
 		qemu) run_guest -netdev user,id=n0 ;;
 		kiln) run_kiln "net,egress=all" ;;
