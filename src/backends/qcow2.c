@@ -48,6 +48,8 @@
 #define QCOW2_INCOMPAT_COMPR   (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2   (1ull << 4)
 #define QCOW2_EXT_BACKING_FMT  0xe2792acau
+#define QCOW2_BATCH	       16 /* clusters in one run, at most */
+#define QCOW2_BATCH_BYTES      (1u << 20)
 
 struct l2_slot {
 	uint64_t offset; /* of the table in the file; 0: free */
@@ -79,7 +81,8 @@ struct qcow2 {
 	uint8_t *dbuf;	    /* one cluster: decompressed / COW data */
 	uint64_t dbuf_from; /* the compressed entry dbuf holds, or 0 */
 	uint8_t *zeros;	    /* one cluster of zeros (write_zeroes) */
-	uint8_t *wbuf; /* one cluster: a write gathered from its segments */
+	uint8_t *wbuf; /* batch_bytes: a write gathered from its segments */
+	uint64_t batch_bytes;  /* a run of new clusters written at once */
 	uint64_t zero_flag;    /* QCOW2_OFLAG_ZERO in version 3, else 0 */
 	uint16_t *refblock;    /* one refcount block, cached */
 	uint64_t refblock_off; /* its offset, 0: none */
@@ -335,7 +338,7 @@ static int q_readv(struct block_backend *be, const struct iovec *iov,
 	}
 	if (!block_range_ok(q->size, off, total))
 		return -EINVAL;
-	if (!q->wbuf && !(q->wbuf = malloc(q->cluster_size)))
+	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
 		return -ENOMEM;
 	/* cluster by cluster, one read each, scattered to however many
 	 * segments the guest's buffers came in */
@@ -604,6 +607,93 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 	return err;
 }
 
+/* Adds one to the refcounts of k clusters from host offset off: one
+ * write when they share an existing refcount block, else one by one. */
+static int refcount_add_run(struct qcow2 *q, uint64_t off, unsigned k)
+{
+	uint64_t per_block = q->cluster_size / 2;
+	uint64_t c0 = off >> q->cluster_bits, rti = c0 / per_block, rb;
+	int err;
+
+	rb = rti < q->rt_entries ? from_be64(q->rt[rti]) & QCOW2_OFFSET_MASK
+				 : 0;
+	if (!rb || !aligned(q, rb) || c0 % per_block + k > per_block) {
+		for (unsigned i = 0; i < k; i++) {
+			err = refcount_add(q, off + i * q->cluster_size, 1);
+			if (err < 0)
+				return err;
+		}
+		return 0;
+	}
+	err = refblock_load(q, rb);
+	if (err < 0)
+		return err;
+	for (unsigned i = 0; i < k; i++) {
+		uint16_t *e = &q->refblock[(c0 + i) % per_block];
+		uint16_t v = (uint16_t)(*e >> 8 | *e << 8);
+
+		if (v == UINT16_MAX)
+			return broken(q, "a refcount out of range");
+		v++;
+		*e = (uint16_t)(v >> 8 | v << 8);
+	}
+	return pwrite_full(q->fd, &q->refblock[c0 % per_block], 2 * (size_t)k,
+			   rb + (c0 % per_block) * 2);
+}
+
+/* Whether the L2 entry's cluster would be written to a new cluster (not
+ * in place). */
+static bool needs_new(uint64_t entry)
+{
+	return (entry & QCOW2_OFLAG_COMPR) || !(entry & QCOW2_OFFSET_MASK);
+}
+
+/* k (>= 2) whole guest clusters from vc, all new, in one L2 table: one
+ * allocation, one refcount write, one data write, one L2 write. */
+static int write_run(struct qcow2 *q, uint64_t vc, unsigned k,
+		     const uint8_t *data, uint64_t l2_off)
+{
+	uint64_t host = q->next_free, e[QCOW2_BATCH], old[QCOW2_BATCH];
+	uint64_t *table, first = vc % q->l2_entries;
+	int err;
+
+	q->next_free += k * q->cluster_size;
+	err = refcount_add_run(q, host, k);
+	if (err == 0)
+		err = pwrite_full(q->fd, data, k * q->cluster_size, host);
+	if (err == 0)
+		err = l2_load(q, l2_off, &table);
+	if (err < 0)
+		return err;
+	for (unsigned i = 0; i < k; i++) {
+		old[i] = from_be64(table[first + i]);
+		e[i] = to_be64((host + i * q->cluster_size) |
+			       QCOW2_OFLAG_COPIED);
+		table[first + i] = e[i];
+	}
+	err = pwrite_full(q->fd, e, 8 * (size_t)k, l2_off + first * 8);
+	for (unsigned i = 0; err == 0 && i < k; i++)
+		if (old[i] & QCOW2_OFLAG_COMPR)
+			err = free_compressed(q, old[i]);
+	return err;
+}
+
+/* How many whole guest clusters from vc (the request has `whole` of them
+ * left) can go as one run: new, in vc's L2 table, at most the batch. */
+static unsigned run_length(struct qcow2 *q, uint64_t vc, uint64_t whole,
+			   uint64_t *l2_off)
+{
+	uint64_t *table, first = vc % q->l2_entries;
+	unsigned k = 0, max = (unsigned)(q->batch_bytes / q->cluster_size);
+
+	if (whole < 2 || max < 2 || l2_for_write(q, vc, &table, l2_off) < 0)
+		return 0;
+	while (k < max && k < whole && first + k < q->l2_entries &&
+	       needs_new(from_be64(table[first + k])))
+		k++;
+	return k;
+}
+
 static int q_writev(struct block_backend *be, const struct iovec *iov,
 		    int iovcnt, uint64_t off)
 {
@@ -619,10 +709,11 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 	}
 	if (!block_range_ok(q->size, off, total))
 		return -EINVAL;
-	if (!q->wbuf && !(q->wbuf = malloc(q->cluster_size)))
+	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
 		return -ENOMEM;
-	/* cluster by cluster, each gathered from however many segments the
-	 * guest's buffers came in: one write per cluster */
+	/* cluster by cluster (runs of whole new clusters at once), each
+	 * gathered from however many segments the guest's buffers came in:
+	 * one write per cluster, or per run */
 	int i = 0;
 	size_t used = 0;
 
@@ -630,8 +721,17 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
 							  : total;
+		uint64_t l2_off = 0;
+		unsigned run =
+			in == 0 && off + total <= q->size
+				? run_length(q, off >> q->cluster_bits,
+					     total / q->cluster_size, &l2_off)
+				: 0;
 		const uint8_t *src;
 		int err;
+
+		if (run >= 2)
+			n = run * q->cluster_size;
 
 		if (iov[i].iov_len - used >= n) {
 			/* within one segment: no copy */
@@ -654,7 +754,11 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 		}
 		while (i < iovcnt && used == iov[i].iov_len)
 			i++, used = 0;
-		err = write_piece(q, src, off, n);
+		if (run >= 2)
+			err = write_run(q, off >> q->cluster_bits, run, src,
+					l2_off);
+		else
+			err = write_piece(q, src, off, n);
 		if (err < 0)
 			return err;
 		off += n, total -= n;
@@ -838,6 +942,12 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 	}
 	q->cluster_size = 1ull << q->cluster_bits;
 	q->l2_entries = q->cluster_size / 8;
+	{
+		uint64_t k = QCOW2_BATCH_BYTES / q->cluster_size;
+
+		k = k > QCOW2_BATCH ? QCOW2_BATCH : k ? k : 1;
+		q->batch_bytes = k * q->cluster_size;
+	}
 	if (be32(h + 32) != 0) {
 		err = kiln_errorf(log, -ENOTSUP,
 				  "qcow2: %s is encrypted: kiln does not "

@@ -156,6 +156,21 @@ static void test_write_read_reopen(void **state)
 		assert_int_equal(rd(be, back, 2 * CS + 5, 5 * CS - 7), 0);
 		assert_memory_equal(back, buf, 2 * CS + 5);
 	}
+	/* whole new clusters go as runs (16 at most): 20 of them, twice */
+	{
+		size_t n = 20 * (size_t)CS;
+		uint8_t *big = malloc(n), *got = malloc(n);
+
+		for (size_t k = 0; k < n; k++)
+			big[k] = (uint8_t)(k * 31 + 7);
+		assert_int_equal(wr(be, big, n, 40ull * CS), 0);
+		big[5] ^= 0xff;
+		assert_int_equal(wr(be, big, n, 40ull * CS), 0); /* in place */
+		assert_int_equal(rd(be, got, n, 40ull * CS), 0);
+		assert_memory_equal(got, big, n);
+		free(big);
+		free(got);
+	}
 	/* out of range and read-only */
 	assert_int_equal(rd(be, back, 2, (8 << 20) - 1), -EINVAL);
 	block_backend_destroy(be);
