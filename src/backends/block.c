@@ -18,8 +18,8 @@
 #define RAW_IOV_WINDOW 64
 #define ZERO_CHUNK     65536
 
-/* Sum of iov lengths, or -EINVAL if it does not fit in 64 bits. */
-static int iov_total(const struct iovec *iov, int cnt, uint64_t *total)
+int block_iov_range(const struct iovec *iov, int cnt, uint64_t off,
+		    uint64_t size, uint64_t *total)
 {
 	uint64_t t = 0;
 
@@ -31,6 +31,44 @@ static int iov_total(const struct iovec *iov, int cnt, uint64_t *total)
 		t += iov[i].iov_len;
 	}
 	*total = t;
+	return block_range_ok(size, off, t) ? 0 : -EINVAL;
+}
+
+int block_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0) { /* past the end: what was never written */
+			memset((char *)buf + done, 0, len - done);
+			return 0;
+		}
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+int block_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
+				   (off_t)(off + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		done += (size_t)r;
+	}
 	return 0;
 }
 
@@ -144,8 +182,7 @@ static int raw_readv(struct block_backend *be, const struct iovec *iov,
 	struct raw_backend *rb = to_raw(be);
 	uint64_t len;
 
-	if (iov_total(iov, iovcnt, &len) < 0 ||
-	    !block_range_ok(rb->size, off, len))
+	if (block_iov_range(iov, iovcnt, off, rb->size, &len) < 0)
 		return -EINVAL;
 	return raw_rw(rb->fd, iov, iovcnt, off, false);
 }
@@ -182,8 +219,7 @@ static int raw_writev(struct block_backend *be, const struct iovec *iov,
 	if (be->read_only)
 		return -EROFS;
 	/* A write past the end would silently grow the image. */
-	if (iov_total(iov, iovcnt, &len) < 0 ||
-	    !block_range_ok(rb->size, off, len))
+	if (block_iov_range(iov, iovcnt, off, rb->size, &len) < 0)
 		return -EINVAL;
 	if (forges_header(rb, iov, iovcnt, off))
 		return -EPERM;
@@ -352,8 +388,8 @@ static int raw_submit(struct block_backend *be, struct block_io *io)
 	if (io->op == BLOCK_IO_READ || io->op == BLOCK_IO_WRITE) {
 		if (io->op == BLOCK_IO_WRITE && be->read_only)
 			return -EROFS;
-		if (iov_total(io->iov, io->iovcnt, &io->len) < 0 ||
-		    !block_range_ok(rb->size, io->off, io->len) ||
+		if (block_iov_range(io->iov, io->iovcnt, io->off, rb->size,
+				    &io->len) < 0 ||
 		    io->iovcnt > IOV_MAX)
 			return -EINVAL;
 		if (io->op == BLOCK_IO_WRITE &&
@@ -630,8 +666,7 @@ static int mem_rw(struct block_backend *be, const struct iovec *iov, int iovcnt,
 
 	if (write && be->read_only)
 		return -EROFS;
-	if (iov_total(iov, iovcnt, &len) < 0 ||
-	    !block_range_ok(mb->size, off, len))
+	if (block_iov_range(iov, iovcnt, off, mb->size, &len) < 0)
 		return -EINVAL;
 	for (int i = 0; i < iovcnt; i++) {
 		if (write)

@@ -193,6 +193,17 @@ static inline uint64_t block_backend_size(struct block_backend *be)
 /* Destroys a backend; NULL is fine. */
 void block_backend_destroy(struct block_backend *be);
 
+/* The bytes iov holds into *total: 0, or -EINVAL when the count is
+ * negative, the sum overflows, or [off, off + total) is not within size. */
+int block_iov_range(const struct iovec *iov, int cnt, uint64_t off,
+		    uint64_t size, uint64_t *total);
+
+/* pread(2) of all len bytes at off, retried on EINTR and short reads;
+ * what lies past the end of the file reads as zeros. 0 or -errno. */
+int block_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* pwrite(2) of all len bytes at off, retried likewise. 0 or -errno. */
+int block_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* True if [off, off+len) lies within `size` bytes; safe for any values. */
 static inline bool block_range_ok(uint64_t size, uint64_t off, uint64_t len)
 {

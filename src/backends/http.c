@@ -268,20 +268,6 @@ static bool cached(struct http_disk *h, uint64_t c)
 	return false;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t r = pwrite(fd, p, len, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		p += r, off += (uint64_t)r, len -= (size_t)r;
-	}
-	return 0;
-}
-
 /* Chunk c (and, as read-ahead, up to HTTP_READ_AHEAD - 1 following ones
  * that are missing too) into the cache. */
 static int ensure(struct http_disk *h, uint64_t c)
@@ -302,13 +288,13 @@ static int ensure(struct http_disk *h, uint64_t c)
 		return -ENOMEM;
 	err = fetch(h, off, len, buf);
 	if (err == 0)
-		err = pwrite_all(h->data_fd, buf, len, off);
+		err = block_pwrite_full(h->data_fd, buf, len, off);
 	/* the data durable before the map says it is there: after a crash
 	 * the map never points at zeros */
 	if (err == 0 && fdatasync(h->data_fd) < 0)
 		err = -errno;
 	for (uint64_t i = 0; err == 0 && i < n; i++) {
-		err = pwrite_all(h->map_fd, &one, 1, c + i);
+		err = block_pwrite_full(h->map_fd, &one, 1, c + i);
 		if (err == 0)
 			__atomic_store_n(&h->map[c + i], 1, __ATOMIC_RELEASE);
 	}
@@ -322,12 +308,7 @@ static int h_readv(struct block_backend *be, const struct iovec *iov,
 	struct http_disk *h = to_h(be);
 	uint64_t total = 0, done = 0;
 
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > h->size - total)
-			return -EINVAL;
-		total += iov[i].iov_len;
-	}
-	if (!block_range_ok(h->size, off, total))
+	if (block_iov_range(iov, iovcnt, off, h->size, &total) < 0)
 		return -EINVAL;
 	for (uint64_t c = off / HTTP_CHUNK;
 	     total && c <= (off + total - 1) / HTTP_CHUNK; c++) {
@@ -532,7 +513,7 @@ static int open_cache(struct http_disk *h, const char *key)
 	err = (int)pread(fd, old, keylen + 1, 0);
 	if (err == 0) {
 		/* a new cache: it is ours now */
-		err = pwrite_all(fd, (const uint8_t *)key, keylen, 0) < 0
+		err = block_pwrite_full(fd, (const uint8_t *)key, keylen, 0) < 0
 			      ? -1
 			      : (int)keylen;
 		memcpy(old, key, keylen);

@@ -43,44 +43,6 @@ static void set_bit(uint64_t *bits, uint64_t c)
 	bits[c / 64] |= 1ull << (c % 64);
 }
 
-static int pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0) { /* past the end of a sparse file: zeros */
-			memset((char *)buf + done, 0, len - done);
-			return 0;
-		}
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 /* Reads [off, off+len) into buf from where each cluster lives: one read
  * per run of clusters that live in the same place. */
 static int ov_read(struct overlay *ov, uint8_t *buf, uint64_t off, uint64_t len)
@@ -97,7 +59,7 @@ static int ov_read(struct overlay *ov, uint8_t *buf, uint64_t off, uint64_t len)
 		if (n > len)
 			n = len;
 		if (here) {
-			err = pread_all(ov->fd, buf, n, off);
+			err = block_pread_full(ov->fd, buf, n, off);
 		} else {
 			struct iovec v = {buf, n};
 
@@ -110,18 +72,10 @@ static int ov_read(struct overlay *ov, uint8_t *buf, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* Reads or writes iov at off, a range the caller checked. */
 static int for_each_iov(struct overlay *ov, const struct iovec *iov, int cnt,
 			uint64_t off, bool write)
 {
-	uint64_t total = 0;
-
-	for (int i = 0; i < cnt; i++) {
-		if (iov[i].iov_len > ov->size - total)
-			return -EINVAL;
-		total += iov[i].iov_len;
-	}
-	if (!block_range_ok(ov->size, off, total))
-		return -EINVAL;
 	for (int i = 0; i < cnt; i++) {
 		int err = write ? 0
 				: ov_read(ov, iov[i].iov_base, off,
@@ -152,12 +106,13 @@ static int for_each_iov(struct overlay *ov, const struct iovec *iov, int cnt,
 								   1, start);
 					if (err == 0) {
 						memcpy(ov->cluster + in, p, n);
-						err = pwrite_all(ov->fd,
-								 ov->cluster,
-								 clen, start);
+						err = block_pwrite_full(
+							ov->fd, ov->cluster,
+							clen, start);
 					}
 				} else {
-					err = pwrite_all(ov->fd, p, n, o);
+					err = block_pwrite_full(ov->fd, p, n,
+								o);
 				}
 				if (err == 0)
 					set_bit(ov->bits, c);
@@ -185,15 +140,12 @@ static int ov_readv(struct block_backend *be, const struct iovec *iov,
 		    int iovcnt, uint64_t off)
 {
 	struct overlay *ov = to_ov(be);
-	uint64_t total = 0;
+	uint64_t total;
 
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > ov->size - total)
-			return -EINVAL;
-		total += iov[i].iov_len;
-	}
+	if (block_iov_range(iov, iovcnt, off, ov->size, &total) < 0)
+		return -EINVAL;
 	/* nothing of it written yet: the base's own vectored read */
-	if (block_range_ok(ov->size, off, total) && all_in_base(ov, off, total))
+	if (all_in_base(ov, off, total))
 		return ov->base->ops->readv(ov->base, iov, iovcnt, off);
 	return for_each_iov(ov, iov, iovcnt, off, false);
 }
@@ -201,7 +153,12 @@ static int ov_readv(struct block_backend *be, const struct iovec *iov,
 static int ov_writev(struct block_backend *be, const struct iovec *iov,
 		     int iovcnt, uint64_t off)
 {
-	return for_each_iov(to_ov(be), iov, iovcnt, off, true);
+	struct overlay *ov = to_ov(be);
+	uint64_t total;
+
+	if (block_iov_range(iov, iovcnt, off, ov->size, &total) < 0)
+		return -EINVAL;
+	return for_each_iov(ov, iov, iovcnt, off, true);
 }
 
 static int ov_flush(struct block_backend *be)

@@ -134,44 +134,6 @@ static int broken(struct qcow2 *q, const char *what)
 	return -EIO;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0) { /* past the end: what was never written */
-			memset((char *)buf + done, 0, len - done);
-			return 0;
-		}
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 static bool aligned(const struct qcow2 *q, uint64_t off)
 {
 	return (off & (q->cluster_size - 1)) == 0;
@@ -199,7 +161,7 @@ static int l2_load(struct qcow2 *q, uint64_t offset, uint64_t **table)
 	if (!slot->table && !(slot->table = malloc(q->cluster_size)))
 		return -ENOMEM;
 	slot->offset = 0;
-	err = pread_full(q->fd, slot->table, q->cluster_size, offset);
+	err = block_pread_full(q->fd, slot->table, q->cluster_size, offset);
 	if (err < 0)
 		return err;
 	slot->offset = offset;
@@ -276,7 +238,7 @@ static int decompress(struct qcow2 *q, uint64_t entry)
 		return broken(q, "a compressed cluster of impossible size");
 	if (clen > q->cluster_size)
 		clen = q->cluster_size; /* what deflate can need at most */
-	err = pread_full(q->fd, q->cbuf, clen, coff);
+	err = block_pread_full(q->fd, q->cbuf, clen, coff);
 	if (err < 0)
 		return err;
 	if (inflateInit2(&z, -12) != Z_OK)
@@ -322,7 +284,7 @@ static int read_piece(struct qcow2 *q, uint8_t *buf, uint64_t off, uint64_t len)
 	if (!aligned(q, host))
 		return broken(q, "a data cluster offset that is not cluster "
 				 "aligned");
-	return pread_full(q->fd, buf, len, host + in);
+	return block_pread_full(q->fd, buf, len, host + in);
 }
 
 static int q_readv(struct block_backend *be, const struct iovec *iov,
@@ -331,12 +293,7 @@ static int q_readv(struct block_backend *be, const struct iovec *iov,
 	struct qcow2 *q = to_q(be);
 	uint64_t total = 0;
 
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > q->size - total)
-			return -EINVAL;
-		total += iov[i].iov_len;
-	}
-	if (!block_range_ok(q->size, off, total))
+	if (block_iov_range(iov, iovcnt, off, q->size, &total) < 0)
 		return -EINVAL;
 	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
 		return -ENOMEM;
@@ -387,7 +344,7 @@ static int refblock_load(struct qcow2 *q, uint64_t off)
 	if (q->refblock_off == off)
 		return 0;
 	q->refblock_off = 0;
-	err = pread_full(q->fd, q->refblock, q->cluster_size, off);
+	err = block_pread_full(q->fd, q->refblock, q->cluster_size, off);
 	if (err == 0)
 		q->refblock_off = off;
 	return err;
@@ -431,11 +388,12 @@ static int refcount_add(struct qcow2 *q, uint64_t off, int delta)
 		q->refblock_off = 0;
 		if (self)
 			q->refblock[rbc % per_block] = (uint16_t)(1 << 8);
-		err = pwrite_full(q->fd, q->refblock, q->cluster_size, rb);
+		err = block_pwrite_full(q->fd, q->refblock, q->cluster_size,
+					rb);
 		if (err < 0)
 			return err;
 		e = to_be64(rb);
-		err = pwrite_full(q->fd, &e, 8, q->rt_offset + rti * 8);
+		err = block_pwrite_full(q->fd, &e, 8, q->rt_offset + rti * 8);
 		if (err < 0)
 			return err;
 		q->rt[rti] = e;
@@ -458,8 +416,8 @@ static int refcount_add(struct qcow2 *q, uint64_t off, int delta)
 		return broken(q, "a refcount out of range");
 	v = (uint16_t)(v + delta);
 	q->refblock[c % per_block] = (uint16_t)(v >> 8 | v << 8);
-	return pwrite_full(q->fd, &q->refblock[c % per_block], 2,
-			   rb + (c % per_block) * 2);
+	return block_pwrite_full(q->fd, &q->refblock[c % per_block], 2,
+				 rb + (c % per_block) * 2);
 }
 
 /* A new cluster, counted. */
@@ -498,11 +456,11 @@ static int l2_for_write(struct qcow2 *q, uint64_t vc, uint64_t **table,
 	if (err < 0)
 		return err;
 	memset(*table, 0, q->cluster_size);
-	err = pwrite_full(q->fd, *table, q->cluster_size, off);
+	err = block_pwrite_full(q->fd, *table, q->cluster_size, off);
 	if (err < 0)
 		return err;
 	e = to_be64(off | QCOW2_OFLAG_COPIED);
-	err = pwrite_full(q->fd, &e, 8, q->l1_offset + l1i * 8);
+	err = block_pwrite_full(q->fd, &e, 8, q->l1_offset + l1i * 8);
 	if (err < 0)
 		return err;
 	q->l1[l1i] = e;
@@ -556,12 +514,12 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 		if (!(entry & QCOW2_OFLAG_COPIED))
 			return broken(q, "a shared data cluster (snapshots)");
 		if (!(entry & q->zero_flag))
-			return pwrite_full(q->fd, buf, len, host + in);
+			return block_pwrite_full(q->fd, buf, len, host + in);
 		/* a preallocated zero cluster: whole, then no longer zero */
 		memset(q->dbuf, 0, q->cluster_size);
 		q->dbuf_from = 0;
 		memcpy(q->dbuf + in, buf, len);
-		err = pwrite_full(q->fd, q->dbuf, q->cluster_size, host);
+		err = block_pwrite_full(q->fd, q->dbuf, q->cluster_size, host);
 	} else {
 		/* a new cluster: what the guest saw there, then its bytes;
 		 * a whole cluster's worth goes to the file as it is */
@@ -587,9 +545,9 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 		}
 		err = alloc_cluster(q, &host);
 		if (err == 0)
-			err = pwrite_full(q->fd, data,
-					  len < clen ? q->cluster_size : len,
-					  host);
+			err = block_pwrite_full(
+				q->fd, data, len < clen ? q->cluster_size : len,
+				host);
 	}
 	if (err < 0)
 		return err;
@@ -599,7 +557,8 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 	if (err < 0)
 		return err;
 	table[vc % q->l2_entries] = e;
-	err = pwrite_full(q->fd, &e, 8, l2_off + (vc % q->l2_entries) * 8);
+	err = block_pwrite_full(q->fd, &e, 8,
+				l2_off + (vc % q->l2_entries) * 8);
 	/* the old compressed data is unreferenced only now (a crash before
 	 * leaks it, never frees what an entry still points at) */
 	if (err == 0 && (entry & QCOW2_OFLAG_COMPR))
@@ -637,8 +596,8 @@ static int refcount_add_run(struct qcow2 *q, uint64_t off, unsigned k)
 		v++;
 		*e = (uint16_t)(v >> 8 | v << 8);
 	}
-	return pwrite_full(q->fd, &q->refblock[c0 % per_block], 2 * (size_t)k,
-			   rb + (c0 % per_block) * 2);
+	return block_pwrite_full(q->fd, &q->refblock[c0 % per_block],
+				 2 * (size_t)k, rb + (c0 % per_block) * 2);
 }
 
 /* Whether the L2 entry's cluster would be written to a new cluster (not
@@ -660,7 +619,7 @@ static int write_run(struct qcow2 *q, uint64_t vc, unsigned k,
 	q->next_free += k * q->cluster_size;
 	err = refcount_add_run(q, host, k);
 	if (err == 0)
-		err = pwrite_full(q->fd, data, k * q->cluster_size, host);
+		err = block_pwrite_full(q->fd, data, k * q->cluster_size, host);
 	if (err == 0)
 		err = l2_load(q, l2_off, &table);
 	if (err < 0)
@@ -671,7 +630,7 @@ static int write_run(struct qcow2 *q, uint64_t vc, unsigned k,
 			       QCOW2_OFLAG_COPIED);
 		table[first + i] = e[i];
 	}
-	err = pwrite_full(q->fd, e, 8 * (size_t)k, l2_off + first * 8);
+	err = block_pwrite_full(q->fd, e, 8 * (size_t)k, l2_off + first * 8);
 	for (unsigned i = 0; err == 0 && i < k; i++)
 		if (old[i] & QCOW2_OFLAG_COMPR)
 			err = free_compressed(q, old[i]);
@@ -702,12 +661,7 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 
 	if (!q->writable)
 		return -EROFS;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > q->size - total)
-			return -EINVAL;
-		total += iov[i].iov_len;
-	}
-	if (!block_range_ok(q->size, off, total))
+	if (block_iov_range(iov, iovcnt, off, q->size, &total) < 0)
 		return -EINVAL;
 	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
 		return -ENOMEM;
@@ -905,7 +859,7 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 	}
 	fsize = (uint64_t)st.st_size;
 	h = malloc(4096);
-	if (!h || pread_full(fd, h, 4096, 0) < 0) {
+	if (!h || block_pread_full(fd, h, 4096, 0) < 0) {
 		err = kiln_errorf(log, -EIO,
 				  "qcow2: %s: cannot read its "
 				  "header",
@@ -1005,7 +959,8 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 		err = kiln_errorf(log, -ENOMEM, "qcow2: out of memory");
 		goto fail;
 	}
-	if (pread_full(fd, q->l1, (size_t)q->l1_size * 8, q->l1_offset) < 0) {
+	if (block_pread_full(fd, q->l1, (size_t)q->l1_size * 8, q->l1_offset) <
+	    0) {
 		err = kiln_errorf(log, -EIO,
 				  "qcow2: %s: cannot read the L1 "
 				  "table",
@@ -1049,8 +1004,8 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 		}
 		q->rt_entries = (uint64_t)rt_clusters * q->cluster_size / 8;
 		q->rt = malloc(q->rt_entries * 8);
-		if (!q->rt || pread_full(fd, q->rt, q->rt_entries * 8,
-					 q->rt_offset) < 0) {
+		if (!q->rt || block_pread_full(fd, q->rt, q->rt_entries * 8,
+					       q->rt_offset) < 0) {
 			err = kiln_errorf(log, -EIO,
 					  "qcow2: %s: cannot read the refcount "
 					  "table",
@@ -1065,7 +1020,7 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 		if (version == 3 && be64(h + 88)) {
 			uint64_t zero = 0;
 
-			if (pwrite_full(fd, &zero, 8, 88) < 0) {
+			if (block_pwrite_full(fd, &zero, 8, 88) < 0) {
 				err = kiln_errorf(log, -EIO,
 						  "qcow2: %s: cannot clear its "
 						  "autoclear features",

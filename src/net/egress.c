@@ -453,6 +453,28 @@ static int parse_spec(char *s, struct egress_rule *r)
 	return port ? parse_ports(port, r) : 0;
 }
 
+int egress_net4_parse(const char *s, unsigned min_prefix, unsigned max_prefix,
+		      uint32_t *addr, unsigned *prefix)
+{
+	char text[16];
+	const char *slash = s ? strchr(s, '/') : NULL;
+	struct in_addr a;
+	unsigned long p;
+	char *end;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(text))
+		return -EINVAL;
+	memcpy(text, s, (size_t)(slash - s));
+	text[slash - s] = 0;
+	p = strtoul(slash + 1, &end, 10);
+	if (inet_pton(AF_INET, text, &a) != 1 || *end || end == slash + 1 ||
+	    p < min_prefix || p > max_prefix)
+		return -EINVAL;
+	*addr = ntohl(a.s_addr);
+	*prefix = (unsigned)p;
+	return 0;
+}
+
 int egress_rules_parse(struct egress_policy *p, const char *s, const char **bad)
 {
 	char item[128];

@@ -97,6 +97,12 @@ size_t egress_build_udp(uint8_t *out, size_t cap, const uint8_t dst_mac[6],
 			const uint8_t *src, uint16_t sport, const uint8_t *dst,
 			uint16_t dport, const uint8_t *payload, size_t len);
 
+/* Parses an IPv4 network "A.B.C.D/N" with min_prefix <= N <= max_prefix:
+ * *addr the address as written (host byte order; host bits kept), *prefix
+ * N. 0 or -EINVAL. */
+int egress_net4_parse(const char *s, unsigned min_prefix, unsigned max_prefix,
+		      uint32_t *addr, unsigned *prefix);
+
 /* Parses "allow:SPEC;deny:SPEC;..." (SPEC: CIDR[:PORT[-PORT]][/tcp|/udp],
  * an IPv6 CIDR in brackets when it has a port, or host:PORT[-PORT]) and
  * appends the rules to p. 0 or -EINVAL (*bad points at the rule). */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "kiln/kiln.h"
+#include "net/egress.h"
 #include "util/clock.h"
 
 #define DEFAULT_NET   0x0a590000u /* 10.89.0.0: 10.89.N.0/24 by default */
@@ -200,25 +201,14 @@ int network_hello(const char *path, const struct sw_hello *h,
 
 /* ---- kiln_network_* ---- */
 
+/* A network's subnet, "A.B.C.D/N" with N 16..29, host bits cleared. */
 static int parse_subnet(const char *s, uint32_t *net, unsigned *prefix)
 {
-	char addr[16];
-	const char *slash = s ? strchr(s, '/') : NULL;
-	struct in_addr a;
-	unsigned long p;
-	char *end;
+	int r = egress_net4_parse(s, 16, 29, net, prefix);
 
-	if (!slash || (size_t)(slash - s) >= sizeof(addr))
-		return -EINVAL;
-	memcpy(addr, s, (size_t)(slash - s));
-	addr[slash - s] = 0;
-	p = strtoul(slash + 1, &end, 10);
-	if (inet_pton(AF_INET, addr, &a) != 1 || *end || end == slash + 1 ||
-	    p < 16 || p > 29)
-		return -EINVAL;
-	*prefix = (unsigned)p;
-	*net = ntohl(a.s_addr) & (~0u << (32 - p));
-	return 0;
+	if (r == 0)
+		*net &= ~0u << (32 - *prefix);
+	return r;
 }
 
 static bool overlaps(uint32_t n1, unsigned p1, uint32_t n2, unsigned p2)

@@ -743,27 +743,6 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return mac[0] & 1 ? -EINVAL : 0;
 }
 
-static int parse_net(const char *s, uint32_t *net4, unsigned *prefix)
-{
-	char addr[16];
-	const char *slash = strchr(s, '/');
-	struct in_addr a;
-	char *end;
-	unsigned long p;
-
-	if (!slash || (size_t)(slash - s) >= sizeof(addr))
-		return -EINVAL;
-	memcpy(addr, s, (size_t)(slash - s));
-	addr[slash - s] = 0;
-	p = strtoul(slash + 1, &end, 10);
-	if (inet_pton(AF_INET, addr, &a) != 1 || *end || end == slash + 1 ||
-	    p < 8 || p > 24)
-		return -EINVAL;
-	*net4 = ntohl(a.s_addr);
-	*prefix = (unsigned)p;
-	return 0;
-}
-
 /* Everything the options say, checked. */
 struct net_settings {
 	char domains[NET_MAX_DOMAINS][DNS_NAME_MAX + 1];
@@ -942,7 +921,7 @@ static int net_settings(const struct virtio_dev_opts *o,
 				   "XX:XX:XX:XX:XX:XX, unicast",
 				   v);
 	if ((v = virtio_dev_opts_get(o, "net")) &&
-	    parse_net(v, &uo->net4, &uo->prefix) < 0)
+	    egress_net4_parse(v, 8, 24, &uo->net4, &uo->prefix) < 0)
 		return kiln_errorf(log, -EINVAL,
 				   "net: net=%s: expected an IPv4 network "
 				   "A.B.C.D/N with N 8..24",

@@ -284,22 +284,29 @@ int config_add_device(struct kiln_config *cfg, struct virtio_dev_opts *o)
 
 /* Builds options for type from key/value pairs (NULL-terminated), checks
  * and adds them. */
-static int add_typed(struct kiln_config *cfg, const struct virtio_dev_ops *type,
+int config_opts_build(const struct kiln_config *cfg,
+		      const struct virtio_dev_ops *type, const char *const *kv,
+		      struct virtio_dev_opts *o)
+{
+	int err = 0;
+
+	virtio_dev_opts_init(o, type);
+	for (; kv[0] && err == 0; kv += 2)
+		err = virtio_dev_opts_add(o, kv[0], kv[1]);
+	if (err == 0)
+		err = virtio_dev_opts_check(o, &cfg->log);
+	if (err < 0)
+		virtio_dev_opts_free(o);
+	return err;
+}
+
+int config_add_typed(struct kiln_config *cfg, const struct virtio_dev_ops *type,
 		     const char *const *kv)
 {
 	struct virtio_dev_opts o;
-	int err = 0;
+	int err = config_opts_build(cfg, type, kv, &o);
 
-	virtio_dev_opts_init(&o, type);
-	for (; kv[0] && err == 0; kv += 2)
-		err = virtio_dev_opts_add(&o, kv[0], kv[1]);
-	if (err == 0)
-		err = virtio_dev_opts_check(&o, &cfg->log);
-	if (err < 0) {
-		virtio_dev_opts_free(&o);
-		return err;
-	}
-	return config_add_device(cfg, &o);
+	return err < 0 ? err : config_add_device(cfg, &o);
 }
 
 KILN_API int kiln_config_add_device(struct kiln_config *cfg, const char *spec)
@@ -317,7 +324,7 @@ KILN_API int kiln_config_add_disk(struct kiln_config *cfg, const char *path,
 
 	if (!path || !*path)
 		return kiln_errorf(&cfg->log, -EINVAL, "empty disk path");
-	return add_typed(cfg, &virtio_blk_ops, kv);
+	return config_add_typed(cfg, &virtio_blk_ops, kv);
 }
 
 KILN_API int kiln_config_add_disk_with(struct kiln_config *cfg,
@@ -342,7 +349,7 @@ KILN_API int kiln_config_add_disk_with(struct kiln_config *cfg,
 	if (format)
 		kv[n++] = "format", kv[n++] = format;
 	kv[n] = NULL;
-	return add_typed(cfg, &virtio_blk_ops, kv);
+	return config_add_typed(cfg, &virtio_blk_ops, kv);
 }
 
 KILN_API int kiln_config_add_share(struct kiln_config *cfg, const char *dir,
@@ -369,7 +376,7 @@ KILN_API int kiln_config_add_share_at(struct kiln_config *cfg, const char *dir,
 		kv[n++] = "mount";
 		kv[n++] = guest_path;
 	}
-	return add_typed(cfg, &virtio_fs_ops, kv);
+	return config_add_typed(cfg, &virtio_fs_ops, kv);
 }
 
 static bool regular_file(const char *path)
@@ -489,7 +496,7 @@ KILN_API int kiln_config_set_vsock(struct kiln_config *cfg, uint64_t cid,
 		return 0;
 	}
 	snprintf(cid_text, sizeof(cid_text), "%llu", (unsigned long long)cid);
-	err = add_typed(cfg, &virtio_vsock_ops, kv);
+	err = config_add_typed(cfg, &virtio_vsock_ops, kv);
 	if (err < 0 && old.type)
 		cfg->devices[cfg->nr_devices++] = old; /* at the end now */
 	else

@@ -58,6 +58,15 @@ struct kiln_config {
  * list, within each type's limit. 0 or -errno (logged). */
 int config_add_device(struct kiln_config *cfg, struct virtio_dev_opts *o);
 
+/* Options of type from key/value pairs (NULL-terminated; a NULL value is a
+ * bare flag), checked, into o: 0, or -errno (logged) with o empty. */
+int config_opts_build(const struct kiln_config *cfg,
+		      const struct virtio_dev_ops *type, const char *const *kv,
+		      struct virtio_dev_opts *o);
+/* config_opts_build, then config_add_device. */
+int config_add_typed(struct kiln_config *cfg, const struct virtio_dev_ops *type,
+		     const char *const *kv);
+
 /* A deep copy of cfg (same log); NULL on ENOMEM. */
 struct kiln_config *config_clone(const struct kiln_config *cfg);
 

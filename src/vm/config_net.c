@@ -55,11 +55,7 @@ static int sync_nat(struct kiln_config *cfg, const struct config_net *old)
 	if (n->dns[0])
 		kv[k++] = "dns", kv[k++] = n->dns;
 	kv[k] = NULL;
-	virtio_dev_opts_init(&o, &virtio_net_ops);
-	for (unsigned i = 0; i < k && err == 0; i += 2)
-		err = virtio_dev_opts_add(&o, kv[i], kv[i + 1]);
-	if (err == 0)
-		err = virtio_dev_opts_check(&o, &cfg->log);
+	err = config_opts_build(cfg, &virtio_net_ops, kv, &o);
 	if (err == 0 && at >= 0) {
 		/* in place: the card keeps its position among the devices */
 		prev = cfg->devices[at];
@@ -67,8 +63,6 @@ static int sync_nat(struct kiln_config *cfg, const struct config_net *old)
 		virtio_dev_opts_free(&prev);
 	} else if (err == 0) {
 		err = config_add_device(cfg, &o);
-	} else {
-		virtio_dev_opts_free(&o);
 	}
 	if (err < 0)
 		cfg->net = *old;
@@ -238,7 +232,6 @@ KILN_API int kiln_config_add_network(struct kiln_config *cfg, const char *name)
 {
 	char path[4096], mac[18];
 	const char *kv[] = {"switch", path, "mac", mac, NULL};
-	struct virtio_dev_opts o;
 	uint8_t m[6];
 	unsigned cards = 0;
 	int err = network_socket_path(name, path, sizeof(path), &cfg->log);
@@ -258,14 +251,5 @@ KILN_API int kiln_config_add_network(struct kiln_config *cfg, const char *name)
 	m[0] = (uint8_t)((m[0] & 0xfc) | 0x02);
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1],
 		 m[2], m[3], m[4], m[5]);
-	virtio_dev_opts_init(&o, &virtio_net_ops);
-	for (unsigned i = 0; kv[i] && err == 0; i += 2)
-		err = virtio_dev_opts_add(&o, kv[i], kv[i + 1]);
-	if (err == 0)
-		err = virtio_dev_opts_check(&o, &cfg->log);
-	if (err < 0) {
-		virtio_dev_opts_free(&o);
-		return err;
-	}
-	return config_add_device(cfg, &o);
+	return config_add_typed(cfg, &virtio_net_ops, kv);
 }
