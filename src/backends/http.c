@@ -422,6 +422,12 @@ static int check_scheme(const char *url, bool insecure,
 	char *host = NULL;
 	bool loopback;
 
+	if (!block_is_url(url)) {
+		curl_url_cleanup(u);
+		return kiln_errorf(log, -EINVAL,
+				   "http disk: '%s' is not an http(s) URL",
+				   url);
+	}
 	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
 		curl_url_cleanup(u);
