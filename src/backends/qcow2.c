@@ -729,12 +729,72 @@ static int q_flush(struct block_backend *be)
 	return 0;
 }
 
+/* Whether guest cluster vc reads as zeros without touching the file: a
+ * zero entry, or unallocated with nothing underneath. */
+static int reads_zero(struct qcow2 *q, uint64_t vc, bool *zero)
+{
+	uint64_t entry, *table, l2_off;
+	int err = l2_entry(q, vc, &entry, &table, &l2_off);
+
+	if (err < 0)
+		return err;
+	*zero = !(entry & QCOW2_OFLAG_COMPR) &&
+		((entry & q->zero_flag) ||
+		 (!(entry & QCOW2_OFFSET_MASK) &&
+		  (!q->backing || (vc << q->cluster_bits) >= q->backing_size)));
+	return 0;
+}
+
+/* Makes whole guest cluster vc a zero cluster (version 3): its data
+ * cluster is kept as preallocated zeros, or, with unmap, released (and its
+ * space punched out of the file). The entry changes before the refcount
+ * drops, so a crash leaks a cluster rather than leaving one referenced
+ * and free. */
+static int zero_cluster(struct qcow2 *q, uint64_t vc, bool unmap)
+{
+	uint64_t *table, l2_off, entry, host, e;
+	int err = l2_for_write(q, vc, &table, &l2_off);
+
+	if (err < 0)
+		return err;
+	entry = from_be64(table[vc % q->l2_entries]);
+	host = entry & QCOW2_OFFSET_MASK;
+	if (!(entry & QCOW2_OFLAG_COMPR) && host) {
+		if (!aligned(q, host))
+			return broken(q, "a data cluster offset that is not "
+					 "cluster aligned");
+		if (!(entry & QCOW2_OFLAG_COPIED))
+			return broken(q, "a shared data cluster (snapshots)");
+	}
+	if ((entry & QCOW2_OFLAG_COMPR) || unmap || !host)
+		e = to_be64(QCOW2_OFLAG_ZERO);
+	else
+		e = to_be64(host | QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO);
+	table[vc % q->l2_entries] = e;
+	err = block_pwrite_full(q->fd, &e, 8,
+				l2_off + (vc % q->l2_entries) * 8);
+	if (err < 0)
+		return err;
+	if (entry & QCOW2_OFLAG_COMPR)
+		return free_compressed(q, entry);
+	if (host && unmap) {
+		err = refcount_add(q, host, -1);
+		/* the space back to the host; failing that it stays
+		 * allocated, unreferenced, which is harmless */
+		if (err == 0)
+			(void)fallocate(q->fd,
+					FALLOC_FL_PUNCH_HOLE |
+						FALLOC_FL_KEEP_SIZE,
+					(off_t)host, (off_t)q->cluster_size);
+	}
+	return err;
+}
+
 static int q_write_zeroes(struct block_backend *be, uint64_t off, uint64_t len,
 			  bool unmap)
 {
 	struct qcow2 *q = to_q(be);
 
-	(void)unmap;
 	if (!q->writable)
 		return -EROFS;
 	if (!block_range_ok(q->size, off, len))
@@ -742,11 +802,25 @@ static int q_write_zeroes(struct block_backend *be, uint64_t off, uint64_t len,
 	if (!q->zeros && !(q->zeros = calloc(1, q->cluster_size)))
 		return -ENOMEM;
 	while (len) {
+		uint64_t vc = off >> q->cluster_bits;
 		uint64_t in = off & (q->cluster_size - 1);
+		uint64_t cstart = vc << q->cluster_bits;
+		uint64_t clen = q->size - cstart < q->cluster_size
+					? q->size - cstart
+					: q->cluster_size;
 		uint64_t n =
 			q->cluster_size - in < len ? q->cluster_size - in : len;
-		int err = write_piece(q, q->zeros, off, n);
+		bool zero = false;
+		int err = reads_zero(q, vc, &zero);
 
+		/* already zeros: nothing to write; a whole cluster in
+		 * version 3: the zero flag, no data; else real zeros */
+		if (err == 0 && !zero) {
+			if (q->zero_flag && in == 0 && n == clen)
+				err = zero_cluster(q, vc, unmap);
+			else
+				err = write_piece(q, q->zeros, off, n);
+		}
 		if (err < 0)
 			return err;
 		off += n, len -= n;
@@ -1080,7 +1154,7 @@ int block_qcow2_open(int fd, const char *path, bool read_only,
 	free(h);
 	q->be.ops = &qcow2_ops;
 	q->be.read_only = read_only;
-	q->be.can_unmap = false;
+	q->be.can_unmap = q->zero_flag != 0; /* zero clusters */
 	snprintf(q->be.id, sizeof(q->be.id), "kiln%llx-%llx",
 		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
 	*out = &q->be;

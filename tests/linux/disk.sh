@@ -89,6 +89,9 @@ with open(sys.argv[1], "w") as f:
         if i % 37 == 0:
             zo = r.randrange(0, size - 70000)
             f.write(f"z {zo} {r.choice([512, 65536, 70000])}\n")
+        if i % 23 == 0:  # whole clusters, some unmapped: zero flags in v3
+            zo = r.randrange(0, (size >> 16) - 4) << 16
+            f.write(f"{r.choice('zZ')} {zo} {r.choice([65536, 196608])}\n")
         if i % 50 == 0:
             f.write("f\n")
 EOF

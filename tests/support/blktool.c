@@ -8,7 +8,8 @@
  *   blktool SPEC read              whole disk, raw, to stdout
  *   blktool SPEC write OFF LEN SEED  a pattern from SEED at OFF
  *   blktool SPEC zero OFF LEN       write_zeroes
- *   blktool SPEC ops FILE           "w OFF LEN SEED" / "z OFF LEN" / "f" /
+ *   blktool SPEC ops FILE           "w OFF LEN SEED" / "z OFF LEN" /
+ *                                   "Z OFF LEN" (unmap) / "f" /
  *                                   "r OFF LEN" / "s SECONDS" (sleep) lines,
  *                                   in order, then a final flush
  *
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
 				sleep((unsigned)a);
 			else if (sscanf(line, "z %llu %llu", &a, &b) == 2)
 				r = be->ops->write_zeroes(be, a, b, false);
+			else if (sscanf(line, "Z %llu %llu", &a, &b) == 2)
+				r = be->ops->write_zeroes(be, a, b, true);
 			else if (line[0] == 'f')
 				r = be->ops->flush(be);
 		}

@@ -171,6 +171,38 @@ static void test_write_read_reopen(void **state)
 		free(big);
 		free(got);
 	}
+	/* write-zeroes: a whole data cluster becomes a zero cluster (kept
+	 * as preallocated zeros, or with unmap released), a partial one gets
+	 * zeros written; a write after it lands in the right place */
+	{
+		uint8_t one = 0x77;
+
+		assert_int_equal(wr(be, buf, 3 * CS, 10ull * CS), 0);
+		assert_int_equal(
+			be->ops->write_zeroes(be, 10ull * CS, CS, false), 0);
+		assert_int_equal(
+			be->ops->write_zeroes(be, 11ull * CS, CS, true), 0);
+		assert_int_equal(
+			be->ops->write_zeroes(be, 12ull * CS + 10, 20, true),
+			0);
+		assert_int_equal(rd(be, back, 3 * CS, 10ull * CS), 0);
+		for (size_t k = 0; k < 2 * CS; k++)
+			assert_int_equal(back[k], 0);
+		assert_memory_equal(back + 2 * CS, buf + 2 * CS, 10);
+		for (size_t k = 2 * CS + 10; k < 2 * CS + 30; k++)
+			assert_int_equal(back[k], 0);
+		assert_memory_equal(back + 2 * CS + 30, buf + 2 * CS + 30,
+				    CS - 30);
+		assert_int_equal(wr(be, &one, 1, 10ull * CS + 5), 0);
+		assert_int_equal(wr(be, &one, 1, 11ull * CS + 6), 0);
+		assert_int_equal(rd(be, back, 2 * CS, 10ull * CS), 0);
+		for (size_t k = 0; k < 2 * CS; k++)
+			assert_int_equal(back[k],
+					 k == 5 || k == CS + 6 ? 0x77 : 0);
+		/* zeroing what is zero already changes nothing */
+		assert_int_equal(
+			be->ops->write_zeroes(be, 30ull * CS, 4 * CS, true), 0);
+	}
 	/* out of range and read-only */
 	assert_int_equal(rd(be, back, 2, (8 << 20) - 1), -EINVAL);
 	block_backend_destroy(be);
@@ -305,6 +337,14 @@ static void test_backing_chains(void **state)
 	assert_int_equal(wr(be, "B", 1, 4096), 0);
 	assert_int_equal(rd(be, buf, 4, 4096), 0);
 	assert_memory_equal(buf, "Base", 4);
+	/* zeroing a whole cluster hides the backing file's data (the zero
+	 * flag, no data written), a partial one writes zeros */
+	assert_int_equal(be->ops->write_zeroes(be, 0, CS, true), 0);
+	assert_int_equal(rd(be, buf, 4, 4096), 0);
+	assert_memory_equal(buf, "\0\0\0\0", 4);
+	assert_int_equal(wr(be, "x", 1, 4096), 0); /* a zero cluster again */
+	assert_int_equal(rd(be, buf, 4, 4095), 0);
+	assert_memory_equal(buf, "\0x\0\0", 4);
 	block_backend_destroy(be);
 	/* a missing backing file */
 	assert_int_equal(
