@@ -509,6 +509,76 @@ KILN_API int kiln_sandbox_stop(struct kiln_sandbox *sb, int grace_ms,
 /* Stops (hard) and frees the sandbox, its VM and private sockets. */
 KILN_API void kiln_sandbox_destroy(struct kiln_sandbox *sb);
 
+/*
+ * Pools of pre-warmed sandboxes: booted from one config ahead of demand, so
+ * a claim costs a connection instead of a boot. Members are single-use: an
+ * acquired sandbox is the caller's (kiln_pool_release hands it back to be
+ * destroyed off the caller's path, or kiln_sandbox_destroy it), and the
+ * pool boots a replacement in the background. Refill failures are counted
+ * and back off; while refills fail, an acquire that would wait returns the
+ * last refill's error instead. Any thread may use a pool.
+ */
+struct kiln_pool;
+
+/* What an acquire does when no member is ready. */
+enum kiln_pool_empty {
+	KILN_POOL_WAIT = 0, /* wait for a refill (up to its timeout) */
+	KILN_POOL_FAIL,	    /* -EAGAIN at once */
+	KILN_POOL_COLD,	    /* boot one on the caller's thread */
+};
+
+/* Pool options; set with kiln_pool_opts_init first (`size` lets the
+ * struct grow, as kiln_exec_opts). */
+struct kiln_pool_opts {
+	size_t size;		 /* sizeof(struct kiln_pool_opts) */
+	unsigned target;	 /* members kept ready (1..64; default 2) */
+	unsigned fill_parallel;	 /* boots at once (1..16; default 1) */
+	unsigned idle_lifetime_ms; /* a member idle this long is replaced;
+				      0: never */
+	int boot_timeout_ms;	 /* one member's boot (default 30000) */
+	enum kiln_pool_empty empty;
+};
+
+/* A pool's counters at one moment. */
+struct kiln_pool_stats {
+	unsigned target, ready, filling, in_use;
+	uint64_t acquired;     /* members handed out, ever */
+	uint64_t booted;       /* members that became ready, ever */
+	uint64_t failures;     /* refills that failed, ever */
+	unsigned failing;      /* refills failed in a row (0: healthy) */
+	int last_error;	       /* -errno of the last failed refill, or 0 */
+	char last_message[256]; /* what it said, or "" */
+	uint64_t reserved[4];
+};
+
+/* Defaults: target 2, one boot at once, no idle limit, 30 s boots, wait. */
+KILN_API void kiln_pool_opts_init(struct kiln_pool_opts *o);
+/* Creates a pool of sandboxes booted from cfg (copied; may be freed
+ * afterwards) and starts filling it. -EINVAL (logged) for options out of
+ * range or a config whose members would collide: a vsock socket path, a
+ * published port, or a disk opened read-write without ,snapshot. */
+KILN_API int kiln_pool_create(const struct kiln_config *cfg,
+			      const struct kiln_pool_opts *o,
+			      struct kiln_pool **out);
+/* Takes a ready member (waiting at most timeout_ms, < 0 forever, when the
+ * pool is empty and its policy is to wait). 0 and *out; -ETIMEDOUT;
+ * -EAGAIN (empty, policy fail); the last refill error while refills fail;
+ * -ECANCELED once the pool is being destroyed. */
+KILN_API int kiln_pool_acquire(struct kiln_pool *p, int timeout_ms,
+			       struct kiln_sandbox **out);
+/* Takes a ready member without waiting or booting: 0, or -EAGAIN. */
+KILN_API int kiln_pool_try_acquire(struct kiln_pool *p,
+				   struct kiln_sandbox **out);
+/* Hands an acquired member back; it is stopped and destroyed on the pool's
+ * thread (members are never reused). NULL is fine. */
+KILN_API void kiln_pool_release(struct kiln_pool *p, struct kiln_sandbox *sb);
+/* Fills *out with the pool's counters. */
+KILN_API void kiln_pool_stats(struct kiln_pool *p, struct kiln_pool_stats *out);
+/* Wakes every waiter (-ECANCELED), waits for boots in progress, destroys
+ * the ready and released members and frees the pool. Members still
+ * acquired stay the caller's (kiln_sandbox_destroy). NULL is fine. */
+KILN_API void kiln_pool_destroy(struct kiln_pool *p);
+
 /* ---- vhost-user: one kiln device served to another VMM (e.g. QEMU) ---- */
 struct kiln_vhost_user;
 /* Builds the device described by device_spec (kiln_config_add_device's
