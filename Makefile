@@ -107,7 +107,7 @@ TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -pthread \
 	$(CPPFLAGS) $(CFLAGS)
 TOOL_OBJS := $(BUILD)/tools/kiln.o $(BUILD)/tools/cli.o \
 	$(BUILD)/tools/cmd_vhost_user.o $(BUILD)/tools/cmd_sandbox.o \
-	$(BUILD)/tools/cmd_network.o
+	$(BUILD)/tools/cmd_network.o $(BUILD)/tools/cmd_pool.o
 $(BUILD)/tools/%.o: tools/%.c
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)

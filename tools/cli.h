@@ -46,6 +46,7 @@ enum {
 	OPT_GRACE,
 	OPT_BOOT_TIMEOUT,
 	OPT_ULIMIT,
+	OPT_POOL,
 };
 
 /* getopt_long entries for the VM options (spread into an option table). */

@@ -77,7 +77,7 @@ static void on_signal(int sig)
 		pending_signal = sig;
 }
 
-static void catch_signals(void)
+void cli_catch_signals(void)
 {
 	struct sigaction sa;
 
@@ -89,6 +89,11 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGWINCH, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+int cli_pending_signal(void)
+{
+	return pending_signal;
 }
 
 static long long mono_ms(void)
@@ -549,6 +554,9 @@ static void print_run_help(void)
 	       "name\n"
 	       "  --name NAME          the guest's hostname and its name on "
 	       "networks\n"
+	       "  --pool POOL          run CMD in a pre-booted member of POOL "
+	       "(kiln\n"
+	       "                       pool start); it is destroyed after\n"
 	       "  -e NAME=VALUE        environment (-e NAME: the host's "
 	       "value)\n"
 	       "  -w DIR               working directory in the guest\n"
@@ -646,8 +654,8 @@ static void report_net(struct kiln_sandbox *sb)
 
 /* Options run and start share: the VM's, --boot-timeout and -v. Returns 0
  * (*handled says whether c was one of them) or an exit code. */
-static int boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
-		       const char *arg, int *boot_timeout_ms, bool *handled)
+int cli_boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
+		    const char *arg, int *boot_timeout_ms, bool *handled)
 {
 	*handled = true;
 	if (c == 'p') /* -p: --publish */
@@ -680,11 +688,15 @@ int kiln_cmd_run(int argc, char **argv)
 		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
 		{"ulimit", required_argument, NULL, OPT_ULIMIT},
 		{"name", required_argument, NULL, OPT_NAME},
+		{"pool", required_argument, NULL, OPT_POOL},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct cmd_opts co = {.timeout_ms = -1};
+	const char *pool = NULL, *vm_option = NULL;
+	int claim_fd = -1;
+	bool named = false;
 	struct copy ins[MAX_COPIES], outs[MAX_COPIES];
 	unsigned nin = 0, nout = 0;
 	struct cli_vm vmopt = {0};
@@ -701,9 +713,13 @@ int kiln_cmd_run(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+e:w:itvhp:", opts, NULL)) != -1) {
 		code = cmd_option(&co, c, optarg, &used);
-		if (!used)
-			code = boot_option(cfg, &vmopt, c, optarg,
-					   &boot_timeout_ms, &used);
+		if (!used) {
+			code = cli_boot_option(cfg, &vmopt, c, optarg,
+					       &boot_timeout_ms, &used);
+			/* what makes a VM: the pool's business with --pool */
+			if (used && c != 'v' && c != OPT_BOOT_TIMEOUT)
+				vm_option = argv[optind - 1];
+		}
 		if (used) {
 			if (code)
 				goto out;
@@ -737,10 +753,12 @@ int kiln_cmd_run(int argc, char **argv)
 			break;
 		}
 		case OPT_CONSOLE_LOG: console_path = optarg; break;
+		case OPT_POOL: pool = optarg; break;
 		case OPT_NAME:
 			/* the guest's hostname, and its name on networks */
 			if (kiln_config_set_hostname(cfg, optarg) < 0)
 				goto out;
+			named = true;
 			break;
 		case 'h':
 			print_run_help();
@@ -755,6 +773,25 @@ int kiln_cmd_run(int argc, char **argv)
 	code = cmd_argv(&co, argc, argv);
 	if (code)
 		goto out;
+	if (pool) {
+		/* a member of a pool: booted already, from the pool's
+		 * options */
+		code = EXIT_USAGE;
+		if (vm_option || console_path || named) {
+			cli_usage_error("--pool: the pool's members are booted "
+					"already (%s belongs to kiln pool "
+					"start)",
+					vm_option      ? vm_option
+					: console_path ? "--console-log"
+						       : "--name");
+			goto out;
+		}
+		cli_catch_signals();
+		code = cli_pool_claim(pool, boot_timeout_ms, &sb, &claim_fd);
+		if (code)
+			goto out;
+		goto run;
+	}
 	code = cli_vm_finish(cfg, &vmopt);
 	if (code)
 		goto out;
@@ -764,15 +801,17 @@ int kiln_cmd_run(int argc, char **argv)
 		goto out;
 	}
 	kiln_config_set_console_fds(cfg, -1, console_fd);
-	catch_signals();
+	cli_catch_signals();
 	code = boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb);
 	if (code)
 		goto out;
+run:
 	for (unsigned i = 0; i < nin && !code; i++)
 		code = copy_in(sb, ins[i].host, ins[i].guest);
 	if (!code) {
 		code = run_command(sb, &co);
-		report_net(sb);
+		if (kiln_sandbox_vm(sb))
+			report_net(sb);
 		/* interrupted: no copies out from what may not answer */
 		for (unsigned i = 0; i < nout && !gave_up; i++) {
 			int r = copy_out(sb, outs[i].guest, outs[i].host);
@@ -781,9 +820,14 @@ int kiln_cmd_run(int argc, char **argv)
 				code = r;
 		}
 	}
-	kiln_sandbox_stop(sb, 1000, NULL);
+	/* a pool's member is released by closing the claim: the pool
+	 * destroys it */
+	if (!pool)
+		kiln_sandbox_stop(sb, 1000, NULL);
 out:
 	kiln_sandbox_destroy(sb);
+	if (claim_fd >= 0)
+		close(claim_fd);
 	kiln_config_free(cfg);
 	if (console_fd >= 0)
 		close(console_fd);
@@ -793,7 +837,7 @@ out:
 /* ---- named sandboxes ---- */
 
 /* $XDG_RUNTIME_DIR/kiln, or /tmp/kiln-UID (ours, 0700, not a link). */
-static int state_root(char *buf, size_t len, bool create)
+int cli_state_root(char *buf, size_t len, bool create)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
@@ -818,7 +862,7 @@ static int state_root(char *buf, size_t len, bool create)
 	return 0;
 }
 
-static bool valid_name(const char *name)
+bool cli_valid_name(const char *name)
 {
 	size_t n = strlen(name);
 
@@ -839,13 +883,13 @@ static int sandbox_dir(const char *name, char *dir, size_t len)
 	struct stat st;
 	int r;
 
-	if (!valid_name(name)) {
+	if (!cli_valid_name(name)) {
 		cli_usage_error("'%s' is not a sandbox name (1..%d of "
 				"A-Z a-z 0-9 _ - ., not starting with . or -)",
 				name, MAX_NAME);
 		return EXIT_USAGE;
 	}
-	r = state_root(root, sizeof(root), false);
+	r = cli_state_root(root, sizeof(root), false);
 	if (r < 0)
 		return EXIT_KILN_FAILED;
 	snprintf(dir, len, "%s/%s", root, name);
@@ -911,7 +955,7 @@ static bool alive(pid_t pid)
 /* Field 22 of /proc/PID/stat: when the process started, in clock ticks
  * since boot; 0 if it cannot be read. With the pid it names one process
  * for good: a pid is reused, a (pid, start time) pair is not. */
-static unsigned long long proc_start_ticks(pid_t pid)
+unsigned long long cli_proc_start_ticks(pid_t pid)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long ticks = 0;
@@ -954,7 +998,7 @@ static int owner_state(const char *dir, pid_t *pid_out,
 		*ticks_out = ticks;
 	if (!alive(pid))
 		return 0;
-	if (ticks && proc_start_ticks(pid) == ticks)
+	if (ticks && cli_proc_start_ticks(pid) == ticks)
 		return 1;
 	return -1;
 }
@@ -976,7 +1020,7 @@ static void owner_open(struct owner *o)
 {
 	o->pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
 	/* the pid may have been reused just before pidfd_open */
-	if (o->pidfd >= 0 && proc_start_ticks(o->pid) != o->ticks) {
+	if (o->pidfd >= 0 && cli_proc_start_ticks(o->pid) != o->ticks) {
 		close(o->pidfd);
 		o->pidfd = -2; /* gone */
 	}
@@ -990,7 +1034,7 @@ static bool owner_alive(const struct owner *o)
 		return false;
 	if (o->pidfd >= 0) /* readable once it has exited */
 		return poll(&p, 1, 0) == 0;
-	return alive(o->pid) && proc_start_ticks(o->pid) == o->ticks;
+	return alive(o->pid) && cli_proc_start_ticks(o->pid) == o->ticks;
 }
 
 static void owner_signal(const struct owner *o, int sig)
@@ -1029,7 +1073,7 @@ static void remove_state(const char *dir)
 }
 
 /* A Unix stream socket connected to, or listening on, path; -1 + errno. */
-static int unix_socket(const char *path, bool listening)
+int cli_unix_socket(const char *path, bool listening)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, r;
@@ -1060,7 +1104,7 @@ static int unix_socket(const char *path, bool listening)
 }
 
 /* Reads a line (without '\n') from fd within timeout_ms: 0 or -1. */
-static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
+int cli_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 {
 	size_t n = 0;
 
@@ -1111,7 +1155,7 @@ static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
 		fd = accept4(control_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (read_line(fd, line, sizeof(line), 1000) < 0) {
+		if (cli_read_line(fd, line, sizeof(line), 1000) < 0) {
 			close(fd);
 			continue;
 		}
@@ -1232,8 +1276,8 @@ int kiln_cmd_start(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+vhp:", opts, NULL)) != -1) {
 		bool used;
 
-		code = boot_option(cfg, &vmopt, c, optarg, &boot_timeout_ms,
-				   &used);
+		code = cli_boot_option(cfg, &vmopt, c, optarg, &boot_timeout_ms,
+				       &used);
 		if (used) {
 			if (code)
 				goto out;
@@ -1242,7 +1286,7 @@ int kiln_cmd_start(int argc, char **argv)
 		code = EXIT_USAGE;
 		switch (c) {
 		case OPT_NAME:
-			if (!valid_name(optarg)) {
+			if (!cli_valid_name(optarg)) {
 				cli_usage_error(
 					"--name: '%s' is not a sandbox "
 					"name (1..%d of A-Z a-z 0-9 _ - "
@@ -1272,7 +1316,7 @@ int kiln_cmd_start(int argc, char **argv)
 	if (code)
 		goto out;
 	code = EXIT_KILN_FAILED;
-	if (state_root(root, sizeof(root), true) < 0)
+	if (cli_state_root(root, sizeof(root), true) < 0)
 		goto out;
 	/* claim the name: mkdir is atomic; a dead owner's leftovers go */
 	for (unsigned n = 1; !name || n == 1; n++) {
@@ -1352,14 +1396,14 @@ int kiln_cmd_start(int argc, char **argv)
 	 * stderr until ready */
 	close(pipefd[0]);
 	setsid();
-	catch_signals();
+	cli_catch_signals();
 	signal(SIGHUP, SIG_IGN);
 	if (boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb)) {
 		remove_state(dir);
 		_exit(EXIT_KILN_FAILED);
 	}
 	snprintf(path, sizeof(path), "%s/control", dir);
-	control_fd = unix_socket(path, true);
+	control_fd = cli_unix_socket(path, true);
 	snprintf(path, sizeof(path), "%s/info", dir);
 	f = fopen(path, "we");
 	if (control_fd < 0 || !f) {
@@ -1371,7 +1415,7 @@ int kiln_cmd_start(int argc, char **argv)
 	fprintf(f, "%d %u %lu %lld %llu %s %s\n", (int)getpid(),
 		vmopt.cpus ? vmopt.cpus : 1,
 		(unsigned long)(vmopt.memory_mib ? vmopt.memory_mib : 256),
-		(long long)time(NULL), proc_start_ticks(getpid()),
+		(long long)time(NULL), cli_proc_start_ticks(getpid()),
 		kiln_accel_name(kiln_vm_accel(kiln_sandbox_vm(sb))),
 		ports_text(&vmopt, ports, sizeof(ports)));
 	fclose(f);
@@ -1488,7 +1532,7 @@ int kiln_cmd_exec(int argc, char **argv)
 	code = attach(name, vsock, &sb);
 	if (code)
 		return code;
-	catch_signals();
+	cli_catch_signals();
 	code = run_command(sb, &co);
 	kiln_sandbox_destroy(sb);
 	return code;
@@ -1604,11 +1648,11 @@ static void net_counters(const char *dir, char *out, size_t cap)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/control", dir);
-	fd = unix_socket(path, false);
+	fd = cli_unix_socket(path, false);
 	if (fd < 0)
 		return;
 	if (dprintf(fd, "stats\n") > 0 &&
-	    read_line(fd, line, sizeof(line), 1000) == 0 &&
+	    cli_read_line(fd, line, sizeof(line), 1000) == 0 &&
 	    !strncmp(line, "net tx=", 7))
 		snprintf(out + used, cap - used, "  %s", line);
 	close(fd);
@@ -1626,7 +1670,7 @@ int kiln_cmd_ps(int argc, char **argv)
 		cli_usage_error("ps: takes no arguments");
 		return EXIT_USAGE;
 	}
-	r = state_root(root, sizeof(root), false);
+	r = cli_state_root(root, sizeof(root), false);
 	if (r < 0)
 		return EXIT_KILN_FAILED;
 	printf("%-16s %8s %5s %8s %9s %6s  %s\n", "NAME", "PID", "CPUS",
@@ -1641,7 +1685,7 @@ int kiln_cmd_ps(int argc, char **argv)
 		pid_t pid;
 		int state;
 
-		if (!valid_name(de->d_name))
+		if (!cli_valid_name(de->d_name))
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%.32s", root, de->d_name);
 		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
@@ -1715,12 +1759,12 @@ int kiln_cmd_stop(int argc, char **argv)
 			continue;
 		}
 		snprintf(path, sizeof(path), "%s/control", dir);
-		fd = unix_socket(path, false);
+		fd = cli_unix_socket(path, false);
 		if (fd >= 0) {
 			dprintf(fd, "stop %d\n", grace_ms);
 			/* the reply comes once the VM is gone */
-			if (read_line(fd, line, sizeof(line),
-				      grace_ms + 5000) == 0) {
+			if (cli_read_line(fd, line, sizeof(line),
+					  grace_ms + 5000) == 0) {
 				close(fd);
 				continue;
 			}

@@ -45,6 +45,10 @@ static void print_help(FILE *f)
 		"inspect "
 		"NAME |\n"
 		"                    rm [--force] NAME...\n"
+		"       kiln pool start --name POOL [--size N] [OPTIONS] | ls "
+		"| "
+		"stop POOL\n"
+		"       kiln run --pool POOL -- CMD [ARGS...]\n"
 		"       kiln boot [OPTIONS]\n"
 		"       kiln vhost-user --socket PATH --device "
 		"TYPE,KEY=VALUE,...\n"
@@ -487,6 +491,8 @@ int main(int argc, char **argv)
 		return kiln_cmd_stop(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "network"))
 		return kiln_cmd_network(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "pool"))
+		return kiln_cmd_pool(argc - 1, argv + 1);
 	cli_usage_error("unknown command '%s'", argv[1]);
 	return EXIT_USAGE;
 }

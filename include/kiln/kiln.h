@@ -530,23 +530,23 @@ enum kiln_pool_empty {
 /* Pool options; set with kiln_pool_opts_init first (`size` lets the
  * struct grow, as kiln_exec_opts). */
 struct kiln_pool_opts {
-	size_t size;		 /* sizeof(struct kiln_pool_opts) */
-	unsigned target;	 /* members kept ready (1..64; default 2) */
-	unsigned fill_parallel;	 /* boots at once (1..16; default 1) */
+	size_t size;		   /* sizeof(struct kiln_pool_opts) */
+	unsigned target;	   /* members kept ready (1..64; default 2) */
+	unsigned fill_parallel;	   /* boots at once (1..16; default 1) */
 	unsigned idle_lifetime_ms; /* a member idle this long is replaced;
 				      0: never */
-	int boot_timeout_ms;	 /* one member's boot (default 30000) */
+	int boot_timeout_ms;	   /* one member's boot (default 30000) */
 	enum kiln_pool_empty empty;
 };
 
 /* A pool's counters at one moment. */
 struct kiln_pool_stats {
 	unsigned target, ready, filling, in_use;
-	uint64_t acquired;     /* members handed out, ever */
-	uint64_t booted;       /* members that became ready, ever */
-	uint64_t failures;     /* refills that failed, ever */
-	unsigned failing;      /* refills failed in a row (0: healthy) */
-	int last_error;	       /* -errno of the last failed refill, or 0 */
+	uint64_t acquired;	/* members handed out, ever */
+	uint64_t booted;	/* members that became ready, ever */
+	uint64_t failures;	/* refills that failed, ever */
+	unsigned failing;	/* refills failed in a row (0: healthy) */
+	int last_error;		/* -errno of the last failed refill, or 0 */
 	char last_message[256]; /* what it said, or "" */
 	uint64_t reserved[4];
 };

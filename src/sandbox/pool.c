@@ -151,8 +151,8 @@ int pool_new(const struct pool_source *src, const struct kiln_pool_opts *o,
 		p->user_log = *log;
 	p->log.fn = pool_log_fn;
 	p->log.opaque = p;
-	p->log.max_level = p->user_log.fn ? p->user_log.max_level
-					  : KILN_LOG_ERROR;
+	p->log.max_level =
+		p->user_log.fn ? p->user_log.max_level : KILN_LOG_ERROR;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->msg_lock, NULL);
 	pthread_condattr_init(&ca);
@@ -262,9 +262,9 @@ static void *filler_main(void *arg)
 					 "a member did not start: %s",
 					 strerror(-err));
 			pthread_mutex_unlock(&p->msg_lock);
-			p->backoff_until = now_ms() + (wait > BACKOFF_MAX_MS
-							       ? BACKOFF_MAX_MS
-							       : wait);
+			p->backoff_until =
+				now_ms() +
+				(wait > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait);
 			kiln_logf(&p->user_log, KILN_LOG_WARN,
 				  "pool: refill failed (%u in a row), next "
 				  "try in %lld ms: %s",
@@ -402,8 +402,7 @@ int pool_acquire(struct kiln_pool *p, int timeout_ms, bool try_only,
 		if (p->o.empty == KILN_POOL_COLD) {
 			/* boot one here, as the pool would */
 			pthread_mutex_unlock(&p->lock);
-			err = p->src.make(p->src.ctx, p->o.boot_timeout_ms,
-					  &m);
+			err = p->src.make(p->src.ctx, p->o.boot_timeout_ms, &m);
 			pthread_mutex_lock(&p->lock);
 			if (err == 0) {
 				*member = m;
