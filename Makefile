@@ -163,10 +163,11 @@ $(BUILD)/tests/fnv1a: tests/support/fnv1a.c
 # public API and link the installed archive (so it is exercised);
 # agent_probe uses the agent client inside the library.
 KVM_TEST_BINS := $(BUILD)/tests/multi_vm $(BUILD)/tests/console_api \
-	$(BUILD)/tests/agent_probe $(BUILD)/tests/pause_resume
+	$(BUILD)/tests/agent_probe $(BUILD)/tests/pause_resume \
+	$(BUILD)/tests/snapshot_check
 TEST_LIB = $(LIB_INTERNAL_A)
 $(BUILD)/tests/multi_vm $(BUILD)/tests/console_api \
-	$(BUILD)/tests/pause_resume: TEST_LIB = $(LIB_A)
+	$(BUILD)/tests/pause_resume $(BUILD)/tests/snapshot_check: TEST_LIB = $(LIB_A)
 $(BUILD)/tests/%: tests/support/%.c $(LIB_A) $(LIB_INTERNAL_A)
 	$(call msg,CC,$<)
 	@mkdir -p $(dir $@)

@@ -362,6 +362,35 @@ KILN_API int kiln_vm_resume(struct kiln_vm *vm);
 /* 1 while paused, else 0. */
 KILN_API int kiln_vm_paused(const struct kiln_vm *vm);
 
+/*
+ * Snapshots (KVM engine). kiln_vm_snapshot writes the running VM to dir
+ * (made if missing): "state" (versioned, checksummed: CPU, interrupt
+ * controllers, clock, devices, config) and "memory" (guest RAM, zero pages
+ * as holes), each under a temporary name renamed when whole. The VM is
+ * paused for it and resumed after (left paused if it was). Refused with
+ * -ENOTSUP (logged): the emulating engine, devices whose host-side state
+ * is not saved (virtio-fs shares, vsock, net), disks given as fds; -EROFS:
+ * a read-write disk (clones would all write it).
+ */
+KILN_API int kiln_vm_snapshot(struct kiln_vm *vm, const char *dir);
+/* kiln_vm_restore: copy guest RAM out of the memory file instead of mapping
+ * it copy-on-write (the clone no longer depends on the file). */
+#define KILN_RESTORE_EAGER 1u
+/*
+ * A VM restored from snapshot dir, not started yet (kiln_vm_start runs it
+ * from where the snapshot was taken). cfg gives the log, console fds and
+ * capture, and the KVM device; the snapshot gives CPUs, memory, command line
+ * and devices (disks reopened by path, and refused if the file changed).
+ * RAM maps the memory file copy-on-write, which is never written, so
+ * restoring one snapshot N times gives N independent clones. Refused,
+ * logged: -EBADMSG (checksum), -EPROTONOSUPPORT (newer major version, or
+ * an unknown mandatory record), -EINVAL (truncated or malformed state,
+ * memory file of another size), -EXDEV (another CPU, kernel or TSC rate),
+ * -ESTALE (a disk changed), -ENOTSUP (the emulating engine forced).
+ */
+KILN_API int kiln_vm_restore(const struct kiln_config *cfg, const char *dir,
+			     unsigned flags, struct kiln_vm **out);
+
 /* The engine that runs this VM: KILN_ACCEL_KVM or KILN_ACCEL_TCG. */
 KILN_API enum kiln_accel kiln_vm_accel(const struct kiln_vm *vm);
 

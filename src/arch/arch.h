@@ -64,4 +64,31 @@ bool arch_vcpu_halt_is_final(int vcpu_fd);
 /* The vCPU's program counter for reports; 0 if unreadable. */
 uint64_t arch_vcpu_pc(int vcpu_fd);
 
+/* ---- snapshots (arch/x86/state.c) ---- */
+struct snapshot_writer;
+struct snapshot_reader;
+
+/* What a snapshot may only be restored on: the same CPU and kernel. */
+struct arch_fingerprint {
+	char vendor[16];
+	uint32_t family, model;
+	uint64_t cpuid_hash; /* of KVM_GET_SUPPORTED_CPUID */
+	char kernel[65];     /* uname -r */
+};
+void arch_host_fingerprint(const struct kvm_system *sys,
+			   struct arch_fingerprint *fp);
+/* The VM's state outside RAM and vCPUs (x86: PIT, PICs, IOAPIC, clock),
+ * out and back in (after the irqchip and PIT exist). 0 or -errno (logged). */
+int arch_vm_save(int vm_fd, struct snapshot_writer *w,
+		 const struct kiln_log *log);
+int arch_vm_restore(int vm_fd, struct snapshot_reader *r,
+		    const struct kiln_log *log);
+/* One vCPU's state (x86: CPUID, MP state, registers, xsave, xcrs, debug
+ * registers, LAPIC, MSRs, pending events), out, and back in the order the
+ * KVM API needs. 0 or -errno (logged). */
+int arch_vcpu_save(const struct kvm_system *sys, int vcpu_fd,
+		   struct snapshot_writer *w, const struct kiln_log *log);
+int arch_vcpu_restore(int vcpu_fd, struct snapshot_reader *r,
+		      const struct kiln_log *log);
+
 #endif

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "serial8250.h"
 
+#include <errno.h>
+
 #include <string.h>
+
+#include "util/snapshot_io.h"
 
 /* Register offsets and bits (include/uapi/linux/serial_reg.h). */
 #define UART_RX	 0
@@ -223,4 +227,50 @@ size_t serial8250_rx_room(struct serial8250 *s)
 	room = SERIAL8250_FIFO_SIZE - s->rx_count;
 	pthread_mutex_unlock(&s->lock);
 	return room;
+}
+
+void serial8250_save(struct serial8250 *s, struct snapshot_writer *w)
+{
+	pthread_mutex_lock(&s->lock);
+	sw_u8(w, s->ier);
+	sw_u8(w, s->lcr);
+	sw_u8(w, s->mcr);
+	sw_u8(w, s->scr);
+	sw_u8(w, s->fcr);
+	sw_u8(w, s->dll);
+	sw_u8(w, s->dlm);
+	sw_u8(w, s->thre_pending);
+	sw_u32(w, (uint32_t)s->irq_level);
+	sw_u32(w, s->rx_count);
+	for (unsigned i = 0; i < s->rx_count; i++)
+		sw_u8(w, s->rx[(s->rx_head + i) % SERIAL8250_FIFO_SIZE]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial8250_restore(struct serial8250 *s, struct snapshot_reader *r)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = sr_u8(r);
+	s->lcr = sr_u8(r);
+	s->mcr = sr_u8(r);
+	s->scr = sr_u8(r);
+	s->fcr = sr_u8(r);
+	s->dll = sr_u8(r);
+	s->dlm = sr_u8(r);
+	s->thre_pending = sr_u8(r);
+	s->irq_level = (int)sr_u32(r);
+	n = sr_u32(r);
+	if (n > SERIAL8250_FIFO_SIZE)
+		r->bad = true;
+	s->rx_head = 0;
+	s->rx_count = 0;
+	for (uint32_t i = 0; i < n && !r->bad; i++)
+		s->rx[s->rx_count++] = sr_u8(r);
+	pthread_mutex_unlock(&s->lock);
+	/* the line as it was (the irqchip's own state came back already) */
+	if (!r->bad && s->ops && s->ops->set_irq)
+		s->ops->set_irq(s->opaque, s->irq_level);
+	return r->bad ? -EINVAL : 0;
 }

@@ -52,4 +52,11 @@ size_t serial8250_push_input(struct serial8250 *s, const uint8_t *buf,
 /* Free receive FIFO space. */
 size_t serial8250_rx_room(struct serial8250 *s);
 
+struct snapshot_writer;
+struct snapshot_reader;
+/* Snapshots: the registers and received bytes not read yet, out and back
+ * in (restore sets the interrupt line as it was): 0 or -EINVAL. */
+void serial8250_save(struct serial8250 *s, struct snapshot_writer *w);
+int serial8250_restore(struct serial8250 *s, struct snapshot_reader *r);
+
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 void guest_mem_init(struct guest_mem *m, uint8_t *host, uint64_t size)
 {
@@ -55,6 +56,56 @@ int guest_mem_map(struct guest_mem *m, uint64_t size)
 		return -errno;
 	/* Guest RAM is never worth a core dump and must not be merged by
 	 * fork(); failures of these hints are harmless. */
+	madvise(p, (size_t)size, MADV_DONTDUMP);
+	madvise(p, (size_t)size, MADV_DONTFORK);
+	guest_mem_init(m, p, size);
+	m->external = false;
+	return 0;
+}
+
+int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t size, bool copy)
+{
+	void *p;
+
+	if (size == 0 || size > (uint64_t)SIZE_MAX)
+		return -EINVAL;
+	if (!copy) {
+		/* copy-on-write: pages the guest never writes stay the
+		 * file's, shared in the page cache by every clone */
+		p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+	} else {
+		off_t data = 0, hole;
+
+		p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		/* only the file's data: its holes are zero pages already */
+		while ((data = lseek(fd, data, SEEK_DATA)) >= 0 &&
+		       (uint64_t)data < size) {
+			hole = lseek(fd, data, SEEK_HOLE);
+			if (hole < 0 || (uint64_t)hole > size)
+				hole = (off_t)size;
+			for (off_t at = data; at < hole;) {
+				ssize_t r = pread(fd, (uint8_t *)p + at,
+						  (size_t)(hole - at), at);
+
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0) {
+					int err = r < 0 ? -errno : -EIO;
+
+					munmap(p, (size_t)size);
+					return err;
+				}
+				at += r;
+			}
+			data = hole;
+		}
+	}
 	madvise(p, (size_t)size, MADV_DONTDUMP);
 	madvise(p, (size_t)size, MADV_DONTFORK);
 	guest_mem_init(m, p, size);

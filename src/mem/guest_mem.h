@@ -44,6 +44,11 @@ int guest_mem_add_region(struct guest_mem *m, uint64_t gpa, uint64_t size,
  * nothing) and lays it out. Returns 0 or -errno. */
 int guest_mem_map(struct guest_mem *m, uint64_t size);
 
+/* Maps `size` bytes of RAM from fd (a snapshot's memory file, the layout
+ * guest_mem_init gives): MAP_PRIVATE, so the file is never written; with
+ * copy, an anonymous copy instead (the file's data read in, holes left
+ * untouched). 0 or -errno. */
+int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t size, bool copy);
 /* Unmaps RAM mapped by guest_mem_map; safe on a zeroed struct. */
 void guest_mem_unmap(struct guest_mem *m);
 

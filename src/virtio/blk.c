@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "util/snapshot_io.h"
 #include "util/thread.h"
 #include "vhost_user/memguard.h"
 
@@ -916,6 +917,38 @@ static int blk_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 	return err;
 }
 
+/* Snapshots: only a read-only disk (clones of a snapshot would all write
+ * one image); nothing in flight (the caller quiesced it), so the state is
+ * the capacity, checked against the disk at restore. */
+static int blk_save(const struct virtio_dev *d, struct snapshot_writer *w)
+{
+	const struct virtio_blk *b = d->priv;
+
+	if (!b->read_only)
+		return kiln_errorf(d->log, -EROFS,
+				   "snapshot: %s is read-write (restored "
+				   "clones would all write it): only "
+				   "read-only disks can be snapshotted",
+				   d->ops->name);
+	sw_u64(w, b->capacity);
+	return 0;
+}
+
+static int blk_restore(struct virtio_dev *d, struct snapshot_reader *r)
+{
+	const struct virtio_blk *b = d->priv;
+	uint64_t cap = sr_u64(r);
+
+	if (r->bad || cap != b->capacity)
+		return kiln_errorf(d->log, -ESTALE,
+				   "restore: %s has %llu sectors, the "
+				   "snapshot's had %llu: not the same disk",
+				   d->ops->name,
+				   (unsigned long long)b->capacity,
+				   (unsigned long long)cap);
+	return 0;
+}
+
 const struct virtio_dev_ops virtio_blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -928,6 +961,8 @@ const struct virtio_dev_ops virtio_blk_ops = {
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
 	.quiesce = blk_quiesce,
+	.save = blk_save,
+	.restore = blk_restore,
 	.host_fd = blk_host_fd,
 	.host_events = blk_host_events,
 	.type = "blk",

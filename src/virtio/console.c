@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "console.h"
 
+#include <errno.h>
 #include <string.h>
+
+#include "util/snapshot_io.h"
 
 #define VCON_RXQ 0
 #define VCON_TXQ 1
@@ -68,6 +71,34 @@ static void console_reset(struct virtio_dev *d)
 	(void)d; /* pending input survives a driver reset */
 }
 
+/* Host input not delivered yet goes with a snapshot. */
+static int console_save(const struct virtio_dev *d, struct snapshot_writer *w)
+{
+	struct virtio_console *c = d->priv;
+
+	pthread_mutex_lock(&c->lock);
+	sw_u32(w, (uint32_t)c->rx_len);
+	sw_bytes(w, c->rx, c->rx_len);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static int console_restore(struct virtio_dev *d, struct snapshot_reader *r)
+{
+	struct virtio_console *c = d->priv;
+	uint32_t n = sr_u32(r);
+
+	if (n > VCON_RX_BUF) {
+		r->bad = true;
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&c->lock);
+	sr_bytes(r, c->rx, n);
+	c->rx_len = r->bad ? 0 : n;
+	pthread_mutex_unlock(&c->lock);
+	return r->bad ? -EINVAL : 0;
+}
+
 static const struct virtio_dev_ops console_ops = {
 	.name = "virtio-console",
 	.device_id = VIRTIO_ID_CONSOLE,
@@ -78,6 +109,8 @@ static const struct virtio_dev_ops console_ops = {
 	.config_read = console_config_read,
 	.queue_notify = console_queue_notify,
 	.reset = console_reset,
+	.save = console_save,
+	.restore = console_restore,
 };
 
 void virtio_console_init(struct virtio_console *c, struct virtio_dev *dev,

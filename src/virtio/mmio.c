@@ -10,6 +10,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "util/snapshot_io.h"
+
 #define MMIO_MAGIC		 0x000
 #define MMIO_VERSION		 0x004
 #define MMIO_DEVICE_ID		 0x008
@@ -406,4 +408,125 @@ int virtio_mmio_cmdline(const struct virtio_mmio *t, char *buf, size_t len)
 			 VIRTIO_MMIO_SIZE, t->base, t->gsi);
 
 	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
+/* ---- snapshots ---- */
+
+int virtio_mmio_save(struct virtio_mmio *t, struct snapshot_writer *w)
+{
+	struct virtio_dev *d = &t->dev;
+	int err;
+
+	if (!d->ops->save)
+		return kiln_errorf(d->log, -ENOTSUP,
+				   "snapshot: %s cannot be saved (kiln "
+				   "snapshots %s devices only when idle and "
+				   "stateless to the host)",
+				   d->ops->name, d->ops->name);
+	pthread_mutex_lock(&t->lock);
+	sw_u32(w, d->ops->device_id);
+	sw_u32(w, d->ops->num_queues);
+	sw_u8(w, d->status);
+	sw_u64(w, d->driver_features);
+	sw_u32(w, t->dev_features_sel);
+	sw_u32(w, t->drv_features_sel);
+	sw_u32(w, t->queue_sel);
+	sw_u32(w, t->config_generation);
+	sw_u32(w, atomic_load(&t->isr));
+	for (unsigned q = 0; q < d->ops->num_queues; q++) {
+		const struct virtq *vq = &d->vqs[q];
+
+		sw_u16(w, vq->size);
+		sw_u64(w, vq->desc_gpa);
+		sw_u64(w, vq->avail_gpa);
+		sw_u64(w, vq->used_gpa);
+		sw_u8(w, (uint8_t)(vq->ready | vq->event_idx << 1 |
+				   vq->indirect << 2 | vq->broken << 3 |
+				   vq->signalled_used_valid << 4));
+		sw_u16(w, vq->last_avail_idx);
+		sw_u16(w, vq->used_idx);
+		sw_u16(w, vq->signalled_used);
+	}
+	err = d->ops->save(d, w);
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t, struct snapshot_reader *r)
+{
+	struct virtio_dev *d = &t->dev;
+	uint32_t id = sr_u32(r), nq = sr_u32(r);
+	uint8_t status;
+	int err = 0;
+
+	if (r->bad || id != d->ops->device_id || nq != d->ops->num_queues ||
+	    !d->ops->restore)
+		return kiln_errorf(d->log, -EINVAL,
+				   "restore: the state of %s does not match "
+				   "the device",
+				   d->ops->name);
+	pthread_mutex_lock(&t->lock);
+	status = sr_u8(r);
+	d->driver_features = sr_u64(r);
+	t->dev_features_sel = sr_u32(r);
+	t->drv_features_sel = sr_u32(r);
+	t->queue_sel = sr_u32(r);
+	t->config_generation = sr_u32(r);
+	atomic_store(&t->isr, sr_u32(r));
+	for (unsigned q = 0; q < nq && !r->bad; q++) {
+		struct virtq *vq = &d->vqs[q];
+		uint8_t flags;
+
+		vq->size = sr_u16(r);
+		vq->desc_gpa = sr_u64(r);
+		vq->avail_gpa = sr_u64(r);
+		vq->used_gpa = sr_u64(r);
+		flags = sr_u8(r);
+		vq->last_avail_idx = sr_u16(r);
+		vq->used_idx = sr_u16(r);
+		vq->signalled_used = sr_u16(r);
+		vq->event_idx = flags & 2;
+		vq->indirect = flags & 4;
+		vq->broken = flags & 8;
+		vq->signalled_used_valid = flags & 16;
+		vq->mem = d->mem;
+		vq->ready = false;
+		/* the same checks as a driver's QUEUE_READY */
+		if ((flags & 1) &&
+		    virtq_check_config(vq, d->ops->queue_max_size) == 0)
+			vq->ready = true;
+		else if (flags & 1)
+			err = -EINVAL;
+	}
+	if (r->bad || err) {
+		pthread_mutex_unlock(&t->lock);
+		return kiln_errorf(d->log, -EINVAL,
+				   "restore: the queues of %s are malformed",
+				   d->ops->name);
+	}
+	d->status = status;
+	if ((status & VIRTIO_STATUS_DRIVER_OK) &&
+	    !(status & VIRTIO_STATUS_NEEDS_RESET) && d->ops->activate &&
+	    d->ops->activate(d) < 0)
+		virtio_dev_fail(d, "activation after restore failed");
+	err = d->ops->restore(d, r);
+	pthread_mutex_unlock(&t->lock);
+	if (err < 0)
+		return err;
+	if (r->bad)
+		return kiln_errorf(d->log, -EINVAL,
+				   "restore: the state of %s is malformed",
+				   d->ops->name);
+	for (unsigned q = 0; q < nq; q++)
+		if (d->vqs[q].ready)
+			queue_kick(t, q);
+	if (atomic_load(&t->isr) && t->irq_fd >= 0) {
+		uint64_t one = 1;
+
+		/* an interrupt the driver has yet to see: raised again */
+		if (write(t->irq_fd, &one, sizeof(one)) < 0) {
+			/* saturated: pending anyway */
+		}
+	}
+	return 0;
 }

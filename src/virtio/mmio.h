@@ -50,6 +50,21 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data,
 /* Device thread: queue q's notify eventfd fired. */
 void virtio_mmio_handle_notify(struct virtio_mmio *t, unsigned q);
 
+struct snapshot_writer;
+struct snapshot_reader;
+/* Snapshots: the transport's registers, each queue's configuration and
+ * position, then the device's own state (ops->save). 0, or -ENOTSUP for a
+ * device type that cannot be saved, or the device's refusal (logged).
+ * The device must be idle (the VM paused, ops->quiesce done). */
+int virtio_mmio_save(struct virtio_mmio *t, struct snapshot_writer *w);
+/* Puts what virtio_mmio_save wrote into a transport just set up for the
+ * same device: queues are checked as when a driver configures them, a
+ * device whose driver was live is activated again, ops->restore gets its
+ * part; then every ready queue is kicked once (a notify the guest made
+ * before the snapshot must not be waited for again). 0 or -errno
+ * (logged). */
+int virtio_mmio_restore(struct virtio_mmio *t, struct snapshot_reader *r);
+
 /* Kernel cmdline fragment announcing the device, e.g.
  * "virtio_mmio.device=512@0xd0000000:5". */
 int virtio_mmio_cmdline(const struct virtio_mmio *t, char *buf, size_t len);

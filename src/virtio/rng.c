@@ -51,6 +51,19 @@ static int rng_create(struct virtio_dev *d, const struct virtio_dev_opts *o)
 	return 0;
 }
 
+/* Stateless: nothing to save beyond its queue. */
+static int rng_save(const struct virtio_dev *d, struct snapshot_writer *w)
+{
+	(void)d, (void)w;
+	return 0;
+}
+
+static int rng_restore(struct virtio_dev *d, struct snapshot_reader *r)
+{
+	(void)d, (void)r;
+	return 0;
+}
+
 const struct virtio_dev_ops virtio_rng_ops = {
 	.name = "virtio-rng",
 	.device_id = VIRTIO_ID_RNG,
@@ -59,6 +72,8 @@ const struct virtio_dev_ops virtio_rng_ops = {
 	.features = rng_features,
 	.config_size = 0,
 	.queue_notify = rng_queue_notify,
+	.save = rng_save,
+	.restore = rng_restore,
 	.type = "rng",
 	.max_per_vm = 1,
 	.create = rng_create,

@@ -141,12 +141,9 @@ static int choose_engine(struct kiln_vm *vm, const struct kiln_config *cfg,
 	return 0;
 }
 
-KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
+int vm_new(const struct kiln_config *cfg, struct kiln_vm **out)
 {
 	struct kiln_vm *vm;
-	struct arch_boot boot;
-	char *devices_cmdline = NULL;
-	char qemu[4096];
 	int r;
 
 	*out = NULL;
@@ -167,10 +164,60 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 	vm_cond_init(&vm->cond);
 	vm->kick_signal = vm_kick_signal_setup();
 	vm->events.epoll_fd = vm->events.stop_fd = -1;
+	*out = vm; /* from here kiln_vm_destroy frees it */
 	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r = vm->wake_fd < 0 ? -errno : 0;
 	if (vm_console_out_init(vm) < 0 && r == 0)
 		r = -ENOMEM;
+	return r;
+}
+
+int vm_kvm_open(struct kiln_vm *vm, const struct kiln_config *cfg)
+{
+	const char *path = cfg->kvm_path ? cfg->kvm_path : "/dev/kvm";
+	int r;
+
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		vm->vcpus[i].kvm.fd = -1;
+		vm->vcpus[i].vm = vm;
+	}
+	r = vm_setup_legacy_devices(vm);
+	if (r < 0)
+		return r;
+	r = kvm_system_open(&vm->kvm, path, &vm->log);
+	if (r < 0)
+		return r;
+	if (kiln_host_limitation())
+		log_warn(&vm->log, "%s", kiln_host_limitation());
+	r = arch_check_kvm(&vm->kvm, path, &vm->log);
+	if (r < 0)
+		return r;
+	r = vm->vm_fd = kvm_vm_create(&vm->kvm, &vm->log);
+	if (r >= 0)
+		r = arch_vm_setup(&vm->kvm, vm->vm_fd, &vm->log);
+	if (r < 0)
+		return r;
+	r = event_loop_init(&vm->events);
+	if (r < 0)
+		return r;
+	/* what a snapshot of this VM records (its devices, to rebuild) */
+	vm->config = config_clone(cfg);
+	return vm->config ? 0 : -ENOMEM;
+}
+
+KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
+{
+	struct kiln_vm *vm;
+	struct arch_boot boot;
+	char *devices_cmdline = NULL;
+	char qemu[4096];
+	int r;
+
+	*out = NULL;
+	r = vm_new(cfg, &vm);
 	if (r < 0)
 		goto fail;
 	r = choose_engine(vm, cfg, qemu, sizeof(qemu));
@@ -183,35 +230,10 @@ KILN_API int kiln_vm_create(const struct kiln_config *cfg, struct kiln_vm **out)
 		*out = vm;
 		return 0;
 	}
-	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		vm->vcpus[i].kvm.fd = -1;
-	r = vm_setup_legacy_devices(vm);
-	if (r < 0)
-		goto fail;
-	r = kvm_system_open(
-		&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm", &vm->log);
-	if (r < 0)
-		goto fail;
-	if (kiln_host_limitation())
-		log_warn(&vm->log, "%s", kiln_host_limitation());
-	r = arch_check_kvm(&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm",
-			   &vm->log);
-	if (r < 0)
-		goto fail;
-	r = vm->vm_fd = kvm_vm_create(&vm->kvm, &vm->log);
-	if (r >= 0)
-		r = arch_vm_setup(&vm->kvm, vm->vm_fd, &vm->log);
+	r = vm_kvm_open(vm, cfg);
 	if (r < 0)
 		goto fail;
 	r = vm_setup_memory(vm, cfg->memory_mib << 20);
-	if (r < 0)
-		goto fail;
-	r = event_loop_init(&vm->events);
 	if (r < 0)
 		goto fail;
 	r = vm_setup_virtio(vm, cfg, &devices_cmdline);
@@ -373,6 +395,7 @@ KILN_API void kiln_vm_destroy(struct kiln_vm *vm)
 	free(vm->vcpus);
 	free(vm->cmdline);
 	free(vm->cap);
+	kiln_config_free(vm->config);
 	free(vm);
 }
 

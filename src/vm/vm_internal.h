@@ -91,6 +91,8 @@ struct kiln_vm {
 	pthread_t monitor_thread;
 	bool monitor_started;
 
+	struct kiln_config *config; /* KVM engine: a copy, for snapshots */
+
 	/* TCG engine (NULL on KVM) */
 	struct tcg_engine *tcg;
 
@@ -146,6 +148,15 @@ void vm_console_out_stop(struct kiln_vm *vm);
 
 /* Bound on unread captured console output; older bytes are dropped. */
 #define CONSOLE_CAPTURE_MAX (1u << 20)
+
+/* A VM with the fields every engine shares set up from cfg (log, console
+ * fds, locks, wake fd, console output ring): 0, or -errno with *out (if
+ * set) for kiln_vm_destroy. */
+int vm_new(const struct kiln_config *cfg, struct kiln_vm **out);
+/* The KVM engine's VM before RAM and devices: vCPU slots, legacy devices,
+ * /dev/kvm opened and checked, the VM with the architecture's setup, the
+ * device thread's loop, a copy of cfg. 0 or -errno (logged). */
+int vm_kvm_open(struct kiln_vm *vm, const struct kiln_config *cfg);
 
 /* Records the outcome (first caller wins), sets `stopping`, signals
  * wake_fd and wakes every engine thread. Any thread. */

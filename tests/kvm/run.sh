@@ -118,6 +118,23 @@ if [ -x "$BUILD/tests/pause_resume" ]; then
 	fi
 fi
 
+# snapshots against the prompt guest: snapshot a running VM, clones here
+# (one eager), every refusal; then a restore in a new process
+if [ -x "$BUILD/tests/snapshot_check" ]; then
+	rc=0
+	timeout -k 5 120 "$BUILD/tests/snapshot_check" "$GUESTS/prompt.bzimage" "$T/snap" >"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "snapshot" "exit $rc: $(head -c 300 "$T/err")"
+	fi
+	rc=0
+	timeout -k 5 60 "$BUILD/tests/snapshot_check" --restore "$T/snap" >"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "snapshot restore in a new process" "exit $rc: $(head -c 300 "$T/err")"
+	fi
+fi
+
 # console API: wait_for / exec against a tiny prompt guest
 if [ -x "$BUILD/tests/console_api" ]; then
 	rc=0

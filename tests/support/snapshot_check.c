@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KVM-tier test of snapshots on the "prompt" tiny guest (it polls its UART
+ * with IN instructions, so the snapshot lands on an IN exit):
+ *
+ *   snapshot_check GUEST DIR          snapshot a running VM into DIR, which
+ *                                     goes on; restore 3 clones here (one
+ *                                     eager), independent; the memory file
+ *                                     never written; every refusal
+ *   snapshot_check --restore DIR      restore DIR in this (new) process
+ *
+ * Prints ok/not ok lines; exit 0 when all passed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <kiln/kiln.h>
+
+static int failures;
+
+static void check(int cond, const char *name, const char *detail)
+{
+	if (cond) {
+		printf("ok - snapshot: %s\n", name);
+	} else {
+		printf("not ok - snapshot: %s: %s\n", name,
+		       detail ? detail : "");
+		failures++;
+	}
+	fflush(stdout);
+}
+
+static long long ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
+}
+
+static struct kiln_config *base_config(void)
+{
+	struct kiln_config *cfg = kiln_config_new();
+
+	kiln_config_set_accel(cfg, KILN_ACCEL_KVM);
+	kiln_config_set_console_capture(cfg, 1);
+	kiln_config_set_console_fds(cfg, -1, -1);
+	kiln_config_set_debug_exit(cfg, 1);
+	return cfg;
+}
+
+/* Sends line, expects "you said: line\n" before the next prompt. */
+static int says(struct kiln_vm *vm, const char *line)
+{
+	char want[128], *out = NULL;
+	int r;
+
+	snprintf(want, sizeof(want), "you said: %s\n", line);
+	r = kiln_vm_console_exec(vm, line, "kiln$ ", 20000, &out);
+	if (r == 0 && (!out || strcmp(out, want)))
+		r = -EBADMSG;
+	free(out);
+	return r;
+}
+
+static int restore(const char *dir, unsigned flags, struct kiln_vm **vm)
+{
+	struct kiln_config *cfg = base_config();
+	int r = kiln_vm_restore(cfg, dir, flags, vm);
+
+	kiln_config_free(cfg);
+	if (r == 0) {
+		r = kiln_vm_start(*vm);
+		if (r < 0) {
+			kiln_vm_destroy(*vm);
+			*vm = NULL;
+		}
+	}
+	return r;
+}
+
+static uint32_t file_crc(const char *path, off_t *size)
+{
+	uint8_t buf[65536];
+	uint32_t crc = 0;
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	*size = 0;
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		crc = (uint32_t)crc32(crc, buf, (uInt)n);
+		*size += n;
+	}
+	close(fd);
+	return crc;
+}
+
+static int copy_dir(const char *from, const char *to)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from,
+		 to);
+	return system(cmd);
+}
+
+/* Rewrites DIR/state's CRC after an edit, so only the edit is wrong. */
+static void fix_crc(uint8_t *b, size_t len)
+{
+	uint32_t crc = (uint32_t)crc32(0L, b, (uInt)(len - 4));
+
+	memcpy(b + len - 4, &crc, 4);
+}
+
+static int edit_state(const char *dir, void (*edit)(uint8_t *, size_t *),
+		      bool keep_crc)
+{
+	char path[512];
+	uint8_t *b = malloc(1 << 22);
+	size_t len;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/state", dir);
+	f = fopen(path, "rb");
+	len = fread(b, 1, 1 << 22, f);
+	fclose(f);
+	edit(b, &len);
+	if (keep_crc)
+		fix_crc(b, len);
+	f = fopen(path, "wb");
+	fwrite(b, 1, len, f);
+	fclose(f);
+	free(b);
+	return 0;
+}
+
+static void flip_byte(uint8_t *b, size_t *len)
+{
+	b[*len / 2] ^= 0x40;
+}
+
+static void newer_major(uint8_t *b, size_t *len)
+{
+	(void)len;
+	b[8] = 99;
+}
+
+static void truncate_half(uint8_t *b, size_t *len)
+{
+	(void)b;
+	*len /= 2;
+}
+
+/* An unknown mandatory record (tag 77) before END. */
+static void unknown_record(uint8_t *b, size_t *len)
+{
+	uint8_t end[20];
+	uint8_t rec[16] = {77, 0, 0, 0, 1, 0, 0, 0, 0};
+
+	memcpy(end, b + *len - 20, 20);
+	memcpy(b + *len - 20, rec, 16);
+	memcpy(b + *len - 4, end, 20);
+	*len += 16;
+}
+
+static int refused(const char *dir, const char *name, int want)
+{
+	struct kiln_config *cfg = base_config();
+	struct kiln_vm *vm = NULL;
+	char msg[160];
+	int r = kiln_vm_restore(cfg, dir, 0, &vm);
+
+	kiln_config_free(cfg);
+	snprintf(msg, sizeof(msg), "got %d (%s), want %d", r, strerror(-r),
+		 want);
+	check(r == want && !vm, name, msg);
+	kiln_vm_destroy(vm);
+	return 0;
+}
+
+static int restore_only(const char *dir)
+{
+	struct kiln_vm *vm = NULL;
+	long long t0 = ms_now();
+	int r = restore(dir, 0, &vm);
+
+	check(r == 0, "restored in a new process", strerror(-r));
+	if (r)
+		return 1;
+	printf("# restore + start took %lld ms\n", ms_now() - t0);
+	r = says(vm, "new process");
+	check(r == 0, "the restored guest answers in a new process",
+	      strerror(-r));
+	kiln_vm_destroy(vm);
+	return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct kiln_config *cfg;
+	struct kiln_vm *vm, *clones[3] = {0};
+	char path[1100], bad[512], *out = NULL;
+	struct stat st;
+	uint32_t crc_before, crc_after;
+	off_t size_before, size_after;
+	long long t0;
+	int r;
+
+	if (argc == 3 && !strcmp(argv[1], "--restore"))
+		return restore_only(argv[2]);
+	if (argc != 3)
+		return 2;
+	cfg = base_config();
+	kiln_config_set_kernel(cfg, argv[1]);
+	kiln_config_set_memory_mib(cfg, 16);
+	r = kiln_vm_create(cfg, &vm);
+	kiln_config_free(cfg);
+	if (r < 0 || kiln_vm_start(vm) < 0) {
+		printf("not ok - snapshot: cannot start VM (%d)\n", r);
+		return 1;
+	}
+	r = kiln_vm_console_wait_for(vm, "kiln$ ", 20000, &out);
+	free(out);
+	check(r == 0 && says(vm, "before") == 0, "the guest is up", NULL);
+
+	t0 = ms_now();
+	r = kiln_vm_snapshot(vm, argv[2]);
+	check(r == 0, "snapshot of a running VM", strerror(-r));
+	printf("# snapshot took %lld ms\n", ms_now() - t0);
+	check(kiln_vm_paused(vm) == 0, "the VM runs on after its snapshot",
+	      NULL);
+	r = says(vm, "after");
+	check(r == 0, "the original answers after the snapshot",
+	      strerror(-r));
+	snprintf(path, sizeof(path), "%s/memory", argv[2]);
+	r = stat(path, &st);
+	check(r == 0 && st.st_size == 16 << 20 &&
+		      st.st_blocks * 512 < (16 << 20) / 2,
+	      "the memory file has the guest's size with its zero pages as "
+	      "holes",
+	      NULL);
+	crc_before = file_crc(path, &size_before);
+
+	/* three clones at once, one eager; each its own VM */
+	for (int i = 0; i < 3; i++) {
+		t0 = ms_now();
+		r = restore(argv[2], i == 2 ? KILN_RESTORE_EAGER : 0,
+			    &clones[i]);
+		check(r == 0, i == 2 ? "restore (eager copy)" : "restore",
+		      strerror(-r));
+		printf("# restore + start took %lld ms\n", ms_now() - t0);
+	}
+	if (clones[0] && clones[1] && clones[2]) {
+		check(says(clones[0], "one") == 0 && says(clones[1], "two") == 0 &&
+			      says(clones[2], "three") == 0,
+		      "every clone answers (the IN it was paused on is not "
+		      "repeated)",
+		      NULL);
+		/* what one clone is told, the others never see */
+		r = kiln_vm_console_wait_for(clones[1], "one", 300, &out);
+		free(out);
+		out = NULL;
+		check(r == -ETIMEDOUT, "clones are independent", NULL);
+		check(says(vm, "original") == 0,
+		      "the original still answers beside its clones", NULL);
+	}
+	for (int i = 0; i < 3; i++)
+		kiln_vm_destroy(clones[i]);
+	crc_after = file_crc(path, &size_after);
+	check(crc_before == crc_after && size_before == size_after,
+	      "the memory file is never written by its clones", NULL);
+
+	/* refusals, each on a copy */
+	snprintf(bad, sizeof(bad), "%s.bad", argv[2]);
+	copy_dir(argv[2], bad);
+	edit_state(bad, flip_byte, false);
+	refused(bad, "a corrupt state file is refused (checksum)", -EBADMSG);
+	copy_dir(argv[2], bad);
+	edit_state(bad, newer_major, true);
+	refused(bad, "a newer major version is refused", -EPROTONOSUPPORT);
+	copy_dir(argv[2], bad);
+	edit_state(bad, unknown_record, true);
+	refused(bad, "an unknown mandatory record is refused",
+		-EPROTONOSUPPORT);
+	copy_dir(argv[2], bad);
+	edit_state(bad, truncate_half, false);
+	refused(bad, "a truncated state file is refused", -EINVAL);
+	copy_dir(argv[2], bad);
+	snprintf(path, sizeof(path), "%s/memory", bad);
+	r = truncate(path, 8 << 20);
+	refused(bad, "a truncated memory file is refused", -EINVAL);
+	copy_dir(argv[2], bad);
+	snprintf(path, sizeof(path), "%s/memory", bad);
+	unlink(path);
+	refused(bad, "a missing memory file is refused", -ENOENT);
+	snprintf(path, sizeof(path), "rm -rf '%s'", bad);
+	r = system(path);
+
+	kiln_vm_stop(vm);
+	kiln_vm_wait(vm, 10000, NULL);
+	check(kiln_vm_snapshot(vm, argv[2]) == -EINVAL,
+	      "an ended VM cannot be snapshotted", NULL);
+	kiln_vm_destroy(vm);
+	return failures ? 1 : 0;
+}
