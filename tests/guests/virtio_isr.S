@@ -78,6 +78,7 @@ virtio_stub_\name:
 	STUB_IRQ virtio, VEC_VIRTIO
 	STUB_IRQ timer, VEC_TIMER
 	STUB_IRQ spurious, VEC_SPURIOUS
+	STUB_IRQ pit, VEC_PIT
 
 isr_common:
 	/* On entry RSP was 16-byte aligned before the CPU's 5-qword frame;
@@ -115,7 +116,7 @@ isr_common:
 	addq $16, %rsp			/* vector, error code */
 	iretq
 
-	/* Stub addresses for the IDT, indexed 0..31, then the three IRQs. */
+	/* Stub addresses for the IDT, indexed 0..31, then the four IRQs. */
 	.section .rodata
 	.balign 8
 	.globl virtio_stub_table
@@ -126,5 +127,6 @@ virtio_stub_table:
 	.quad virtio_stub_virtio
 	.quad virtio_stub_timer
 	.quad virtio_stub_spurious
+	.quad virtio_stub_pit
 
 	.section .note.GNU-stack, "", @progbits

@@ -245,6 +245,7 @@ bool vq_get_used(struct vq *q, uint32_t *id, uint32_t *len)
 
 volatile uint32_t virq_used, virq_config, virq_total, virq_spurious;
 volatile uint32_t timer_ticks;
+volatile uint32_t pit_ticks;
 static uint64_t irq_dev_base;
 
 struct idt_gate {
@@ -260,7 +261,7 @@ _Static_assert(sizeof(struct idt_gate) == 16, "IDT gate");
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
-extern const uint64_t virtio_stub_table[35];
+extern const uint64_t virtio_stub_table[36];
 
 static void lapic_wr(uint32_t reg, uint32_t v)
 {
@@ -321,6 +322,10 @@ void virtio_isr(uint64_t vector, uint64_t error, const uint64_t *frame)
 		timer_ticks++;
 		return;
 	}
+	if (vector == VEC_PIT) {
+		pit_ticks++;
+		return;
+	}
 	if (vector == VEC_VIRTIO) {
 		uint32_t isr = vmmio_rd(irq_dev_base, VMMIO_INTERRUPT_STATUS);
 
@@ -356,6 +361,7 @@ void virtio_irq_init(unsigned dev_index)
 	set_gate(VEC_VIRTIO, virtio_stub_table[32], cs);
 	set_gate(VEC_TIMER, virtio_stub_table[33], cs);
 	set_gate(VEC_SPURIOUS, virtio_stub_table[34], cs);
+	set_gate(VEC_PIT, virtio_stub_table[35], cs);
 	__asm__ volatile("lidt %0" : : "m"(idtr));
 
 	/* Both 8259s fully masked: the IOAPIC delivers instead. */
@@ -378,6 +384,18 @@ void virtio_irq_init(unsigned dev_index)
 	/* Edge, active high, fixed delivery, physical destination. */
 	ioapic_wr(0x10 + 2 * pin + 1, apic_id << 24);
 	ioapic_wr(0x10 + 2 * pin, VEC_VIRTIO);
+}
+
+void virtio_pit_init(void)
+{
+	uint16_t div = 11932; /* 1193182 Hz / 100 */
+	uint32_t apic_id = lapic_rd(LAPIC_ID) >> 24;
+
+	outb(0x43, 0x34); /* channel 0, lobyte/hibyte, mode 2, binary */
+	outb(0x40, (uint8_t)div);
+	outb(0x40, (uint8_t)(div >> 8));
+	ioapic_wr(0x10 + 1, apic_id << 24);
+	ioapic_wr(0x10, VEC_PIT);
 }
 
 bool virtio_timer_check(void)

@@ -14,6 +14,7 @@
 /* Interrupt vectors (shared with virtio_isr.S). */
 #define VEC_VIRTIO 0x30
 #define VEC_TIMER 0x31
+#define VEC_PIT 0x32
 #define VEC_SPURIOUS 0xff
 
 #ifndef __ASSEMBLER__
@@ -192,12 +193,16 @@ extern volatile uint32_t virq_config;   /* interrupts with ISR bit 1 */
 extern volatile uint32_t virq_total;    /* virtio interrupts taken */
 extern volatile uint32_t virq_spurious; /* virtio interrupt, ISR read 0 */
 extern volatile uint32_t timer_ticks;   /* 10 ms LAPIC timer ticks */
+extern volatile uint32_t pit_ticks;     /* PIT channel 0 interrupts */
 
 /* Loads an IDT (exceptions print FAIL and exit 1), enables the LAPIC with
  * a periodic 10 ms timer, masks the 8259s, and routes the IOAPIC pin of
  * virtio device `dev_index` to the virtio handler, which reads and acks
  * that device's InterruptStatus. Interrupts stay disabled (IF=0). */
 void virtio_irq_init(unsigned dev_index);
+/* After virtio_irq_init: PIT channel 0 as a 100 Hz rate generator, its
+ * IOAPIC pin (0: KVM's in-kernel PIT raises GSI 0) to VEC_PIT. */
+void virtio_pit_init(void);
 /* Spins (IF=1, no hlt) until the LAPIC timer ticks twice, bounded by an
  * iteration count; false if it does not: then virtio_wait's bound would not
  * hold and callers should fail instead of waiting. Returns with IF=0. */

@@ -133,6 +133,16 @@ if [ -x "$BUILD/tests/snapshot_check" ]; then
 	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
 		fail "snapshot restore in a new process" "exit $rc: $(head -c 300 "$T/err")"
 	fi
+	# the snapcheck guest mid-run: nonce, counters, LAPIC and PIT
+	# interrupts, virtio-console output and disk reads across it
+	truncate -s 1M "$T/snapdisk.img"
+	rc=0
+	timeout -k 5 120 "$BUILD/tests/snapshot_check" --rounds "$GUESTS/snapcheck.bzimage" "$T/snapdisk.img" "$T/snap2" \
+		>"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "snapshot of the snapcheck guest" "exit $rc: $(head -c 300 "$T/err")"
+	fi
 fi
 
 # console API: wait_for / exec against a tiny prompt guest

@@ -8,6 +8,13 @@
  *                                     eager), independent; the memory file
  *                                     never written; every refusal
  *   snapshot_check --restore DIR      restore DIR in this (new) process
+ *   snapshot_check --rounds SNAPCHECK DISK DIR
+ *                                     the snapcheck guest (RAM nonce,
+ *                                     counters, LAPIC and PIT interrupts,
+ *                                     virtio-console output, disk reads)
+ *                                     snapshotted mid-run, two clones: the
+ *                                     output before the snapshot followed
+ *                                     by each clone's is one unbroken run
  *
  * Prints ok/not ok lines; exit 0 when all passed.
  */
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -46,9 +54,19 @@ static long long ms_now(void)
 	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
 }
 
+static void log_stderr(void *opaque, enum kiln_log_level level,
+		       const char *msg)
+{
+	(void)opaque, (void)level;
+	fprintf(stderr, "kiln: %s\n", msg);
+}
+
 static struct kiln_config *base_config(void)
 {
 	struct kiln_config *cfg = kiln_config_new();
+
+	/* refusals are expected here: their messages go to stderr */
+	kiln_config_set_log(cfg, log_stderr, NULL, KILN_LOG_WARN);
 
 	kiln_config_set_accel(cfg, KILN_ACCEL_KVM);
 	kiln_config_set_console_capture(cfg, 1);
@@ -173,6 +191,21 @@ static void unknown_record(uint8_t *b, size_t *len)
 	*len += 16;
 }
 
+/* Another host: this kernel's release string in the HOST record, changed. */
+static void other_kernel(uint8_t *b, size_t *len)
+{
+	struct utsname u;
+	size_t n;
+
+	uname(&u);
+	n = strlen(u.release);
+	for (size_t i = 0; i + n <= *len; i++)
+		if (!memcmp(b + i, u.release, n)) {
+			b[i] = b[i] == 'X' ? 'Y' : 'X';
+			return;
+		}
+}
+
 static int refused(const char *dir, const char *name, int want)
 {
 	struct kiln_config *cfg = base_config();
@@ -205,6 +238,218 @@ static int restore_only(const char *dir)
 	return failures ? 1 : 0;
 }
 
+/* ---- the snapcheck guest ---- */
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (*len + 4096 + 1 > cap) {
+			cap = (cap ? cap * 2 : 65536);
+			buf = realloc(buf, cap);
+		}
+		n = fread(buf + *len, 1, cap - *len - 1, f);
+		if (n == 0)
+			break;
+		*len += n;
+	}
+	fclose(f);
+	if (buf)
+		buf[*len] = 0;
+	return buf;
+}
+
+static int count_rounds(const char *path)
+{
+	size_t len;
+	char *t = slurp(path, &len);
+	int n = 0;
+
+	/* "SNAP round=" at a line's start (not inside "VSNAP round=") */
+	for (char *p = t; p && *p; p++) {
+		if (!strncmp(p, "SNAP round=", 11))
+			n++;
+		p = strchr(p, '\n');
+		if (!p)
+			break;
+	}
+	free(t);
+	return n;
+}
+
+static bool wait_rounds(const char *path, int want, int ms)
+{
+	for (int i = 0; i < ms / 50; i++) {
+		if (count_rounds(path) >= want)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+/* The output before the snapshot and a clone's after it, as one text:
+ * one start, rounds 1.. consecutive, each "SNAP" line followed by its
+ * "VSNAP" line, one nonce, both timers moving, one disk read a round.
+ * NULL if so, else what is wrong (static). */
+static const char *one_run(const char *text, int *rounds)
+{
+	static char why[300];
+	unsigned long long nonce = 0, lapic = 0, pit = 0;
+	int starts = 0, expect = 1;
+	bool want_v = false;
+	const char *p = text;
+
+	*rounds = 0;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		char l[120];
+		size_t n;
+		unsigned long long r, nn, la, pi, b;
+
+		if (!nl)
+			break; /* a last line still being written */
+		n = (size_t)(nl - p) < sizeof(l) - 1 ? (size_t)(nl - p)
+						     : sizeof(l) - 1;
+		memcpy(l, p, n);
+		l[n] = 0;
+		p = nl + 1;
+		if (strstr(l, "FAIL")) {
+			snprintf(why, sizeof(why), "the guest says: %s", l);
+			return why;
+		}
+		if (sscanf(l, "SNAP start nonce=%llx", &nn) == 1) {
+			starts++;
+			nonce = nn;
+			continue;
+		}
+		if (sscanf(l, "SNAP round=%llu nonce=%llx lapic=%llu pit=%llu "
+			      "blk=%llu",
+			   &r, &nn, &la, &pi, &b) == 5) {
+			if (want_v || r != (unsigned long long)expect ||
+			    nn != nonce || la <= lapic || pi <= pit || b != r) {
+				snprintf(why, sizeof(why),
+					 "round line out of step at round %d: "
+					 "%s",
+					 expect, l);
+				return why;
+			}
+			lapic = la;
+			pit = pi;
+			want_v = true;
+			*rounds = expect;
+			continue;
+		}
+		if (sscanf(l, "VSNAP round=%llu", &r) == 1) {
+			if (!want_v || r != (unsigned long long)expect) {
+				snprintf(why, sizeof(why),
+					 "virtio-console line out of step at "
+					 "round %d: %s",
+					 expect, l);
+				return why;
+			}
+			want_v = false;
+			expect++;
+			continue;
+		}
+		snprintf(why, sizeof(why), "unexpected line: %s", l);
+		return why;
+	}
+	if (starts != 1)
+		return starts ? "the guest started twice" : "no start line";
+	return NULL;
+}
+
+static int rounds_test(const char *guest, const char *disk, const char *dir)
+{
+	struct kiln_config *cfg = base_config();
+	struct kiln_vm *vm = NULL;
+	char a_path[600], b_path[600], detail[320];
+	size_t a_len;
+	char *a_text;
+	int a_fd, r, rounds, before = 0;
+
+	snprintf(a_path, sizeof(a_path), "%s.orig.out", dir);
+	a_fd = open(a_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	kiln_config_set_console_capture(cfg, 0);
+	kiln_config_set_console_fds(cfg, -1, a_fd);
+	kiln_config_set_kernel(cfg, guest);
+	kiln_config_set_memory_mib(cfg, 16);
+	kiln_config_add_disk_with(cfg, disk, KILN_DISK_READ_ONLY, "raw");
+	r = kiln_vm_create(cfg, &vm);
+	kiln_config_free(cfg);
+	if (r < 0 || kiln_vm_start(vm) < 0) {
+		printf("not ok - snapshot: cannot start the snapcheck guest "
+		       "(%d)\n",
+		       r);
+		return 1;
+	}
+	check(wait_rounds(a_path, 3, 20000), "the snapcheck guest runs rounds",
+	      NULL);
+	/* paused, its output drained: what the snapshot has printed */
+	kiln_vm_pause(vm);
+	usleep(300000);
+	r = kiln_vm_snapshot(vm, dir);
+	check(r == 0, "snapshot of the snapcheck guest mid-run", strerror(-r));
+	a_text = slurp(a_path, &a_len);
+	before = count_rounds(a_path);
+	kiln_vm_resume(vm);
+	check(wait_rounds(a_path, count_rounds(a_path) + 2, 10000),
+	      "the original goes on after its snapshot", NULL);
+	for (int k = 0; k < 2 && r == 0; k++) {
+		struct kiln_vm *c = NULL;
+		int b_fd;
+		size_t b_len;
+		char *b_text, *all;
+		const char *why;
+
+		snprintf(b_path, sizeof(b_path), "%s.clone%d.out", dir, k);
+		b_fd = open(b_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		cfg = base_config();
+		kiln_config_set_console_capture(cfg, 0);
+		kiln_config_set_console_fds(cfg, -1, b_fd);
+		r = kiln_vm_restore(cfg, dir, 0, &c);
+		kiln_config_free(cfg);
+		if (r == 0)
+			r = kiln_vm_start(c);
+		check(r == 0, "restore of the snapcheck guest", strerror(-r));
+		if (r == 0)
+			check(wait_rounds(b_path, 3, 20000),
+			      "the clone runs rounds", NULL);
+		kiln_vm_destroy(c);
+		close(b_fd);
+		b_text = slurp(b_path, &b_len);
+		all = malloc(a_len + b_len + 1);
+		memcpy(all, a_text ? a_text : "", a_len);
+		memcpy(all + a_len, b_text ? b_text : "", b_len);
+		all[a_len + b_len] = 0;
+		why = one_run(all, &rounds);
+		snprintf(detail, sizeof(detail), "%s", why ? why : "");
+		check(!why && rounds >= before + 2,
+		      k ? "a second clone of the same snapshot continues the "
+			  "same way"
+			: "the output before the snapshot and the clone's are "
+			  "one run: same nonce, next round, timers (LAPIC, "
+			  "PIT) ticking, console and disk answering, no line "
+			  "lost or doubled",
+		      detail);
+		printf("# clone %d: rounds 1..%d before the snapshot, %d..%d "
+		       "after\n",
+		       k, before, before + 1, rounds);
+		free(all);
+		free(b_text);
+	}
+	free(a_text);
+	kiln_vm_destroy(vm);
+	close(a_fd);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kiln_config *cfg;
@@ -218,6 +463,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "--restore"))
 		return restore_only(argv[2]);
+	if (argc == 5 && !strcmp(argv[1], "--rounds"))
+		return rounds_test(argv[2], argv[3], argv[4]);
 	if (argc != 3)
 		return 2;
 	cfg = base_config();
@@ -292,6 +539,9 @@ int main(int argc, char **argv)
 	edit_state(bad, unknown_record, true);
 	refused(bad, "an unknown mandatory record is refused",
 		-EPROTONOSUPPORT);
+	copy_dir(argv[2], bad);
+	edit_state(bad, other_kernel, true);
+	refused(bad, "a snapshot of another host (kernel) is refused", -EXDEV);
 	copy_dir(argv[2], bad);
 	edit_state(bad, truncate_half, false);
 	refused(bad, "a truncated state file is refused", -EINVAL);

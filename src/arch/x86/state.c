@@ -78,6 +78,20 @@ void arch_host_fingerprint(const struct kvm_system *sys,
 			break;
 		cp->nent = nent;
 		if (ioctl(sys->fd, KVM_GET_SUPPORTED_CPUID, cp) == 0) {
+			/* without the fields that name the host CPU this
+			 * thread happens to run on (APIC ids, core and node
+			 * ids): they differ from call to call */
+			for (unsigned i = 0; i < cp->nent; i++) {
+				struct kvm_cpuid_entry2 *e = &cp->entries[i];
+
+				if (e->function == 1)
+					e->ebx &= 0x00ffffffu;
+				else if (e->function == 0xb ||
+					 e->function == 0x1f)
+					e->edx = 0;
+				else if (e->function == 0x8000001e)
+					e->eax = e->ebx = e->ecx = 0;
+			}
 			fp->cpuid_hash =
 				fnv64(fp->cpuid_hash, cp->entries,
 				      cp->nent * sizeof(cp->entries[0]));
