@@ -228,6 +228,7 @@ bench: all guests guest $(BUILD)/tests/agent_probe
 	$(Q)BUILD=$(BUILD) bench/fuse.sh
 	$(Q)BUILD=$(BUILD) bash bench/sandbox.sh
 	$(Q)BUILD=$(BUILD) bash bench/pool.sh
+	$(Q)BUILD=$(BUILD) bash bench/snapshot.sh
 
 format:
 	$(Q)clang-format -i $(LIB_SRCS) $(wildcard src/*/*.h src/*/*/*.h) include/kiln/*.h tools/*.c tests/unit/*.c

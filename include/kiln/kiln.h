@@ -571,6 +571,7 @@ struct kiln_pool_opts {
 /* A pool's counters at one moment. */
 struct kiln_pool_stats {
 	unsigned target, ready, filling, in_use;
+	unsigned releasing;	/* released or expired, being destroyed */
 	uint64_t acquired;	/* members handed out, ever */
 	uint64_t booted;	/* members that became ready, ever */
 	uint64_t failures;	/* refills that failed, ever */
@@ -601,6 +602,22 @@ KILN_API int kiln_pool_try_acquire(struct kiln_pool *p,
 /* Hands an acquired member back; it is stopped and destroyed on the pool's
  * thread (members are never reused). NULL is fine. */
 KILN_API void kiln_pool_release(struct kiln_pool *p, struct kiln_sandbox *sb);
+/* A pool of VMs restored from snapshot dir (kiln_vm_snapshot; KVM engine):
+ * members are restored ahead (memory mapped, state put back) but not
+ * started, so a claim only starts one. cfg as for kiln_vm_restore. The
+ * first member is restored here: a snapshot that does not restore fails
+ * this call with kiln_vm_restore's error. */
+KILN_API int kiln_pool_create_from_snapshot(const struct kiln_config *cfg,
+					    const char *dir,
+					    const struct kiln_pool_opts *o,
+					    struct kiln_pool **out);
+/* kiln_pool_acquire for a snapshot pool: a started VM, the caller's
+ * (kiln_pool_release_vm hands it back to be destroyed, or
+ * kiln_vm_destroy). -EINVAL on a pool of sandboxes (and
+ * kiln_pool_acquire on a snapshot pool). */
+KILN_API int kiln_pool_acquire_vm(struct kiln_pool *p, int timeout_ms,
+				  struct kiln_vm **out);
+KILN_API void kiln_pool_release_vm(struct kiln_pool *p, struct kiln_vm *vm);
 /* Fills *out with the pool's counters. */
 KILN_API void kiln_pool_stats(struct kiln_pool *p, struct kiln_pool_stats *out);
 /* Wakes every waiter (-ECANCELED), waits for boots in progress, destroys

@@ -110,6 +110,7 @@ int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t size, bool copy)
 	madvise(p, (size_t)size, MADV_DONTFORK);
 	guest_mem_init(m, p, size);
 	m->external = false;
+	m->file_backed = !copy;
 	return 0;
 }
 

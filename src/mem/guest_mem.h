@@ -28,6 +28,7 @@ struct guest_mem {
 	uint8_t *mapping; /* whole host mapping (mmap'd unless external) */
 	uint64_t size;	  /* total RAM bytes */
 	bool external;	  /* mapping not owned (unit tests) */
+	bool file_backed; /* a private mapping of a snapshot's memory file */
 };
 
 /* Lays out `size` bytes of RAM at `host`: [0, min(size, hole)) and the rest

@@ -33,6 +33,8 @@
 #define BACKOFF_FIRST_MS  100
 #define BACKOFF_MAX_MS	  10000
 
+enum { POOL_SANDBOXES, POOL_VMS };
+
 struct member {
 	void *m;
 	int64_t ready_at;
@@ -50,6 +52,7 @@ struct kiln_pool {
 	struct member *ready, *ready_tail; /* FIFO: oldest first */
 	struct member *reap;		   /* to destroy */
 	unsigned nready, filling, in_use, waiters;
+	unsigned releasing; /* on the reap list or being destroyed */
 	uint64_t acquired, booted, failures;
 	unsigned failing;
 	int64_t backoff_until;
@@ -60,6 +63,8 @@ struct kiln_pool {
 
 	pthread_mutex_t msg_lock; /* the newest error message logged */
 	char newest_error[256];
+
+	int kind; /* POOL_SANDBOXES or POOL_VMS */
 
 	pthread_t fillers[POOL_MAX_PARALLEL], reaper;
 	unsigned nfillers;
@@ -186,6 +191,7 @@ static void push_reap(struct kiln_pool *p, void *m)
 	e->m = m;
 	e->next = p->reap;
 	p->reap = e;
+	p->releasing++;
 	pthread_cond_signal(&p->reap_cv);
 }
 
@@ -295,6 +301,7 @@ static int64_t expire_idle(struct kiln_pool *p, int64_t now)
 		p->nready--;
 		e->next = p->reap;
 		p->reap = e;
+		p->releasing++;
 		pthread_cond_signal(&p->fill_cv);
 	}
 	return p->ready ? p->ready->ready_at + life : 0;
@@ -315,6 +322,8 @@ static void *reaper_main(void *arg)
 			p->src.destroy(p->src.ctx, e->m);
 			free(e);
 			pthread_mutex_lock(&p->lock);
+			if (p->releasing)
+				p->releasing--;
 			continue;
 		}
 		if (p->reaper_stop)
@@ -330,6 +339,29 @@ static void *reaper_main(void *arg)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/* A member made before the threads start (the snapshot source's first,
+ * which proves the snapshot restores). */
+static int push_ready(struct kiln_pool *p, void *m)
+{
+	struct member *e = malloc(sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	e->m = m;
+	e->ready_at = now_ms();
+	e->next = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->ready_tail)
+		p->ready_tail->next = e;
+	else
+		p->ready = e;
+	p->ready_tail = e;
+	p->nready++;
+	p->booted++;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
 }
 
 int pool_start(struct kiln_pool *p)
@@ -459,6 +491,7 @@ KILN_API void kiln_pool_stats(struct kiln_pool *p, struct kiln_pool_stats *out)
 	out->ready = p->nready;
 	out->filling = p->filling;
 	out->in_use = p->in_use;
+	out->releasing = p->releasing;
 	out->acquired = p->acquired;
 	out->booted = p->booted;
 	out->failures = p->failures;
@@ -635,19 +668,145 @@ KILN_API int kiln_pool_create(const struct kiln_config *cfg,
 	return err;
 }
 
+static int wrong_kind(struct kiln_pool *p, int kind)
+{
+	if (p->kind == kind)
+		return 0;
+	return kiln_errorf(&p->user_log, -EINVAL,
+			   "pool: a pool of %s has no %s to acquire",
+			   p->kind == POOL_VMS ? "restored VMs" : "sandboxes",
+			   kind == POOL_VMS ? "VMs" : "sandboxes");
+}
+
 KILN_API int kiln_pool_acquire(struct kiln_pool *p, int timeout_ms,
 			       struct kiln_sandbox **out)
 {
+	*out = NULL;
+	if (wrong_kind(p, POOL_SANDBOXES))
+		return -EINVAL;
 	return pool_acquire(p, timeout_ms, false, (void **)out);
 }
 
 KILN_API int kiln_pool_try_acquire(struct kiln_pool *p,
 				   struct kiln_sandbox **out)
 {
+	*out = NULL;
+	if (wrong_kind(p, POOL_SANDBOXES))
+		return -EINVAL;
 	return pool_acquire(p, 0, true, (void **)out);
 }
 
 KILN_API void kiln_pool_release(struct kiln_pool *p, struct kiln_sandbox *sb)
 {
 	pool_release(p, sb);
+}
+
+/* ---- the snapshot source: restored VMs, not started ---- */
+
+struct vm_source {
+	struct kiln_config *cfg; /* a copy, logging through the pool */
+	char *dir;
+};
+
+static int vm_make(void *ctx, int timeout_ms, void **member)
+{
+	struct vm_source *s = ctx;
+	struct kiln_vm *vm = NULL;
+	int err;
+
+	(void)timeout_ms;
+	err = kiln_vm_restore(s->cfg, s->dir, 0, &vm);
+	if (err == 0)
+		*member = vm;
+	return err;
+}
+
+static void vm_end(void *ctx, void *member)
+{
+	(void)ctx;
+	kiln_vm_destroy(member);
+}
+
+static void vm_source_free(void *ctx)
+{
+	struct vm_source *s = ctx;
+
+	if (s) {
+		kiln_config_free(s->cfg);
+		free(s->dir);
+		free(s);
+	}
+}
+
+KILN_API int kiln_pool_create_from_snapshot(const struct kiln_config *cfg,
+					    const char *dir,
+					    const struct kiln_pool_opts *o,
+					    struct kiln_pool **out)
+{
+	struct pool_source src = {
+		.make = vm_make,
+		.destroy = vm_end,
+		.free_ctx = vm_source_free,
+	};
+	struct vm_source *s = calloc(1, sizeof(*s));
+	void *first = NULL;
+	int err;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	src.ctx = s;
+	err = pool_new(&src, o, &cfg->log, out);
+	if (err < 0)
+		return err;
+	(*out)->kind = POOL_VMS;
+	s->cfg = config_clone(cfg);
+	s->dir = strdup(dir);
+	if (!s->cfg || !s->dir) {
+		kiln_pool_destroy(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	s->cfg->log = *pool_log(*out);
+	/* the first member here: a snapshot that does not restore is the
+	 * caller's error now, not a pool that never fills */
+	err = vm_make(s, 0, &first);
+	if (err == 0) {
+		err = push_ready(*out, first);
+		if (err < 0)
+			kiln_vm_destroy(first);
+	}
+	if (err == 0)
+		err = pool_start(*out);
+	if (err < 0) {
+		kiln_pool_destroy(*out);
+		*out = NULL;
+	}
+	return err;
+}
+
+KILN_API int kiln_pool_acquire_vm(struct kiln_pool *p, int timeout_ms,
+				  struct kiln_vm **out)
+{
+	struct kiln_vm *vm = NULL;
+	int err;
+
+	*out = NULL;
+	err = wrong_kind(p, POOL_VMS);
+	if (err == 0)
+		err = pool_acquire(p, timeout_ms, false, (void **)&vm);
+	if (err == 0) {
+		/* restored ahead, started now: the claim is thread starts */
+		err = kiln_vm_start(vm);
+		if (err < 0)
+			pool_release(p, vm);
+		else
+			*out = vm;
+	}
+	return err;
+}
+
+KILN_API void kiln_pool_release_vm(struct kiln_pool *p, struct kiln_vm *vm)
+{
+	pool_release(p, vm);
 }

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,28 +113,50 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
+/* Whether page i of the RAM mapping may hold data: anonymous RAM the
+ * guest never touched is not resident (mincore) and reads as zeros, so it
+ * is skipped without faulting it in; a file-backed mapping's pages hold
+ * the file's data whether resident or not. */
+static bool may_hold_data(const uint8_t *resident, uint64_t i)
+{
+	return !resident || (resident[i] & 1);
+}
+
+static bool has_data(const uint8_t *ram, const uint8_t *resident, uint64_t at)
+{
+	return may_hold_data(resident, at / PAGE) && !page_is_zero(ram + at);
+}
+
 /* Guest RAM into path (made anew), zero pages as holes, synced. */
 static int write_memory(struct kiln_vm *vm, const char *path)
 {
-	const uint8_t *ram = vm->mem.mapping;
+	uint8_t *ram = vm->mem.mapping;
 	uint64_t size = vm->mem.size;
+	uint8_t *resident = NULL;
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int err = 0;
 
 	if (fd < 0)
 		return -errno;
+	if (!vm->mem.file_backed) {
+		resident = malloc(size / PAGE);
+		if (resident && mincore(ram, (size_t)size, resident) < 0) {
+			free(resident);
+			resident = NULL; /* then every page is looked at */
+		}
+	}
 	if (ftruncate(fd, (off_t)size) < 0)
 		err = -errno;
 	for (uint64_t at = 0; err == 0 && at < size;) {
 		uint64_t end;
 
-		if (page_is_zero(ram + at)) {
+		if (!has_data(ram, resident, at)) {
 			at += PAGE;
 			continue;
 		}
 		/* a run of non-zero pages, up to 8 MiB, in one write */
 		for (end = at + PAGE; end < size && end - at < (8u << 20) &&
-				      !page_is_zero(ram + end);
+				      has_data(ram, resident, end);
 		     end += PAGE)
 			;
 		err = block_pwrite_full(fd, ram + at, (size_t)(end - at), at);
@@ -142,6 +165,7 @@ static int write_memory(struct kiln_vm *vm, const char *path)
 	if (err == 0 && fsync(fd) < 0)
 		err = -errno;
 	close(fd);
+	free(resident);
 	return err;
 }
 

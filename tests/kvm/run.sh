@@ -133,6 +133,12 @@ if [ -x "$BUILD/tests/snapshot_check" ]; then
 	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
 		fail "snapshot restore in a new process" "exit $rc: $(head -c 300 "$T/err")"
 	fi
+	rc=0
+	timeout -k 5 60 "$BUILD/tests/snapshot_check" --pool "$T/snap" >"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "snapshot pool" "exit $rc: $(head -c 300 "$T/err")"
+	fi
 	# the snapcheck guest mid-run: nonce, counters, LAPIC and PIT
 	# interrupts, virtio-console output and disk reads across it
 	truncate -s 1M "$T/snapdisk.img"
