@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
 
 #include <kiln/agent_proto.h>
@@ -1144,6 +1145,54 @@ static void shutdown_guest(void)
 		pause();
 }
 
+/* RESTORED: this VM is a clone of a snapshot. Its clock is the snapshot's
+ * and its CRNG state its siblings': set the one, feed and reseed the other,
+ * take the new hostname. Not PID 1 (tests), nothing of the host changes. */
+static void restored(struct conn *c, const uint8_t *p, uint32_t len)
+{
+	struct kiln_agent_restored m;
+	struct kiln_agent_restored_done done = {0};
+	uint8_t out[12];
+
+	if (kiln_agent_restored_decode(p, len, &m) < 0) {
+		conn_fail(c, EBADMSG, "malformed RESTORED");
+		return;
+	}
+	if (ag.pid1) {
+		struct timespec ts = {(time_t)(m.wall_ns / 1000000000ull),
+				      (long)(m.wall_ns % 1000000000ull)};
+		struct {
+			int entropy_count;
+			int buf_size;
+			uint8_t buf[KILN_AGENT_ENTROPY];
+		} e = {KILN_AGENT_ENTROPY * 8, KILN_AGENT_ENTROPY, {0}};
+		int fd;
+
+		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+			done.clock_err = (uint32_t)errno;
+		memcpy(e.buf, m.entropy, sizeof(e.buf));
+		fd = open("/dev/random", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || ioctl(fd, RNDADDENTROPY, &e) < 0)
+			done.entropy_err = (uint32_t)errno;
+		/* the CRNG now mixes the new entropy in (6.1: reseeded at
+		 * once by the ioctl below) */
+		if (fd >= 0 && done.entropy_err == 0 &&
+		    ioctl(fd, RNDRESEEDCRNG) < 0)
+			done.entropy_err = (uint32_t)errno;
+		if (fd >= 0)
+			close(fd);
+		if (m.hostname[0] &&
+		    sethostname(m.hostname, strlen(m.hostname)) < 0)
+			done.hostname_err = (uint32_t)errno;
+		explicit_bzero(&e, sizeof(e));
+	}
+	explicit_bzero(m.entropy, sizeof(m.entropy));
+	logmsg("restored as %s%s%s", m.id, m.hostname[0] ? ", hostname " : "",
+	       m.hostname);
+	kiln_agent_restored_done_encode(out, sizeof(out), &done);
+	send_frame(c, KILN_AGENT_RESTORED_DONE, 0, out, sizeof(out));
+}
+
 static void handle_frame(struct conn *c, const struct kiln_agent_hdr *h,
 			 const uint8_t *p)
 {
@@ -1178,6 +1227,7 @@ static void handle_frame(struct conn *c, const struct kiln_agent_hdr *h,
 		}
 		shutdown_guest();
 		return;
+	case KILN_AGENT_RESTORED: restored(c, p, h->length); return;
 	case KILN_AGENT_EXEC:
 	case KILN_AGENT_FILE_PUT:
 	case KILN_AGENT_FILE_GET: open_session(c, h, p); return;

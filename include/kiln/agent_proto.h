@@ -45,6 +45,14 @@
  *	           SIGTERM to every process, waits briefly, SIGKILLs, syncs
  *	           and reboots (the VM ends); an agent that is not PID 1 exits.
  *	           Nothing answers it.
+ *	RESTORED   le64 wall clock (ns since the epoch), 64 bytes of entropy,
+ *	           string id (a new sandbox id, 1..MAX_NAME bytes), string
+ *	           hostname (0..63 bytes; "": keep), session 0: the VM was
+ *	           restored from a snapshot. The agent sets the clock, adds
+ *	           the entropy (RNDADDENTROPY) and reseeds the kernel's CRNG,
+ *	           sets the hostname, and answers RESTORED_DONE. An agent
+ *	           that is not PID 1 (tests) checks and answers, changing
+ *	           nothing on its host.
  *
  *   agent -> host (responses)
  *	READY      le32 version, le32 max_frame (largest payload it accepts),
@@ -60,6 +68,9 @@
  *	           then 0..MAX_MSG bytes of message (no NUL)
  *	FILE_DATA  bytes
  *	FILE_END   le64 size: the put or get of that many bytes is complete
+ *	RESTORED_DONE le32 errno setting the clock, le32 errno adding entropy
+ *	           and reseeding, le32 errno setting the hostname (0: done),
+ *	           session 0
  *
  * Conversation: HELLO first, answered by READY. Then sessions, interleaved:
  * EXEC, FILE_PUT and FILE_GET open one under a new id, larger than every id
@@ -119,6 +130,7 @@ enum kiln_agent_type {
 	KILN_AGENT_FILE_GET = 0x0009,
 	KILN_AGENT_CANCEL = 0x000a,
 	KILN_AGENT_SHUTDOWN = 0x000b,
+	KILN_AGENT_RESTORED = 0x000c,
 
 	KILN_AGENT_READY = 0x8001,
 	KILN_AGENT_STARTED = 0x8002,
@@ -129,6 +141,7 @@ enum kiln_agent_type {
 	KILN_AGENT_ERROR = 0x8007,
 	KILN_AGENT_FILE_DATA = 0x8008,
 	KILN_AGENT_FILE_END = 0x8009,
+	KILN_AGENT_RESTORED_DONE = 0x800a,
 };
 
 /* Response types have this bit; requests do not. */
@@ -242,6 +255,19 @@ struct kiln_agent_exec_vec {
 	const char *env[KILN_AGENT_MAX_ENV + 1];
 };
 
+/* RESTORED: what a restored clone must not share with its siblings. */
+#define KILN_AGENT_ENTROPY 64u
+struct kiln_agent_restored {
+	uint64_t wall_ns;
+	uint8_t entropy[KILN_AGENT_ENTROPY];
+	char id[KILN_AGENT_MAX_NAME + 1];
+	char hostname[64];
+};
+
+struct kiln_agent_restored_done {
+	uint32_t clock_err, entropy_err, hostname_err;
+};
+
 /* Writes a frame header for `length` payload bytes into out[HDR_SIZE]. */
 void kiln_agent_hdr_encode(uint8_t *out, uint16_t type, uint32_t session,
 			   uint32_t length);
@@ -311,6 +337,17 @@ int kiln_agent_exec_encode(uint8_t *p, size_t cap,
 int kiln_agent_exec_decode(const uint8_t *p, size_t len,
 			   struct kiln_agent_exec_req *m,
 			   struct kiln_agent_exec_vec *vec);
+
+/* RESTORED: -EINVAL for an empty or too long id or hostname. */
+int kiln_agent_restored_encode(uint8_t *p, size_t cap,
+			       const struct kiln_agent_restored *m);
+int kiln_agent_restored_decode(const uint8_t *p, size_t len,
+			       struct kiln_agent_restored *m);
+/* RESTORED_DONE: each errno 0..4095. */
+int kiln_agent_restored_done_encode(uint8_t *p, size_t cap,
+				    const struct kiln_agent_restored_done *m);
+int kiln_agent_restored_done_decode(const uint8_t *p, size_t len,
+				    struct kiln_agent_restored_done *m);
 
 /* CLI status of an EXIT: the code, 128+N for signal N, 124 if timed out. */
 int kiln_agent_exit_status(const struct kiln_agent_exit *m);

@@ -81,6 +81,9 @@ struct kiln_agent {
 	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
+	/* RESTORED: the answer, once it came */
+	bool restored_done;
+	struct kiln_agent_restored_done restored;
 };
 
 static int64_t deadline_of(int timeout_ms)
@@ -521,6 +524,14 @@ static int dispatch(struct kiln_agent *a, const struct kiln_agent_hdr *h,
 	}
 	if (h->type == KILN_AGENT_ERROR && h->session == 0)
 		return on_conn_error(a, p, h->length);
+	if (h->type == KILN_AGENT_RESTORED_DONE) {
+		if (!a->ready || a->restored_done ||
+		    kiln_agent_restored_done_decode(p, h->length,
+						    &a->restored) < 0)
+			return proto_fail(a, "bad or unasked RESTORED_DONE");
+		a->restored_done = true;
+		return 0;
+	}
 	if (!a->ready)
 		return proto_fail(a, "%s before READY",
 				  kiln_agent_type_name(h->type));
@@ -1372,4 +1383,36 @@ int kiln_agent_shutdown(struct kiln_agent *a, int timeout_ms)
 	err = pump_until(a, deadline_of(timeout_ms), out_sent, NULL);
 	/* the agent going away right after is what we asked for */
 	return err == -ETIMEDOUT ? err : 0;
+}
+
+static bool restored_answered(const struct kiln_agent *a,
+			      const struct kiln_agent_exec *s)
+{
+	(void)s;
+	return a->restored_done;
+}
+
+int kiln_agent_restored(struct kiln_agent *a,
+			const struct kiln_agent_restored *m, int timeout_ms,
+			struct kiln_agent_restored_done *done)
+{
+	uint8_t p[8 + KILN_AGENT_ENTROPY + 8 + KILN_AGENT_MAX_NAME + 1 + 64];
+	int n, err;
+
+	if (a->err)
+		return a->err;
+	n = kiln_agent_restored_encode(p, sizeof(p), m);
+	if (n < 0)
+		return kiln_errorf(&a->log, -EINVAL,
+				   "agent: RESTORED: bad id or hostname");
+	a->restored_done = false;
+	err = queue_frame(a, KILN_AGENT_RESTORED, 0, p, (size_t)n);
+	explicit_bzero(p, sizeof(p));
+	if (err < 0)
+		return err;
+	flush_out(a);
+	err = pump_until(a, deadline_of(timeout_ms), restored_answered, NULL);
+	if (err == 0 && done)
+		*done = a->restored;
+	return err;
 }

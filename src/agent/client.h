@@ -62,6 +62,12 @@ void kiln_agent_close(struct kiln_agent *a);
  * syncs and reboots, so the VM ends with outcome "reset". An agent that is
  * not PID 1 (tests) exits instead. Returns once the frame is sent. */
 int kiln_agent_shutdown(struct kiln_agent *a, int timeout_ms);
+/* Tells a restored guest's agent it is a new clone (RESTORED) and waits
+ * for its RESTORED_DONE: 0 and *done (each errno the agent met), or the
+ * connection's error, -ETIMEDOUT. */
+int kiln_agent_restored(struct kiln_agent *a,
+			const struct kiln_agent_restored *m, int timeout_ms,
+			struct kiln_agent_restored_done *done);
 /* Sends an EXEC; the result (even "not found") comes from exec_wait. */
 int kiln_agent_exec_start(struct kiln_agent *a, const struct kiln_exec_opts *o,
 			  struct kiln_agent_exec **out);

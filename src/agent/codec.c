@@ -63,6 +63,9 @@ static const struct size_rule size_rules[] = {
 	{KILN_AGENT_FILE_GET, 16 + 4 + 2, 16 + 4 + KILN_AGENT_MAX_PATH},
 	{KILN_AGENT_CANCEL, 0, 0},
 	{KILN_AGENT_SHUTDOWN, 4, 4},
+	/* clock, entropy, id (2..), hostname (1..64) */
+	{KILN_AGENT_RESTORED, 8 + KILN_AGENT_ENTROPY + 4 + 2 + 4 + 1,
+	 8 + KILN_AGENT_ENTROPY + 4 + KILN_AGENT_MAX_NAME + 1 + 4 + 64},
 	{KILN_AGENT_READY, 16, 16 + KILN_AGENT_MAX_NAME},
 	{KILN_AGENT_STARTED, 8, 8},
 	{KILN_AGENT_STDOUT, 1, KILN_AGENT_MAX_FRAME},
@@ -72,6 +75,7 @@ static const struct size_rule size_rules[] = {
 	{KILN_AGENT_ERROR, 8, 8 + KILN_AGENT_MAX_MSG},
 	{KILN_AGENT_FILE_DATA, 1, KILN_AGENT_MAX_FRAME},
 	{KILN_AGENT_FILE_END, 8, 8},
+	{KILN_AGENT_RESTORED_DONE, 12, 12},
 };
 
 static const struct size_rule *rule_of(uint16_t type)
@@ -96,6 +100,8 @@ const char *kiln_agent_type_name(uint16_t type)
 	case KILN_AGENT_FILE_GET: return "FILE_GET";
 	case KILN_AGENT_CANCEL: return "CANCEL";
 	case KILN_AGENT_SHUTDOWN: return "SHUTDOWN";
+	case KILN_AGENT_RESTORED: return "RESTORED";
+	case KILN_AGENT_RESTORED_DONE: return "RESTORED_DONE";
 	case KILN_AGENT_READY: return "READY";
 	case KILN_AGENT_STARTED: return "STARTED";
 	case KILN_AGENT_STDOUT: return "STDOUT";
@@ -142,6 +148,8 @@ int kiln_agent_hdr_decode(const uint8_t *buf, int responses,
 	case KILN_AGENT_HELLO:
 	case KILN_AGENT_READY:
 	case KILN_AGENT_SHUTDOWN:
+	case KILN_AGENT_RESTORED:
+	case KILN_AGENT_RESTORED_DONE:
 		if (h->session != 0)
 			return -EPROTO;
 		break;
@@ -476,6 +484,86 @@ int kiln_agent_file_req_decode(const uint8_t *p, size_t len,
 	if (get_str(p, len, &pos, KILN_AGENT_MAX_PATH, &m->path) < 0)
 		return -EBADMSG;
 	if (pos != len || m->path[0] != '/')
+		return -EBADMSG;
+	return 0;
+}
+
+/* ---- RESTORED ---- */
+
+/* A hostname's characters (length checked by the caller). */
+static int hostname_ok(const char *h)
+{
+	for (const char *c = h; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.'))
+			return 0;
+	return 1;
+}
+
+int kiln_agent_restored_encode(uint8_t *p, size_t cap,
+			       const struct kiln_agent_restored *m)
+{
+	size_t pos = 8 + KILN_AGENT_ENTROPY;
+	size_t idn = strnlen(m->id, sizeof(m->id)),
+	       hn = strnlen(m->hostname, sizeof(m->hostname));
+
+	if (idn == 0 || idn > KILN_AGENT_MAX_NAME || hn > 63 ||
+	    !hostname_ok(m->hostname))
+		return -EINVAL;
+	if (cap < pos)
+		return -ENOBUFS;
+	put64(p, m->wall_ns);
+	memcpy(p + 8, m->entropy, KILN_AGENT_ENTROPY);
+	if (put_str(p, cap, &pos, m->id) < 0 ||
+	    put_str(p, cap, &pos, m->hostname) < 0)
+		return -ENOBUFS;
+	return (int)pos;
+}
+
+int kiln_agent_restored_decode(const uint8_t *p, size_t len,
+			       struct kiln_agent_restored *m)
+{
+	size_t pos = 8 + KILN_AGENT_ENTROPY;
+	const char *id, *host;
+
+	if (len < pos)
+		return -EBADMSG;
+	m->wall_ns = get64(p);
+	memcpy(m->entropy, p + 8, KILN_AGENT_ENTROPY);
+	if (get_str(p, len, &pos, KILN_AGENT_MAX_NAME + 1, &id) < 0 ||
+	    get_str(p, len, &pos, 64, &host) < 0 || pos != len || !id[0])
+		return -EBADMSG;
+	if (!hostname_ok(host))
+		return -EBADMSG;
+	memcpy(m->id, id, strlen(id) + 1);
+	memcpy(m->hostname, host, strlen(host) + 1);
+	return 0;
+}
+
+int kiln_agent_restored_done_encode(uint8_t *p, size_t cap,
+				    const struct kiln_agent_restored_done *m)
+{
+	if (m->clock_err > 4095 || m->entropy_err > 4095 ||
+	    m->hostname_err > 4095)
+		return -EINVAL;
+	if (cap < 12)
+		return -ENOBUFS;
+	put32(p, m->clock_err);
+	put32(p + 4, m->entropy_err);
+	put32(p + 8, m->hostname_err);
+	return 12;
+}
+
+int kiln_agent_restored_done_decode(const uint8_t *p, size_t len,
+				    struct kiln_agent_restored_done *m)
+{
+	if (len != 12)
+		return -EBADMSG;
+	m->clock_err = get32(p);
+	m->entropy_err = get32(p + 4);
+	m->hostname_err = get32(p + 8);
+	if (m->clock_err > 4095 || m->entropy_err > 4095 ||
+	    m->hostname_err > 4095)
 		return -EBADMSG;
 	return 0;
 }

@@ -1147,6 +1147,40 @@ static void test_pid1(void)
 		pass("PID 1: orphans are reaped");
 }
 
+/* RESTORED: an agent that is not PID 1 checks it and answers with nothing
+ * changed on this host (its clock, entropy pool and name are the host's). */
+static void test_restored(void)
+{
+	struct kiln_agent_restored m = {0};
+	struct kiln_agent_restored_done done = {1, 1, 1};
+	const char *argv[] = {"true", NULL};
+	struct kiln_exec_result res;
+	struct capture cap;
+	int err;
+
+	m.wall_ns = 1234567890ull * 1000000000ull;
+	for (unsigned i = 0; i < sizeof(m.entropy); i++)
+		m.entropy[i] = (uint8_t)(i * 37 + 1);
+	strcpy(m.id, "clone-7");
+	strcpy(m.hostname, "clone-7");
+	err = kiln_agent_restored(conn, &m, 5000, &done);
+	if (err < 0 || done.clock_err || done.entropy_err || done.hostname_err)
+		fail("RESTORED answered", "%s, errs %u %u %u", strerror(-err),
+		     done.clock_err, done.entropy_err, done.hostname_err);
+	else if (run(argv, &cap, &res) < 0 || res.status != 0)
+		fail("RESTORED answered", "the connection does not go on");
+	else
+		pass("RESTORED is answered RESTORED_DONE (not PID 1: nothing "
+		     "of the host changed), the connection goes on");
+	strcpy(m.hostname, "not a name!");
+	err = kiln_agent_restored(conn, &m, 5000, &done);
+	if (err != -EINVAL)
+		fail("RESTORED with a bad hostname is refused by the client",
+		     "%s", strerror(-err));
+	else
+		pass("RESTORED with a bad hostname is refused");
+}
+
 /* SHUTDOWN: an agent that is not PID 1 ends its execs and exits 0. */
 static void test_shutdown(void)
 {
@@ -1288,6 +1322,7 @@ int main(int argc, char **argv)
 	test_disconnect_kills();
 	test_session_limit();
 	test_hostile_clients();
+	test_restored();
 	bench();
 	test_shutdown();
 out:

@@ -522,6 +522,72 @@ static void test_file_req(void **state)
 			 -EBADMSG);
 }
 
+static void test_restored(void **state)
+{
+	struct kiln_agent_restored m = {0}, got;
+	struct kiln_agent_restored_done d = {0, 5, 0}, dgot;
+	struct kiln_agent_hdr h;
+	const uint8_t *pl;
+	uint8_t p[512], fr[600];
+	int n;
+
+	(void)state;
+	m.wall_ns = 1765000000123456789ull;
+	for (unsigned i = 0; i < KILN_AGENT_ENTROPY; i++)
+		m.entropy[i] = (uint8_t)(255 - i);
+	strcpy(m.id, "sb-42");
+	strcpy(m.hostname, "web-1");
+	n = kiln_agent_restored_encode(p, sizeof(p), &m);
+	assert_true(n > 0);
+	/* as a fr: session 0 only, request direction */
+	kiln_agent_hdr_encode(fr, KILN_AGENT_RESTORED, 0, (uint32_t)n);
+	memcpy(fr + KILN_AGENT_HDR_SIZE, p, (size_t)n);
+	assert_int_equal(
+		kiln_agent_frame_next(fr, KILN_AGENT_HDR_SIZE + n, 0, &h, &pl),
+		KILN_AGENT_HDR_SIZE + n);
+	assert_int_equal(kiln_agent_restored_decode(pl, h.length, &got), 0);
+	assert_true(got.wall_ns == m.wall_ns);
+	assert_memory_equal(got.entropy, m.entropy, KILN_AGENT_ENTROPY);
+	assert_string_equal(got.id, "sb-42");
+	assert_string_equal(got.hostname, "web-1");
+	kiln_agent_hdr_encode(fr, KILN_AGENT_RESTORED, 3, (uint32_t)n);
+	assert_true(kiln_agent_frame_next(fr, KILN_AGENT_HDR_SIZE + n, 0, &h,
+					  &pl) < 0);
+	/* an empty hostname keeps the guest's */
+	m.hostname[0] = 0;
+	n = kiln_agent_restored_encode(p, sizeof(p), &m);
+	assert_true(n > 0);
+	assert_int_equal(kiln_agent_restored_decode(p, (size_t)n, &got), 0);
+	assert_string_equal(got.hostname, "");
+	/* refused: no id, a hostname with other characters, cut short,
+	 * trailing bytes */
+	m.id[0] = 0;
+	assert_int_equal(kiln_agent_restored_encode(p, sizeof(p), &m), -EINVAL);
+	strcpy(m.id, "x");
+	strcpy(m.hostname, "a b");
+	assert_int_equal(kiln_agent_restored_encode(p, sizeof(p), &m), -EINVAL);
+	strcpy(m.hostname, "ab");
+	n = kiln_agent_restored_encode(p, sizeof(p), &m);
+	p[n - 2] = ' '; /* "a " on the wire */
+	assert_int_equal(kiln_agent_restored_decode(p, (size_t)n, &got),
+			 -EBADMSG);
+	p[n - 2] = 'b';
+	for (int cut = 0; cut < n; cut++)
+		assert_int_equal(
+			kiln_agent_restored_decode(p, (size_t)cut, &got),
+			-EBADMSG);
+	p[n] = 0;
+	assert_int_equal(kiln_agent_restored_decode(p, (size_t)n + 1, &got),
+			 -EBADMSG);
+	/* the answer */
+	assert_int_equal(kiln_agent_restored_done_encode(p, sizeof(p), &d), 12);
+	assert_int_equal(kiln_agent_restored_done_decode(p, 12, &dgot), 0);
+	assert_int_equal(dgot.entropy_err, 5);
+	p[0] = 0xff, p[1] = 0xff;
+	assert_int_equal(kiln_agent_restored_done_decode(p, 12, &dgot),
+			 -EBADMSG);
+}
+
 static void test_status_mapping(void **state)
 {
 	struct kiln_agent_exit ex = {KILN_AGENT_EXITED, 3, 0};
@@ -1147,6 +1213,7 @@ int main(void)
 		cmocka_unit_test(test_error_payload),
 		cmocka_unit_test(test_file_req),
 		cmocka_unit_test(test_status_mapping),
+		cmocka_unit_test(test_restored),
 		cmocka_unit_test(test_shutdown_frame),
 		cmocka_unit_test(test_client_exec_ok),
 		cmocka_unit_test(test_client_wait_timeout),
