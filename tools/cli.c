@@ -389,22 +389,31 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 	return EXIT_USAGE;
 }
 
-int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
+int cli_vm_engine(struct kiln_config *cfg, const struct cli_vm *vm)
 {
 	const char *kvm = getenv("KILN_KVM_DEVICE");
 	const char *accel = getenv("KILN_ACCEL");
-	int r = cli_vm_net(cfg, vm);
+	int r;
 
-	if (r)
-		return r;
 	if (!vm->accel_set && accel && *accel) {
 		r = accel_option(cfg, "KILN_ACCEL", accel);
 		if (r)
 			return r;
 	}
-
 	if (kvm && kiln_config_set_kvm_path(cfg, kvm) < 0)
 		return EXIT_KILN_FAILED;
+	return 0;
+}
+
+int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm)
+{
+	int r = cli_vm_net(cfg, vm);
+
+	if (r)
+		return r;
+	r = cli_vm_engine(cfg, vm);
+	if (r)
+		return r;
 	if (!vm->kernel) {
 		char dir[PATH_MAX];
 
@@ -449,4 +458,12 @@ void cli_tty_raw(bool keep_output_processing)
 		t.c_oflag |= OPOST | ONLCR;
 	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
 		tty_raw = true;
+}
+
+const char *cli_option_word(char **argv, int next)
+{
+	/* "--cpus=2" or "-p8080:80" is one word; "--cpus 2" two */
+	if (next >= 2 && argv[next - 1][0] != '-')
+		return argv[next - 2];
+	return argv[next - 1];
 }

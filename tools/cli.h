@@ -47,6 +47,7 @@ enum {
 	OPT_BOOT_TIMEOUT,
 	OPT_ULIMIT,
 	OPT_POOL,
+	OPT_FROM,
 };
 
 /* getopt_long entries for the VM options (spread into an option table). */
@@ -82,10 +83,10 @@ struct cli_vm {
 	struct {
 		bool allow;
 		const char *spec;
-	} rules[64];		   /* --allow/--deny, in order */
-	const char *forwards[16];  /* -p */
-	const char *domains[32];   /* --allow-domain */
-	const char *networks[4];   /* --network */
+	} rules[64];		  /* --allow/--deny, in order */
+	const char *forwards[16]; /* -p */
+	const char *domains[32];  /* --allow-domain */
+	const char *networks[4];  /* --network */
 	unsigned nr_rules, nr_forwards, nr_domains, nr_networks;
 	const char *dns; /* --dns IP[:PORT] */
 };
@@ -112,6 +113,12 @@ int cli_vm_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
  * engine ($KILN_ACCEL unless --accel) and the KVM device ($KILN_KVM_DEVICE): 0
  * or EXIT_KILN_FAILED after a message. */
 int cli_vm_finish(struct kiln_config *cfg, const struct cli_vm *vm);
+/* The option getopt_long just handled, as written ("--cpus"), for
+ * messages; next is optind after it. */
+const char *cli_option_word(char **argv, int next);
+/* The engine part of cli_vm_finish alone ($KILN_ACCEL unless --accel,
+ * $KILN_KVM_DEVICE), for VMs restored from a snapshot: 0 or an exit code. */
+int cli_vm_engine(struct kiln_config *cfg, const struct cli_vm *vm);
 /* Adds --net's device with the --allow/--deny rules and --publish
  * forwards; 0, EXIT_USAGE after a message. */
 int cli_vm_net(struct kiln_config *cfg, const struct cli_vm *vm);

@@ -368,6 +368,10 @@ static void print_start_help(void)
 	       "  --size N             members kept ready (1..64)\n"
 	       "  --parallel N         boots at once (1..16; 1)\n"
 	       "  --idle-lifetime SECONDS  replace a member idle this long\n"
+	       "  --from DIR           members restored from the sandbox "
+	       "template DIR\n"
+	       "                       (kiln snapshot; KVM engine) instead "
+	       "of booted\n"
 	       "  --empty wait|fail|cold  when no member is ready: wait for "
 	       "one\n"
 	       "                       (default), fail at once, or boot one "
@@ -397,6 +401,7 @@ static int pool_start(int argc, char **argv)
 		{"parallel", required_argument, NULL, OPT_PARALLEL},
 		{"idle-lifetime", required_argument, NULL, OPT_IDLE},
 		{"empty", required_argument, NULL, OPT_EMPTY},
+		{"from", required_argument, NULL, OPT_FROM},
 		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
 		{"ulimit", required_argument, NULL, OPT_ULIMIT},
 		{"verbose", no_argument, NULL, 'v'},
@@ -407,8 +412,9 @@ static int pool_start(int argc, char **argv)
 	struct kiln_config *cfg = kiln_config_new();
 	struct kiln_pool_opts po;
 	struct kiln_pool *pool = NULL;
-	const char *name = NULL;
-	char dir[PATH_MAX - 64], path[PATH_MAX], status = 0;
+	const char *name = NULL, *vm_option = NULL;
+	char dir[PATH_MAX - 64], path[PATH_MAX], status = 0,
+						 from[PATH_MAX + 256];
 	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, c, code = EXIT_USAGE;
 	int pipefd[2] = {-1, -1}, console_fd, control_fd, log_fd, err;
 	uint64_t n;
@@ -426,6 +432,8 @@ static int pool_start(int argc, char **argv)
 
 		code = cli_boot_option(cfg, &vmopt, c, optarg, &boot_timeout_ms,
 				       &used);
+		if (used && c != 'v' && c != OPT_BOOT_TIMEOUT)
+			vm_option = cli_option_word(argv, optind);
 		if (used) {
 			if (code)
 				goto out;
@@ -479,6 +487,16 @@ static int pool_start(int argc, char **argv)
 				goto out;
 			}
 			break;
+		case OPT_FROM:
+			/* the background process keeps its own cwd */
+			if (optarg[0] != '/' &&
+			    getcwd(path, sizeof(path) - 256))
+				snprintf(from, sizeof(from), "%s/%.200s", path,
+					 optarg);
+			else
+				snprintf(from, sizeof(from), "%s", optarg);
+			po.from_snapshot = from;
+			break;
 		case 'h':
 			print_start_help();
 			code = 0;
@@ -500,7 +518,14 @@ static int pool_start(int argc, char **argv)
 		goto out;
 	}
 	po.boot_timeout_ms = boot_timeout_ms;
-	code = cli_vm_finish(cfg, &vmopt);
+	if (po.from_snapshot && vm_option) {
+		cli_usage_error("--from: the snapshot decides the VM (%s "
+				"cannot change it)",
+				vm_option);
+		goto out;
+	}
+	code = po.from_snapshot ? cli_vm_engine(cfg, &vmopt)
+				: cli_vm_finish(cfg, &vmopt);
 	if (code)
 		goto out;
 	code = pool_dir(name, dir, sizeof(dir), true);

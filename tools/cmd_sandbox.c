@@ -557,6 +557,10 @@ static void print_run_help(void)
 	       "  --pool POOL          run CMD in a pre-booted member of POOL "
 	       "(kiln\n"
 	       "                       pool start); it is destroyed after\n"
+	       "  --from DIR           run CMD in a clone of the sandbox "
+	       "template DIR\n"
+	       "                       (kiln snapshot; KVM engine) instead "
+	       "of booting\n"
 	       "  -e NAME=VALUE        environment (-e NAME: the host's "
 	       "value)\n"
 	       "  -w DIR               working directory in the guest\n"
@@ -689,12 +693,13 @@ int kiln_cmd_run(int argc, char **argv)
 		{"ulimit", required_argument, NULL, OPT_ULIMIT},
 		{"name", required_argument, NULL, OPT_NAME},
 		{"pool", required_argument, NULL, OPT_POOL},
+		{"from", required_argument, NULL, OPT_FROM},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct cmd_opts co = {.timeout_ms = -1};
-	const char *pool = NULL, *vm_option = NULL;
+	const char *pool = NULL, *vm_option = NULL, *from = NULL;
 	int claim_fd = -1;
 	bool named = false;
 	struct copy ins[MAX_COPIES], outs[MAX_COPIES];
@@ -718,7 +723,7 @@ int kiln_cmd_run(int argc, char **argv)
 					       &boot_timeout_ms, &used);
 			/* what makes a VM: the pool's business with --pool */
 			if (used && c != 'v' && c != OPT_BOOT_TIMEOUT)
-				vm_option = argv[optind - 1];
+				vm_option = cli_option_word(argv, optind);
 		}
 		if (used) {
 			if (code)
@@ -754,6 +759,7 @@ int kiln_cmd_run(int argc, char **argv)
 		}
 		case OPT_CONSOLE_LOG: console_path = optarg; break;
 		case OPT_POOL: pool = optarg; break;
+		case OPT_FROM: from = optarg; break;
 		case OPT_NAME:
 			/* the guest's hostname, and its name on networks */
 			if (kiln_config_set_hostname(cfg, optarg) < 0)
@@ -789,6 +795,31 @@ int kiln_cmd_run(int argc, char **argv)
 		cli_catch_signals();
 		code = cli_pool_claim(pool, boot_timeout_ms, &sb, &claim_fd);
 		if (code)
+			goto out;
+		goto run;
+	}
+	if (from) {
+		/* a clone of a sandbox template: its VM options are the
+		 * snapshot's */
+		if (vm_option) {
+			cli_usage_error("--from: the snapshot decides the VM "
+					"(%s cannot change it)",
+					vm_option);
+			code = EXIT_USAGE;
+			goto out;
+		}
+		code = cli_vm_engine(cfg, &vmopt);
+		if (code)
+			goto out;
+		console_fd = open_console_log(console_path);
+		if (console_fd < 0) {
+			code = EXIT_KILN_FAILED;
+			goto out;
+		}
+		kiln_config_set_console_fds(cfg, -1, console_fd);
+		cli_catch_signals();
+		code = EXIT_KILN_FAILED;
+		if (kiln_sandbox_restore(cfg, from, boot_timeout_ms, &sb) < 0)
 			goto out;
 		goto run;
 	}
@@ -1128,6 +1159,21 @@ int cli_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 	return 0;
 }
 
+/* The background process's last error message (it has no terminal), for
+ * the answers on its control socket. */
+static char bg_last_error[512];
+
+static void bg_log(void *opaque, enum kiln_log_level level, const char *msg)
+{
+	if (level == KILN_LOG_ERROR) {
+		snprintf(bg_last_error, sizeof(bg_last_error), "%s", msg);
+		for (char *p = bg_last_error; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+	}
+	cli_log(opaque, level, msg);
+}
+
 /* The background process of `kiln start`: owns the VM, answers the
  * control socket, removes the state directory when the VM ends. */
 static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
@@ -1145,7 +1191,7 @@ static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
 			{.fd = kiln_vm_end_fd(kiln_sandbox_vm(sb)),
 			 .events = POLLIN},
 		};
-		char line[64];
+		char line[PATH_MAX + 16];
 		int fd;
 
 		if (pending_signal)
@@ -1177,6 +1223,17 @@ static int serve_sandbox(struct kiln_sandbox *sb, const char *dir,
 							     st.tx_errors));
 			else
 				dprintf(fd, "net -\n");
+			close(fd);
+		} else if (!strncmp(line, "snapshot /", 10)) {
+			/* a template of this sandbox; it goes on */
+			bg_last_error[0] = 0;
+			if (kiln_sandbox_snapshot(sb, line + 9) == 0)
+				dprintf(fd, "ok\n");
+			else
+				dprintf(fd, "error %s\n",
+					bg_last_error[0]
+						? bg_last_error
+						: "the snapshot failed");
 			close(fd);
 		} else if (!strncmp(line, "stop ", 5)) {
 			grace_ms = atoi(line + 5);
@@ -1254,6 +1311,7 @@ int kiln_cmd_start(int argc, char **argv)
 		{"name", required_argument, NULL, OPT_NAME},
 		{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
 		{"ulimit", required_argument, NULL, OPT_ULIMIT},
+		{"from", required_argument, NULL, OPT_FROM},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -1261,7 +1319,7 @@ int kiln_cmd_start(int argc, char **argv)
 	struct cli_vm vmopt = {0};
 	struct kiln_config *cfg = kiln_config_new();
 	struct kiln_sandbox *sb = NULL;
-	const char *name = NULL;
+	const char *name = NULL, *from = NULL, *vm_option = NULL;
 	char root[PATH_MAX - 128], dir[PATH_MAX - 64], path[PATH_MAX];
 	char autoname[16], status = 0, ports[1024];
 	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, c, code = EXIT_USAGE;
@@ -1278,6 +1336,8 @@ int kiln_cmd_start(int argc, char **argv)
 
 		code = cli_boot_option(cfg, &vmopt, c, optarg, &boot_timeout_ms,
 				       &used);
+		if (used && c != 'v' && c != OPT_BOOT_TIMEOUT)
+			vm_option = cli_option_word(argv, optind);
 		if (used) {
 			if (code)
 				goto out;
@@ -1285,6 +1345,7 @@ int kiln_cmd_start(int argc, char **argv)
 		}
 		code = EXIT_USAGE;
 		switch (c) {
+		case OPT_FROM: from = optarg; break;
 		case OPT_NAME:
 			if (!cli_valid_name(optarg)) {
 				cli_usage_error(
@@ -1312,7 +1373,13 @@ int kiln_cmd_start(int argc, char **argv)
 				argv[optind]);
 		goto out;
 	}
-	code = cli_vm_finish(cfg, &vmopt);
+	if (from && vm_option) {
+		cli_usage_error("--from: the snapshot decides the VM (%s "
+				"cannot change it)",
+				vm_option);
+		goto out;
+	}
+	code = from ? cli_vm_engine(cfg, &vmopt) : cli_vm_finish(cfg, &vmopt);
 	if (code)
 		goto out;
 	code = EXIT_KILN_FAILED;
@@ -1398,7 +1465,11 @@ int kiln_cmd_start(int argc, char **argv)
 	setsid();
 	cli_catch_signals();
 	signal(SIGHUP, SIG_IGN);
-	if (boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb)) {
+	/* the last error, for the control socket's answers */
+	kiln_config_set_log(cfg, bg_log, NULL,
+			    verbose ? KILN_LOG_DEBUG : KILN_LOG_WARN);
+	if (from ? kiln_sandbox_restore(cfg, from, boot_timeout_ms, &sb) < 0
+		 : boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb) != 0) {
 		remove_state(dir);
 		_exit(EXIT_KILN_FAILED);
 	}
@@ -1799,4 +1870,70 @@ int kiln_cmd_stop(int argc, char **argv)
 		remove_state(dir);
 	}
 	return code;
+}
+
+/* ---- kiln snapshot ---- */
+
+int kiln_cmd_snapshot(int argc, char **argv)
+{
+	char dir[PATH_MAX - 16], path[PATH_MAX], target[PATH_MAX], reply[600];
+	int code, fd;
+
+	if (argc == 2 &&
+	    (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		printf("Usage: kiln snapshot NAME DIR\n"
+		       "\n"
+		       "Write a template of the started sandbox NAME to DIR "
+		       "(KVM engine):\n"
+		       "its memory and state, taken with the agent idle (the "
+		       "commands it\n"
+		       "runs end). NAME goes on. Then: kiln run --from DIR, "
+		       "kiln start\n"
+		       "--from DIR, kiln pool start --from DIR.\n");
+		return 0;
+	}
+	if (argc != 3) {
+		cli_usage_error("usage: kiln snapshot NAME DIR");
+		return EXIT_USAGE;
+	}
+	code = sandbox_dir(argv[1], dir, sizeof(dir));
+	if (code)
+		return code;
+	/* the background process has its own working directory */
+	if (argv[2][0] == '/') {
+		snprintf(target, sizeof(target), "%s", argv[2]);
+	} else {
+		char cwd[PATH_MAX - 256];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    (size_t)snprintf(target, sizeof(target), "%s/%s", cwd,
+				     argv[2]) >= sizeof(target)) {
+			cli_error("snapshot: cannot make %s absolute", argv[2]);
+			return EXIT_KILN_FAILED;
+		}
+	}
+	if (strchr(target, '\n')) {
+		cli_usage_error("snapshot: a directory name with a newline");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "%s/control", dir);
+	fd = cli_unix_socket(path, false);
+	if (fd < 0) {
+		cli_error("cannot reach sandbox '%s'", argv[1]);
+		return EXIT_KILN_FAILED;
+	}
+	if (dprintf(fd, "snapshot %s\n", target) < 0 ||
+	    cli_read_line(fd, reply, sizeof(reply), 120000) < 0) {
+		cli_error("sandbox '%s' did not answer", argv[1]);
+		close(fd);
+		return EXIT_KILN_FAILED;
+	}
+	close(fd);
+	if (strcmp(reply, "ok")) {
+		cli_error("snapshot of '%s': %s", argv[1],
+			  !strncmp(reply, "error ", 6) ? reply + 6 : reply);
+		return EXIT_KILN_FAILED;
+	}
+	printf("%s\n", target);
+	return 0;
 }

@@ -21,6 +21,8 @@ int kiln_cmd_exec(int argc, char **argv);
 int kiln_cmd_cp(int argc, char **argv);
 int kiln_cmd_ps(int argc, char **argv);
 int kiln_cmd_stop(int argc, char **argv);
+/* `kiln snapshot NAME DIR`: a template of a started sandbox. */
+int kiln_cmd_snapshot(int argc, char **argv);
 
 /* `kiln pool start|ls|stop` (tools/cmd_pool.c). */
 int kiln_cmd_pool(int argc, char **argv);

@@ -49,6 +49,7 @@ static void print_help(FILE *f)
 		"| "
 		"stop POOL\n"
 		"       kiln run --pool POOL -- CMD [ARGS...]\n"
+		"       kiln snapshot NAME DIR; kiln run|start --from DIR ...\n"
 		"       kiln boot [OPTIONS]\n"
 		"       kiln vhost-user --socket PATH --device "
 		"TYPE,KEY=VALUE,...\n"
@@ -493,6 +494,8 @@ int main(int argc, char **argv)
 		return kiln_cmd_network(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "pool"))
 		return kiln_cmd_pool(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot"))
+		return kiln_cmd_snapshot(argc - 1, argv + 1);
 	cli_usage_error("unknown command '%s'", argv[1]);
 	return EXIT_USAGE;
 }

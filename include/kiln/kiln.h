@@ -369,8 +369,10 @@ KILN_API int kiln_vm_paused(const struct kiln_vm *vm);
  * as holes), each under a temporary name renamed when whole. The VM is
  * paused for it and resumed after (left paused if it was). Refused with
  * -ENOTSUP (logged): the emulating engine, devices whose host-side state
- * is not saved (virtio-fs shares, vsock, net), disks given as fds; -EROFS:
- * a read-write disk (clones would all write it).
+ * is not saved (virtio-fs shares, net), disks given as fds; -EROFS: a
+ * read-write disk (clones would all write it); -EBUSY: a vsock connection
+ * is open (its host socket cannot come along). A restored guest's vsock
+ * driver gets TRANSPORT_RESET.
  */
 KILN_API int kiln_vm_snapshot(struct kiln_vm *vm, const char *dir);
 /* kiln_vm_restore: copy guest RAM out of the memory file instead of mapping
@@ -539,6 +541,28 @@ KILN_API int kiln_sandbox_stop(struct kiln_sandbox *sb, int grace_ms,
 KILN_API void kiln_sandbox_destroy(struct kiln_sandbox *sb);
 
 /*
+ * Sandbox templates (KVM engine). kiln_sandbox_snapshot writes the running
+ * sandbox to dir as kiln_vm_snapshot does, as a template: its connection
+ * to the agent is closed first (commands it runs end), the snapshot waits
+ * up to 5 s for every connection to be gone (-EBUSY otherwise: another
+ * process's exec), and the sandbox then goes on, connected again.
+ * -ENOTSUP on the emulating engine.
+ */
+KILN_API int kiln_sandbox_snapshot(struct kiln_sandbox *sb, const char *dir);
+/*
+ * A sandbox restored from template dir, its agent connected and told it is
+ * a new clone (RESTORED: the host's wall clock, 64 bytes of fresh entropy
+ * it adds and reseeds its random generator with, a new id, and cfg's
+ * hostname if set) before it is returned: two clones never share a random
+ * stream or a clock from the past. cfg gives what kiln_vm_restore takes
+ * from it, and the vsock socket if it has one (else a private one).
+ * Waits at most timeout_ms (< 0: forever) for the agent.
+ */
+KILN_API int kiln_sandbox_restore(const struct kiln_config *cfg,
+				  const char *dir, int timeout_ms,
+				  struct kiln_sandbox **out);
+
+/*
  * Pools of pre-warmed sandboxes: booted from one config ahead of demand, so
  * a claim costs a connection instead of a boot. Members are single-use: an
  * acquired sandbox is the caller's (kiln_pool_release hands it back to be
@@ -566,6 +590,9 @@ struct kiln_pool_opts {
 				      0: never */
 	int boot_timeout_ms;	   /* one member's boot (default 30000) */
 	enum kiln_pool_empty empty;
+	/* members restored from this sandbox template (kiln_sandbox_snapshot;
+	 * KVM engine) instead of booted from the config; NULL: booted */
+	const char *from_snapshot;
 };
 
 /* A pool's counters at one moment. */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -553,13 +554,22 @@ KILN_API void kiln_pool_destroy(struct kiln_pool *p)
 
 struct sandbox_source {
 	struct kiln_config *cfg; /* a copy, logging through the pool */
+	char *from;		 /* a template to restore, or NULL */
 };
 
 static int sandbox_make(void *ctx, int timeout_ms, void **member)
 {
 	struct sandbox_source *s = ctx;
 	struct kiln_sandbox *sb = NULL;
-	int err = kiln_sandbox_create(s->cfg, &sb);
+	int err;
+
+	if (s->from) {
+		err = kiln_sandbox_restore(s->cfg, s->from, timeout_ms, &sb);
+		if (err == 0)
+			*member = sb;
+		return err;
+	}
+	err = kiln_sandbox_create(s->cfg, &sb);
 
 	if (err == 0) {
 		err = kiln_sandbox_wait_ready(sb, timeout_ms);
@@ -599,6 +609,7 @@ static void sandbox_source_free(void *ctx)
 
 	if (s) {
 		kiln_config_free(s->cfg);
+		free(s->from);
 		free(s);
 	}
 }
@@ -633,11 +644,15 @@ KILN_API int kiln_pool_create(const struct kiln_config *cfg,
 		.free_ctx = sandbox_source_free,
 	};
 	struct sandbox_source *s;
-	const char *why;
+	const char *why, *from = NULL;
 	int err;
 
 	*out = NULL;
-	if (!cfg->kernel_path)
+	/* from_snapshot, if the caller's struct has it */
+	if (o && o->size >= offsetof(struct kiln_pool_opts, from_snapshot) +
+				    sizeof(o->from_snapshot))
+		from = o->from_snapshot;
+	if (!cfg->kernel_path && !from)
 		return kiln_errorf(&cfg->log, -EINVAL,
 				   "pool: no kernel (use "
 				   "kiln_config_set_guest_dir for kiln's "
@@ -654,7 +669,7 @@ KILN_API int kiln_pool_create(const struct kiln_config *cfg,
 	if (err < 0)
 		return err;
 	s->cfg = config_clone(cfg);
-	if (!s->cfg) {
+	if (!s->cfg || (from && !(s->from = strdup(from)))) {
 		kiln_pool_destroy(*out);
 		*out = NULL;
 		return -ENOMEM;

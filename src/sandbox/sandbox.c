@@ -651,3 +651,159 @@ KILN_API void kiln_sandbox_destroy(struct kiln_sandbox *sb)
 	free(sb->ready_path);
 	free(sb);
 }
+
+/* ---- snapshots: templates and their clones ---- */
+
+/* The agent's connection, closed (its running commands end with it). */
+static void drop_agent(struct kiln_sandbox *sb)
+{
+	pthread_mutex_lock(&sb->lock);
+	sb->agent_fd = -1;
+	pthread_mutex_unlock(&sb->lock);
+	kiln_agent_close(sb->agent);
+	sb->agent = NULL;
+}
+
+KILN_API int kiln_sandbox_snapshot(struct kiln_sandbox *sb, const char *dir)
+{
+	int64_t deadline = now_ms() + 5000;
+	int err;
+
+	if (!sb->vm)
+		return kiln_errorf(&sb->log, -EINVAL,
+				   "snapshot: an attached sandbox has no VM "
+				   "here (its own process snapshots it)");
+	if (kiln_vm_accel(sb->vm) != KILN_ACCEL_KVM)
+		return kiln_errorf(
+			&sb->log, -ENOTSUP,
+			"snapshot: the sandbox runs on the emulating "
+			"engine (tcg), which cannot snapshot; "
+			"kiln's KVM engine can");
+	/* a template has no host connection: ours goes, and the snapshot
+	 * waits (briefly) for the guest to finish closing it */
+	drop_agent(sb);
+	do {
+		err = kiln_vm_snapshot(sb->vm, dir);
+		if (err == -EBUSY)
+			usleep(10000);
+	} while (err == -EBUSY && now_ms() < deadline);
+	if (err == -EBUSY)
+		kiln_errorf(&sb->log, err,
+			    "snapshot: the sandbox keeps connections open "
+			    "(another kiln exec or cp?): a template has none");
+	/* the sandbox goes on: connected again */
+	if (!vm_ended(sb)) {
+		int r = connect_agent(sb, now_ms() + 10000);
+
+		if (r < 0 && err == 0)
+			err = r;
+	}
+	return err;
+}
+
+/* What makes a clone of a snapshot itself: the time now, fresh entropy,
+ * a new id; logged and refused if the agent could not take them. */
+static int tell_restored(struct kiln_sandbox *sb, const char *hostname,
+			 int64_t deadline)
+{
+	struct kiln_agent_restored m;
+	struct kiln_agent_restored_done done;
+	struct timespec ts;
+	uint8_t idb[8];
+	int err;
+
+	memset(&m, 0, sizeof(m));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	m.wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (getrandom(m.entropy, sizeof(m.entropy), 0) !=
+		    (ssize_t)sizeof(m.entropy) ||
+	    getrandom(idb, sizeof(idb), 0) != (ssize_t)sizeof(idb))
+		return kiln_errorf(&sb->log, -EIO,
+				   "restore: no entropy from the host "
+				   "(getrandom)");
+	snprintf(m.id, sizeof(m.id), "%02x%02x%02x%02x%02x%02x%02x%02x", idb[0],
+		 idb[1], idb[2], idb[3], idb[4], idb[5], idb[6], idb[7]);
+	snprintf(m.hostname, sizeof(m.hostname), "%s", hostname);
+	err = kiln_agent_restored(sb->agent, &m, left_ms(deadline), &done);
+	explicit_bzero(m.entropy, sizeof(m.entropy));
+	if (err < 0)
+		return kiln_errorf(&sb->log, err,
+				   "restore: the agent did not take RESTORED: "
+				   "%s",
+				   strerror(-err));
+	/* two clones must never share a random stream or an old clock */
+	if (done.entropy_err || done.clock_err)
+		return kiln_errorf(
+			&sb->log, -EIO, "restore: the agent could not %s (%s)",
+			done.entropy_err ? "reseed its random "
+					   "generator"
+					 : "set its clock",
+			strerror((int)(done.entropy_err ? done.entropy_err
+							: done.clock_err)));
+	if (done.hostname_err)
+		kiln_logf(&sb->log, KILN_LOG_WARN,
+			  "restore: the agent could not set hostname %s: %s",
+			  hostname, strerror((int)done.hostname_err));
+	log_debug(&sb->log, "sandbox: restored as %s", m.id);
+	return 0;
+}
+
+KILN_API int kiln_sandbox_restore(const struct kiln_config *cfg,
+				  const char *dir, int timeout_ms,
+				  struct kiln_sandbox **out)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	const struct virtio_dev_opts *vsock;
+	struct kiln_sandbox *sb;
+	struct kiln_config *c;
+	int err, at = -1;
+
+	*out = NULL;
+	sb = sandbox_alloc();
+	c = sb ? config_clone(cfg) : NULL;
+	if (!c) {
+		free(sb);
+		return -ENOMEM;
+	}
+	sb->log = cfg->log;
+	/* the clone's own vsock socket: the caller's, else a private one
+	 * (the snapshot's belongs to the sandbox it was taken of) */
+	vsock = config_next_device(c, &virtio_vsock_ops, &at);
+	if (vsock) {
+		sb->uds = strdup(virtio_dev_opts_get(vsock, "uds"));
+		err = sb->uds ? 0 : -ENOMEM;
+	} else {
+		err = make_private_dir(sb);
+		if (err == 0)
+			err = kiln_config_set_vsock(c, SANDBOX_CID, sb->uds);
+	}
+	if (err == 0)
+		err = kiln_vm_restore(c, dir, 0, &sb->vm);
+	/* the restored vsock device listens on the clone's socket; none
+	 * there: the snapshot was not of a sandbox */
+	if (err == 0 && access(sb->uds, F_OK) < 0)
+		err = kiln_errorf(&sb->log, -EINVAL,
+				  "restore: %s is not a sandbox template (its "
+				  "VM has no vsock device for an agent)",
+				  dir);
+	if (err == 0)
+		err = kiln_vm_start(sb->vm);
+	if (err == 0 &&
+	    thread_start_blocked(&sb->watcher, watcher_main, sb) != 0)
+		err = kiln_errorf(&sb->log, -EAGAIN,
+				  "sandbox: cannot start a thread");
+	else if (err == 0)
+		sb->watching = true;
+	/* its agent listens already: dial it, then make it a clone */
+	if (err == 0)
+		err = connect_agent(sb, deadline);
+	if (err == 0)
+		err = tell_restored(sb, c->hostname, deadline);
+	kiln_config_free(c);
+	if (err < 0) {
+		kiln_sandbox_destroy(sb);
+		return err;
+	}
+	*out = sb;
+	return 0;
+}

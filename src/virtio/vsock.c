@@ -19,6 +19,7 @@
 #include "vsock.h"
 #include "util/le.h"
 #include "util/clock.h"
+#include "util/snapshot_io.h"
 #include "util/unix_socket.h"
 #include "virtio/device_table.h"
 
@@ -1363,9 +1364,69 @@ static void vsock_queue_notify(struct virtio_dev *d, unsigned q)
 		tx_process(vs);
 	else if (q == VSOCK_QUEUE_RX)
 		rx_flush(vs);
-	/* The event queue only carries TRANSPORT_RESET, which kiln never
-	 * sends (no migration): its buffers stay with the device. */
+	/* The event queue only carries TRANSPORT_RESET, sent once when a
+	 * snapshot is restored: its buffers stay with the device. */
 	check_live(vs);
+}
+
+/* ---- snapshots ---- */
+
+#define VSOCK_EVENT_TRANSPORT_RESET 0
+
+/* A template has no connection: its host sockets could not come along,
+ * and the restored guest resets every connection it had anyway. */
+static int vsock_save(const struct virtio_dev *d, struct snapshot_writer *w)
+{
+	const struct vsock *vs = d->priv;
+
+	if (!vs || vs->nhashed) {
+		log_debug(d->log,
+			  "snapshot: virtio-vsock has %u open "
+			  "connections",
+			  vs ? vs->nhashed : 0);
+		return -EBUSY;
+	}
+	sw_u64(w, vs->guest_cid);
+	return 0;
+}
+
+/* The restored guest's connections belong to a VM that is elsewhere: its
+ * driver gets TRANSPORT_RESET on the event queue (virtio 1.2, 5.10.6.7),
+ * drops them, and its listeners take new ones. */
+static int vsock_restore(struct virtio_dev *d, struct snapshot_reader *r)
+{
+	struct vsock *vs = d->priv;
+	struct virtq_chain ch;
+	uint8_t ev[4] = {VSOCK_EVENT_TRANSPORT_RESET, 0, 0, 0};
+	uint64_t cid = sr_u64(r);
+	int n;
+
+	if (r->bad || !vs || cid != vs->guest_cid)
+		return kiln_errorf(d->log, -EINVAL,
+				   "restore: virtio-vsock state does not "
+				   "match (guest CID %llu, the snapshot's "
+				   "%llu)",
+				   vs ? (unsigned long long)vs->guest_cid : 0,
+				   (unsigned long long)cid);
+	vs->dev = d;
+	if (!dev_live(d) || !d->vqs[VSOCK_QUEUE_EVENT].ready)
+		return 0; /* no driver yet: nothing to reset */
+	n = virtq_pop(&d->vqs[VSOCK_QUEUE_EVENT], &ch);
+	if (n < 0) {
+		virtio_dev_fail(d, "malformed event ring");
+		return 0;
+	}
+	if (n == 0 || ch.in_len < sizeof(ev)) {
+		kiln_logf(d->log, KILN_LOG_WARN,
+			  "restore: the guest posted no vsock event buffer: "
+			  "no TRANSPORT_RESET delivered");
+		if (n)
+			virtio_dev_complete(d, VSOCK_QUEUE_EVENT, ch.head, 0);
+		return 0;
+	}
+	virtq_chain_write(&ch, 0, ev, sizeof(ev));
+	virtio_dev_complete(d, VSOCK_QUEUE_EVENT, ch.head, sizeof(ev));
+	return 0;
 }
 
 static void vsock_reset(struct virtio_dev *d)
@@ -1584,6 +1645,8 @@ const struct virtio_dev_ops virtio_vsock_ops = {
 	.config_write = vsock_config_write,
 	.queue_notify = vsock_queue_notify,
 	.reset = vsock_reset,
+	.save = vsock_save,
+	.restore = vsock_restore,
 	.type = "vsock",
 	.option_keys = vsock_option_keys,
 	.option_usage = "cid=CID,uds=PATH",

@@ -35,6 +35,7 @@
 #include "util/snapshot_io.h"
 #include "virtio/blk.h"
 #include "virtio/device_table.h"
+#include "virtio/vsock.h"
 #include "vm/vm_internal.h"
 
 #define PAGE 4096u
@@ -452,8 +453,16 @@ static int config_from(const struct kiln_config *cfg, struct snapshot_reader *r,
 {
 	struct kiln_config *c = config_clone(cfg);
 	char buf[VIRTIO_DEV_MAX_SPEC], key[64];
+	const struct virtio_dev_opts *own_vsock;
+	const char *own_uds = NULL;
 	uint32_t ndev;
-	int err = 0;
+	int err = 0, at = -1;
+
+	/* a vsock socket of the caller's replaces the snapshot's (which
+	 * belongs to the VM the snapshot was taken of) */
+	own_vsock = config_next_device(cfg, &virtio_vsock_ops, &at);
+	if (own_vsock)
+		own_uds = virtio_dev_opts_get(own_vsock, "uds");
 
 	*out = NULL;
 	*cmdline = NULL;
@@ -498,6 +507,9 @@ static int config_from(const struct kiln_config *cfg, struct snapshot_reader *r,
 			sr_str(r, buf, sizeof(buf));
 			if (r->bad)
 				err = -EINVAL;
+			else if (type == &virtio_vsock_ops && own_uds &&
+				 !strcmp(key, "uds"))
+				err = virtio_dev_opts_add(&o, key, own_uds);
 			else
 				err = virtio_dev_opts_add(&o, key,
 							  has_val ? buf : NULL);

@@ -27,6 +27,7 @@
 
 #include "fake_driver.h"
 #include "util/clock.h"
+#include "util/snapshot_io.h"
 #include "virtio/vsock.h"
 
 #define GUEST_CID 3
@@ -1729,6 +1730,54 @@ static void test_no_fd_leaks(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* Snapshots: no connection may be open; a restore delivers
+ * TRANSPORT_RESET on the event queue (id 0, 4 bytes). */
+static void test_snapshot(void **state)
+{
+	struct env *e = env_new();
+	struct snapshot_writer w;
+	struct snapshot_reader r;
+	uint32_t id, len, ev;
+	int lfd, fd;
+
+	(void)state;
+	/* one posted event buffer */
+	memset(e->ram + TX_AREA + 0x10000, 0xff, 8);
+	fake_vq_desc(&e->vq[2], 0, TX_AREA + 0x10000, 8, VIRTQ_DESC_F_WRITE, 0);
+	fake_vq_publish(&e->vq[2], 0);
+	e->dev.ops->queue_notify(&e->dev, VSOCK_QUEUE_EVENT);
+	assert_false(fake_vq_take_used(&e->vq[2], &id, &len)); /* kept */
+
+	/* an open connection: refused */
+	post_rx(e, 4);
+	lfd = listen_port(e, H_PORT);
+	fd = guest_connect(e, G_PORT, lfd);
+	snapshot_writer_init(&w);
+	assert_int_equal(e->dev.ops->save(&e->dev, &w), -EBUSY);
+	snapshot_writer_free(&w);
+	/* closed both ways (the guest's RST): saved */
+	close(fd);
+	send_op(e, VSOCK_OP_RST, G_PORT, H_PORT, 0);
+	pump(e);
+	snapshot_writer_init(&w);
+	assert_int_equal(e->dev.ops->save(&e->dev, &w), 0);
+	r = (struct snapshot_reader){w.buf + SNAPSHOT_HDR_SIZE,
+				     w.len - SNAPSHOT_HDR_SIZE, 0, false};
+	assert_int_equal(e->dev.ops->restore(&e->dev, &r), 0);
+	assert_true(fake_vq_take_used(&e->vq[2], &id, &len));
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 4);
+	memcpy(&ev, e->ram + TX_AREA + 0x10000, 4);
+	assert_int_equal(ev, 0); /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET */
+	/* another guest CID: refused */
+	w.buf[SNAPSHOT_HDR_SIZE] ^= 1;
+	r = (struct snapshot_reader){w.buf + SNAPSHOT_HDR_SIZE,
+				     w.len - SNAPSHOT_HDR_SIZE, 0, false};
+	assert_int_equal(e->dev.ops->restore(&e->dev, &r), -EINVAL);
+	snapshot_writer_free(&w);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1755,6 +1804,7 @@ int main(void)
 		cmocka_unit_test(test_small_rx_buffers),
 		cmocka_unit_test(test_create_and_config),
 		cmocka_unit_test(test_no_fd_leaks),
+		cmocka_unit_test(test_snapshot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
