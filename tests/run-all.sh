@@ -108,7 +108,7 @@ tiers+=(tests/cli/accel.sh)
 tiers+=(tests/kvm/run.sh tests/kvm/virtio.sh tests/agent/run.sh tests/linux/qemu-boot.sh
 	tests/linux/vhost-user-blk.sh tests/linux/vhost-user-fs.sh tests/linux/vhost-user-vsock.sh
 	tests/linux/pjdfstest.sh tests/linux/early-boot.sh tests/linux/boot.sh tests/linux/sandbox.sh
-	tests/linux/net.sh tests/linux/disk.sh tests/linux/pool.sh tests/python/run.sh)
+	tests/linux/net.sh tests/linux/disk.sh tests/linux/pool.sh tests/linux/snapshot.sh tests/python/run.sh)
 [ -e tests/linux/tcg.sh ] && tiers+=(tests/linux/tcg.sh)
 for tier in "${tiers[@]}"; do
 	echo "== $tier"
