@@ -133,6 +133,14 @@ if [ -x "$BUILD/tests/snapshot_check" ]; then
 	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
 		fail "snapshot restore in a new process" "exit $rc: $(head -c 300 "$T/err")"
 	fi
+	# the same with two vCPUs: the AP waits for its SIPI across it
+	rc=0
+	SNAPSHOT_CHECK_CPUS=2 timeout -k 5 120 "$BUILD/tests/snapshot_check" "$GUESTS/prompt.bzimage" "$T/snap2cpu" \
+		>"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "snapshot with 2 vCPUs" "exit $rc: $(head -c 300 "$T/err")"
+	fi
 	rc=0
 	timeout -k 5 60 "$BUILD/tests/snapshot_check" --pool "$T/snap" >"$T/out" 2>"$T/err" || rc=$?
 	cat "$T/out"

@@ -39,10 +39,14 @@ static int failures;
 
 static void check(int cond, const char *name, const char *detail)
 {
+	const char *cpus = getenv("SNAPSHOT_CHECK_CPUS");
+
 	if (cond) {
-		printf("ok - snapshot: %s\n", name);
+		printf("ok - snapshot%s%s%s: %s\n", cpus ? " (" : "",
+		       cpus ? cpus : "", cpus ? " vCPUs)" : "", name);
 	} else {
-		printf("not ok - snapshot: %s: %s\n", name,
+		printf("not ok - snapshot%s%s%s: %s: %s\n", cpus ? " (" : "",
+		       cpus ? cpus : "", cpus ? " vCPUs)" : "", name,
 		       detail ? detail : "");
 		failures++;
 	}
@@ -544,6 +548,11 @@ int main(int argc, char **argv)
 	cfg = base_config();
 	kiln_config_set_kernel(cfg, argv[1]);
 	kiln_config_set_memory_mib(cfg, 16);
+	/* SNAPSHOT_CHECK_CPUS=N: the same with N vCPUs (the APs parked in
+	 * their wait-for-SIPI state across the snapshot) */
+	if (getenv("SNAPSHOT_CHECK_CPUS"))
+		kiln_config_set_cpus(
+			cfg, (unsigned)atoi(getenv("SNAPSHOT_CHECK_CPUS")));
 	r = kiln_vm_create(cfg, &vm);
 	kiln_config_free(cfg);
 	if (r < 0 || kiln_vm_start(vm) < 0) {
