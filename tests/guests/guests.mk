@@ -47,6 +47,7 @@ GUESTS_MKBZIMAGE := $(GUESTS_OUTDIR)/mkbzimage
 # bzImage guests: name -> extra objects besides head64.o and lib.o.
 GUESTS_BZ_NAMES := bootcheck smp triplefault badio clihlt spin reset echo prompt
 GUESTS_BZ_NAMES += virtio_blk virtio_hostile virtio_console virtio_net snapcheck
+GUESTS_BZ_NAMES += vsockreset
 GUESTS_bootcheck_OBJS := bootcheck.o
 GUESTS_smp_OBJS := smp.o smp_tramp.o
 GUESTS_triplefault_OBJS := triplefault.o
@@ -61,6 +62,7 @@ GUESTS_virtio_hostile_OBJS := virtio_hostile.o virtio_lib.o virtio_isr.o
 GUESTS_virtio_console_OBJS := virtio_console.o virtio_lib.o virtio_isr.o
 GUESTS_virtio_net_OBJS := virtio_net.o virtio_lib.o virtio_isr.o
 GUESTS_snapcheck_OBJS := snapcheck.o virtio_lib.o virtio_isr.o
+GUESTS_vsockreset_OBJS := vsockreset.o virtio_lib.o virtio_isr.o
 
 GUESTS_BZIMAGES := $(foreach g,$(GUESTS_BZ_NAMES),$(GUESTS_OUTDIR)/$(g).bzimage)
 GUESTS_ELFS := $(GUESTS_OUTDIR)/bootcheck.elf $(GUESTS_OUTDIR)/exit0.elf

@@ -147,6 +147,14 @@ if [ -x "$BUILD/tests/snapshot_check" ]; then
 	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
 		fail "snapshot pool" "exit $rc: $(head -c 300 "$T/err")"
 	fi
+	# a vsock driver: its clone gets TRANSPORT_RESET, the original not
+	rc=0
+	timeout -k 5 60 "$BUILD/tests/snapshot_check" --vsock "$GUESTS/vsockreset.bzimage" "$T/snapvs" \
+		>"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out"
+	if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$T/out"; then
+		fail "snapshot of a vsock guest" "exit $rc: $(head -c 300 "$T/err")"
+	fi
 	# the snapcheck guest mid-run: nonce, counters, LAPIC and PIT
 	# interrupts, virtio-console output and disk reads across it
 	truncate -s 1M "$T/snapdisk.img"

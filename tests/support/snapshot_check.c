@@ -8,6 +8,10 @@
  *                                     eager), independent; the memory file
  *                                     never written; every refusal
  *   snapshot_check --restore DIR      restore DIR in this (new) process
+ *   snapshot_check --vsock VSOCKRESET DIR
+ *                                     a vsock driver snapshotted: its
+ *                                     clone's driver gets TRANSPORT_RESET
+ *                                     on its event queue, the original not
  *   snapshot_check --pool DIR         a pool of VMs restored from DIR: 10
  *                                     claims, each a fresh clone that
  *                                     answers; refill; refusals
@@ -457,6 +461,61 @@ static int rounds_test(const char *guest, const char *disk, const char *dir)
 	return failures ? 1 : 0;
 }
 
+static int vsock_test(const char *guest, const char *dir)
+{
+	struct kiln_config *cfg = base_config();
+	struct kiln_vm *vm = NULL, *clone = NULL;
+	struct kiln_exit_info info;
+	char uds[600], *out = NULL;
+	int r;
+
+	snprintf(uds, sizeof(uds), "%s.orig.sock", dir);
+	kiln_config_set_kernel(cfg, guest);
+	kiln_config_set_memory_mib(cfg, 16);
+	kiln_config_set_vsock(cfg, 3, uds);
+	r = kiln_vm_create(cfg, &vm);
+	kiln_config_free(cfg);
+	if (r == 0)
+		r = kiln_vm_start(vm);
+	if (r == 0)
+		r = kiln_vm_console_wait_for(vm, "VSOCK ready\n", 20000, &out);
+	free(out);
+	out = NULL;
+	check(r == 0, "the vsock guest is up", strerror(-r));
+	if (r)
+		return 1;
+	r = kiln_vm_snapshot(vm, dir);
+	check(r == 0, "snapshot of a VM with a vsock device (no connection)",
+	      strerror(-r));
+	cfg = base_config();
+	snprintf(uds, sizeof(uds), "%s.clone.sock", dir);
+	kiln_config_set_vsock(cfg, 3, uds);
+	r = r ? r : kiln_vm_restore(cfg, dir, 0, &clone);
+	kiln_config_free(cfg);
+	if (r == 0)
+		r = kiln_vm_start(clone);
+	check(r == 0, "restore with the clone's own vsock socket",
+	      strerror(-r));
+	if (r == 0) {
+		r = kiln_vm_console_wait_for(clone, "VSOCK event id=0 len=4",
+					     20000, &out);
+		free(out);
+		out = NULL;
+		kiln_vm_wait(clone, 10000, &info);
+		check(r == 0 && info.outcome == KILN_OUTCOME_DEBUG_EXIT &&
+			      info.debug_exit_code == 0,
+		      "the clone's vsock driver gets TRANSPORT_RESET (event "
+		      "id 0) on its event queue",
+		      strerror(-r));
+	}
+	r = kiln_vm_console_wait_for(vm, "VSOCK event", 500, &out);
+	free(out);
+	check(r == -ETIMEDOUT, "the original gets no event", NULL);
+	kiln_vm_destroy(clone);
+	kiln_vm_destroy(vm);
+	return failures ? 1 : 0;
+}
+
 static int cmp_ll(const void *a, const void *b)
 {
 	long long x = *(const long long *)a, y = *(const long long *)b;
@@ -539,6 +598,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "--restore"))
 		return restore_only(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "--vsock"))
+		return vsock_test(argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "--pool"))
 		return pool_test(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "--rounds"))
