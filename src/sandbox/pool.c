@@ -196,6 +196,29 @@ static void push_reap(struct kiln_pool *p, void *m)
 	pthread_cond_signal(&p->reap_cv);
 }
 
+/* Appends a new member to the ready list (locked): 0, or -ENOMEM. */
+static int ready_append(struct kiln_pool *p, void *m)
+{
+	struct member *e = malloc(sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	e->m = m;
+	e->ready_at = now_ms();
+	e->next = NULL;
+	if (p->ready_tail)
+		p->ready_tail->next = e;
+	else
+		p->ready = e;
+	p->ready_tail = e;
+	p->nready++;
+	p->booted++;
+	/* its idle deadline, for the reaper */
+	if (p->o.idle_lifetime_ms)
+		pthread_cond_signal(&p->reap_cv);
+	return 0;
+}
+
 static void *filler_main(void *arg)
 {
 	struct kiln_pool *p = arg;
@@ -228,27 +251,12 @@ static void *filler_main(void *arg)
 		pthread_mutex_lock(&p->lock);
 		p->filling--;
 		if (err == 0) {
-			struct member *e = malloc(sizeof(*e));
-
-			if (!e) {
+			err = ready_append(p, m);
+			if (err < 0) {
 				push_reap(p, m);
-				err = -ENOMEM;
 			} else {
-				e->m = m;
-				e->ready_at = now_ms();
-				e->next = NULL;
-				if (p->ready_tail)
-					p->ready_tail->next = e;
-				else
-					p->ready = e;
-				p->ready_tail = e;
-				p->nready++;
-				p->booted++;
 				p->failing = 0;
 				p->backoff_until = 0;
-				/* its idle deadline, for the reaper */
-				if (p->o.idle_lifetime_ms)
-					pthread_cond_signal(&p->reap_cv);
 			}
 		}
 		if (err < 0) {
@@ -346,23 +354,12 @@ static void *reaper_main(void *arg)
  * which proves the snapshot restores). */
 static int push_ready(struct kiln_pool *p, void *m)
 {
-	struct member *e = malloc(sizeof(*e));
+	int err;
 
-	if (!e)
-		return -ENOMEM;
-	e->m = m;
-	e->ready_at = now_ms();
-	e->next = NULL;
 	pthread_mutex_lock(&p->lock);
-	if (p->ready_tail)
-		p->ready_tail->next = e;
-	else
-		p->ready = e;
-	p->ready_tail = e;
-	p->nready++;
-	p->booted++;
+	err = ready_append(p, m);
 	pthread_mutex_unlock(&p->lock);
-	return 0;
+	return err;
 }
 
 int pool_start(struct kiln_pool *p)
