@@ -413,12 +413,11 @@ static int pool_start(int argc, char **argv)
 	struct kiln_pool_opts po;
 	struct kiln_pool *pool = NULL;
 	const char *name = NULL, *vm_option = NULL;
-	char dir[PATH_MAX - 64], path[PATH_MAX], status = 0,
-						 from[PATH_MAX + 256];
+	char dir[PATH_MAX - 64], path[PATH_MAX], from[PATH_MAX + 256];
 	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, c, code = EXIT_USAGE;
-	int pipefd[2] = {-1, -1}, console_fd, control_fd, log_fd, err;
+	int ready_fd = -1, console_fd, control_fd, log_fd, err;
+	bool child;
 	uint64_t n;
-	pid_t pid;
 	FILE *f;
 
 	if (!cfg)
@@ -554,41 +553,23 @@ static int pool_start(int argc, char **argv)
 		open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	snprintf(path, sizeof(path), "%s/pool.log", dir);
 	log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (console_fd < 0 || log_fd < 0 || pipe2(pipefd, O_CLOEXEC) < 0) {
+	if (console_fd < 0 || log_fd < 0) {
 		cli_error("cannot set up %s: %s", dir, strerror(errno));
 		remove_pool_dir(dir);
 		goto out;
 	}
 	kiln_config_set_console_fds(cfg, -1, console_fd);
-	pid = fork();
-	if (pid < 0) {
-		cli_error("fork: %s", strerror(errno));
-		remove_pool_dir(dir);
-		goto out;
-	}
-	if (pid > 0) {
-		close(pipefd[1]);
-		if (read(pipefd[0], &status, 1) == 1 && status == 'R') {
+	code = cli_fork_background(&child, &ready_fd);
+	if (!child) {
+		/* (a child that failed removed the pool's directory) */
+		if (code == 0)
 			printf("%s\n", name);
-			code = 0;
-		} else {
-			int st = 0;
-
-			waitpid(pid, &st, 0);
-			code = WIFEXITED(st) ? WEXITSTATUS(st)
-					     : EXIT_KILN_FAILED;
-		}
-		close(pipefd[0]);
 		close(console_fd);
 		close(log_fd);
 		goto out;
 	}
 	/* the background process: the pool's threads start here, after
 	 * the fork */
-	close(pipefd[0]);
-	setsid();
-	cli_catch_signals();
-	signal(SIGHUP, SIG_IGN);
 	snprintf(path, sizeof(path), "%s/control", dir);
 	control_fd = cli_unix_socket(path, true);
 	if (control_fd < 0) {
@@ -613,24 +594,11 @@ static int pool_start(int argc, char **argv)
 	fclose(f);
 	kiln_config_free(cfg);
 	/* ready: messages go to pool.log from now on */
-	{
-		int null = open("/dev/null", O_RDWR);
-
-		if (null >= 0) {
-			dup2(null, STDIN_FILENO);
-			dup2(null, STDOUT_FILENO);
-			if (null > 2)
-				close(null);
-		}
-		dup2(log_fd, STDERR_FILENO);
-		close(log_fd);
-	}
-	if (write(pipefd[1], "R", 1) != 1) {
+	if (cli_background_ready(ready_fd, log_fd) < 0) {
 		kiln_pool_destroy(pool);
 		remove_pool_dir(dir);
 		_exit(EXIT_KILN_FAILED);
 	}
-	close(pipefd[1]);
 	_exit(serve_pool(pool, dir, control_fd));
 out:
 	kiln_config_free(cfg);

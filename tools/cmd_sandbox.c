@@ -1290,6 +1290,70 @@ static const char *ports_text(const struct cli_vm *vm, char *out, size_t cap)
 	return out[0] ? out : "-";
 }
 
+/* ---- background processes (kiln start, kiln pool start) ---- */
+
+int cli_fork_background(bool *child, int *ready_fd)
+{
+	int pipefd[2];
+	char status = 0;
+	pid_t pid;
+
+	*child = false;
+	*ready_fd = -1;
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		cli_error("pipe: %s", strerror(errno));
+		return EXIT_KILN_FAILED;
+	}
+	pid = fork();
+	if (pid < 0) {
+		cli_error("fork: %s", strerror(errno));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return EXIT_KILN_FAILED;
+	}
+	if (pid > 0) {
+		/* the parent: wait for "ready", or the child's failure (its
+		 * message is already on our shared stderr) */
+		int st = 0, code = EXIT_KILN_FAILED;
+
+		close(pipefd[1]);
+		if (read(pipefd[0], &status, 1) == 1 && status == 'R')
+			code = 0;
+		else if (waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+			 WEXITSTATUS(st))
+			code = WEXITSTATUS(st);
+		close(pipefd[0]);
+		return code;
+	}
+	/* the background process: its own session, not hung up with the
+	 * terminal; errors still on the parent's stderr until ready */
+	close(pipefd[0]);
+	setsid();
+	cli_catch_signals();
+	signal(SIGHUP, SIG_IGN);
+	*child = true;
+	*ready_fd = pipefd[1];
+	return 0;
+}
+
+int cli_background_ready(int ready_fd, int log_fd)
+{
+	int null = open("/dev/null", O_RDWR), ok;
+
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(log_fd >= 0 ? log_fd : null, STDERR_FILENO);
+		if (null > 2)
+			close(null);
+	}
+	if (log_fd > 2)
+		close(log_fd);
+	ok = write(ready_fd, "R", 1) == 1;
+	close(ready_fd);
+	return ok ? 0 : -1;
+}
+
 static void print_start_help(void)
 {
 	printf("Usage: kiln start [--name NAME] [OPTIONS]\n"
@@ -1321,10 +1385,10 @@ int kiln_cmd_start(int argc, char **argv)
 	struct kiln_sandbox *sb = NULL;
 	const char *name = NULL, *from = NULL, *vm_option = NULL;
 	char root[PATH_MAX - 128], dir[PATH_MAX - 64], path[PATH_MAX];
-	char autoname[16], status = 0, ports[1024];
+	char autoname[16], ports[1024];
 	int boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS, c, code = EXIT_USAGE;
-	int pipefd[2] = {-1, -1}, console_fd, control_fd;
-	pid_t pid;
+	int ready_fd = -1, console_fd, control_fd;
+	bool child;
 	FILE *f;
 
 	if (!cfg)
@@ -1432,39 +1496,21 @@ int kiln_cmd_start(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/console.log", dir);
 	console_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	snprintf(path, sizeof(path), "%s/vsock", dir);
-	if (console_fd < 0 || kiln_config_set_vsock(cfg, 3, path) < 0 ||
-	    pipe2(pipefd, O_CLOEXEC) < 0) {
+	if (console_fd < 0 || kiln_config_set_vsock(cfg, 3, path) < 0) {
 		cli_error("cannot set up %s: %s", dir, strerror(errno));
 		remove_state(dir);
 		goto out;
 	}
 	kiln_config_set_console_fds(cfg, -1, console_fd);
 
-	pid = fork();
-	if (pid < 0) {
-		cli_error("fork: %s", strerror(errno));
-		remove_state(dir);
-		goto out;
-	}
-	if (pid > 0) {
-		/* the parent: wait for "ready" (or the child's failure) */
-		close(pipefd[1]);
-		if (read(pipefd[0], &status, 1) == 1 && status == 'R') {
+	code = cli_fork_background(&child, &ready_fd);
+	if (!child) {
+		/* (a child that failed removed its state itself) */
+		if (code == 0)
 			printf("%s\n", name);
-			code = 0;
-		} else {
-			waitpid(pid, NULL, 0);
-		}
-		close(pipefd[0]);
 		close(console_fd);
 		goto out;
 	}
-	/* the background process: its own session, errors to the parent's
-	 * stderr until ready */
-	close(pipefd[0]);
-	setsid();
-	cli_catch_signals();
-	signal(SIGHUP, SIG_IGN);
 	/* the last error, for the control socket's answers */
 	kiln_config_set_log(cfg, bg_log, NULL,
 			    verbose ? KILN_LOG_DEBUG : KILN_LOG_WARN);
@@ -1491,21 +1537,9 @@ int kiln_cmd_start(int argc, char **argv)
 		ports_text(&vmopt, ports, sizeof(ports)));
 	fclose(f);
 	kiln_config_free(cfg);
-	/* ready: detach from the terminal */
-	{
-		int null = open("/dev/null", O_RDWR);
-
-		if (null >= 0) {
-			dup2(null, STDIN_FILENO);
-			dup2(null, STDOUT_FILENO);
-			dup2(null, STDERR_FILENO);
-			if (null > 2)
-				close(null);
-		}
-	}
-	if (write(pipefd[1], "R", 1) != 1)
+	/* ready: detached from the terminal */
+	if (cli_background_ready(ready_fd, -1) < 0)
 		pending_signal = SIGTERM; /* the parent is gone: stop */
-	close(pipefd[1]);
 	_exit(serve_sandbox(sb, dir, control_fd));
 out:
 	kiln_config_free(cfg);

@@ -49,6 +49,16 @@ int cli_read_line(int fd, char *buf, size_t cap, int timeout_ms);
  * whether c was one) or an exit code. */
 int cli_boot_option(struct kiln_config *cfg, struct cli_vm *vm, int c,
 		    const char *arg, int *boot_timeout_ms, bool *handled);
+/* Forks the background process of a start command. The parent (*child
+ * false) waits for it to be ready: 0, or its exit code (its message is on
+ * the shared stderr already). The child (*child true, 0) runs in its own
+ * session with the CLI's signal handling; *ready_fd is for
+ * cli_background_ready. */
+int cli_fork_background(bool *child, int *ready_fd);
+/* The background process is ready: stdin/stdout to /dev/null, stderr to
+ * log_fd (or /dev/null when -1), "ready" to the parent. 0, or -1 when the
+ * parent is gone. */
+int cli_background_ready(int ready_fd, int log_fd);
 /* SIGINT/SIGTERM/SIGHUP recorded (cli_pending_signal), SIGPIPE ignored. */
 void cli_catch_signals(void);
 int cli_pending_signal(void);
