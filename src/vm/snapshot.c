@@ -9,8 +9,9 @@
  *           clock), VCPU per vCPU, SERIAL, DEVICE per virtio device
  *   memory  guest RAM as guest_mem lays it out, zero pages left as holes
  *
- * Both are written under a temporary name and renamed, memory first, so a
- * state file never names a memory file that is not whole. The VM is paused
+ * Both are written under a temporary name and renamed, memory first (an
+ * older state file in dir removed before), so a state file never goes with
+ * a memory file that is not whole or not its own. The VM is paused
  * for the copy (its last exits completed, devices quiesced) and resumed
  * after unless it was paused already.
  *
@@ -269,7 +270,14 @@ KILN_API int kiln_vm_snapshot(struct kiln_vm *vm, const char *dir)
 	snprintf(tmp, sizeof(tmp), "%s/memory.tmp", dir);
 	snprintf(path, sizeof(path), "%s/memory", dir);
 	if (err == 0) {
+		char old_state[PATH_MAX];
+
 		err = write_memory(vm, tmp);
+		/* a state file left by an earlier snapshot in dir must not
+		 * outlive its memory: gone before the new memory is in */
+		snprintf(old_state, sizeof(old_state), "%s/state", dir);
+		if (err == 0 && unlink(old_state) < 0 && errno != ENOENT)
+			err = -errno;
 		if (err == 0 && rename(tmp, path) < 0)
 			err = -errno;
 		if (err < 0) {
