@@ -644,6 +644,8 @@ KILN_API int kiln_pool_create_from_snapshot(const struct kiln_config *cfg,
  * kiln_pool_acquire on a snapshot pool). */
 KILN_API int kiln_pool_acquire_vm(struct kiln_pool *p, int timeout_ms,
 				  struct kiln_vm **out);
+/* Hands an acquired VM back, to be destroyed on the pool's thread. NULL is
+ * fine. */
 KILN_API void kiln_pool_release_vm(struct kiln_pool *p, struct kiln_vm *vm);
 /* Fills *out with the pool's counters. */
 KILN_API void kiln_pool_stats(struct kiln_pool *p, struct kiln_pool_stats *out);
