@@ -123,6 +123,42 @@ class NetworkInfo(ctypes.Structure):
     ]
 
 
+class PoolOpts(ctypes.Structure):
+    """struct kiln_pool_opts (kiln.h); filled by kiln_pool_opts_init."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("target", ctypes.c_uint),
+        ("fill_parallel", ctypes.c_uint),
+        ("idle_lifetime_ms", ctypes.c_uint),
+        ("boot_timeout_ms", ctypes.c_int),
+        ("empty", ctypes.c_int),
+        ("from_snapshot", ctypes.c_char_p),
+    ]
+
+
+class PoolStats(ctypes.Structure):
+    """struct kiln_pool_stats (kiln.h)."""
+
+    _fields_ = [
+        ("target", ctypes.c_uint),
+        ("ready", ctypes.c_uint),
+        ("filling", ctypes.c_uint),
+        ("in_use", ctypes.c_uint),
+        ("releasing", ctypes.c_uint),
+        ("acquired", ctypes.c_uint64),
+        ("booted", ctypes.c_uint64),
+        ("failures", ctypes.c_uint64),
+        ("failing", ctypes.c_uint),
+        ("last_error", ctypes.c_int),
+        ("last_message", ctypes.c_char * 256),
+        ("reserved", ctypes.c_uint64 * 4),
+    ]
+
+
+# enum kiln_pool_empty
+POOL_EMPTY = {"wait": 0, "fail": 1, "cold": 2}
+
 _vp = ctypes.c_void_p
 _int = ctypes.c_int
 _cp = ctypes.c_char_p
@@ -192,6 +228,14 @@ _PROTOS = {
     ),
     "kiln_sandbox_stop": (_int, [_vp, _int, ctypes.POINTER(ExitInfo)]),
     "kiln_sandbox_destroy": (None, [_vp]),
+    "kiln_sandbox_snapshot": (_int, [_vp, _cp]),
+    "kiln_sandbox_restore": (_int, [_vp, _cp, _int, ctypes.POINTER(_vp)]),
+    "kiln_pool_opts_init": (None, [ctypes.POINTER(PoolOpts)]),
+    "kiln_pool_create": (_int, [_vp, ctypes.POINTER(PoolOpts), ctypes.POINTER(_vp)]),
+    "kiln_pool_acquire": (_int, [_vp, _int, ctypes.POINTER(_vp)]),
+    "kiln_pool_release": (None, [_vp, _vp]),
+    "kiln_pool_stats": (None, [_vp, ctypes.POINTER(PoolStats)]),
+    "kiln_pool_destroy": (None, [_vp]),
 }
 
 

@@ -854,8 +854,34 @@ class Sandbox:
         return self
 
     def _boot(self) -> None:
-        lib, o, log = self._lib, self._opts, self._log
+        lib, log = self._lib, self._log
         mark = log.mark()
+        cfg = self._config(mark)
+        try:
+            rc = lib.sandbox_create(cfg, ctypes.byref(self._h))
+            if rc < 0:
+                _raise(rc, "starting the sandbox", log, mark)
+        except BaseException:
+            self._teardown()
+            raise
+        finally:
+            lib.config_free(cfg)
+        rc = lib.sandbox_wait_ready(self._h, _ms(self._boot_timeout, "boot_timeout"))
+        if rc < 0:
+            tail = self.console.text()
+            what = log.errors_since(mark)
+            self._teardown()
+            msg = (
+                f"the sandbox's agent did not come up within {self._boot_timeout} s"
+                if rc == -_errno.ETIMEDOUT
+                else "the sandbox ended before its agent came up"
+            )
+            raise BootError(msg + (f": {what}" if what else ""), -rc, tail)
+
+    def _config(self, mark: int) -> int:
+        """A kiln_config of this sandbox's options (the caller frees it);
+        its console goes to a new anonymous file of this object's."""
+        lib, o, log = self._lib, self._opts, self._log
         cfg = lib.config_new()
         if not cfg:
             raise KilnError("out of memory", _errno.ENOMEM)
@@ -905,26 +931,69 @@ class Sandbox:
                 check(lib.config_set_hostname(cfg, _b(self._hostname, "hostname")), f"hostname {self._hostname!r}")
             for n in self._networks:
                 check(lib.config_add_network(cfg, _b(n, "network")), f"network {n!r}")
-            self._console_fd = _anon_file()
+            if self._console_fd < 0:
+                self._console_fd = _anon_file()
             check(lib.config_set_console_fds(cfg, -1, self._console_fd), "console")
             check(lib.config_set_console_capture(cfg, 1), "console capture")
-            check(lib.sandbox_create(cfg, ctypes.byref(self._h)), "starting the sandbox")
         except BaseException:
-            self._teardown()
+            lib.config_free(cfg)
+            raise
+        return cfg
+
+    def snapshot(self, directory: str) -> None:
+        """Writes a template of this running sandbox to ``directory``
+        (kiln's KVM engine only): its agent's connection is closed first, so
+        commands running now end; the sandbox then goes on. Clones:
+        ``Sandbox.restore(directory)``, ``Pool(from_snapshot=directory)``."""
+        mark = self._log.mark()
+        with self._locked() as h:
+            for p in list(self._procs.values()):
+                p._release()
+            rc = self._lib.sandbox_snapshot(h, _b(str(directory), "directory"))
+        if rc < 0:
+            _raise(rc, f"snapshot to {directory}", self._log, mark)
+
+    @classmethod
+    def restore(
+        cls,
+        directory: str,
+        *,
+        hostname: Optional[str] = None,
+        boot_timeout: float = 30.0,
+        log_level: str = "warn",
+        on_log=None,
+    ) -> "Sandbox":
+        """A new clone of the template in ``directory`` (``snapshot()``),
+        started: its agent got the host's clock, fresh entropy and a new id
+        (and ``hostname``) before this returns. KVM engine only."""
+        sb = cls(hostname=hostname, boot_timeout=boot_timeout, log_level=log_level, on_log=on_log)
+        lib, log = sb._lib, sb._log
+        mark = log.mark()
+        cfg = lib.config_new()
+        if not cfg:
+            raise KilnError("out of memory", _errno.ENOMEM)
+        try:
+            lib.config_set_log(cfg, log.fn, None, sb._level)
+            if hostname is not None:
+                rc = lib.config_set_hostname(cfg, _b(hostname, "hostname"))
+                if rc < 0:
+                    _raise(rc, f"hostname {hostname!r}", log, mark)
+            sb._console_fd = _anon_file()
+            lib.config_set_console_fds(cfg, -1, sb._console_fd)
+            lib.config_set_console_capture(cfg, 1)
+            rc = lib.sandbox_restore(
+                cfg, _b(str(directory), "directory"), _ms(boot_timeout, "boot_timeout"), ctypes.byref(sb._h)
+            )
+            if rc < 0:
+                _raise(rc, f"restoring {directory}", log, mark)
+        except BaseException:
+            sb._teardown()
+            sb._closed = True
             raise
         finally:
             lib.config_free(cfg)
-        rc = lib.sandbox_wait_ready(self._h, _ms(self._boot_timeout, "boot_timeout"))
-        if rc < 0:
-            tail = self.console.text()
-            what = log.errors_since(mark)
-            self._teardown()
-            msg = (
-                f"the sandbox's agent did not come up within {self._boot_timeout} s"
-                if rc == -_errno.ETIMEDOUT
-                else "the sandbox ended before its agent came up"
-            )
-            raise BootError(msg + (f": {what}" if what else ""), -rc, tail)
+        _live.add(sb)
+        return sb
 
     @classmethod
     def attach(cls, name: str, timeout: float = 10.0, log_level: str = "warn") -> "Sandbox":
@@ -947,6 +1016,14 @@ class Sandbox:
         return sb
 
     def _teardown(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if self._h.value and pool is not None:
+            # a pool's member goes back to be destroyed (never reused);
+            # once the pool is closed it is destroyed here
+            with pool._lock:
+                if pool._h.value:
+                    self._lib.pool_release(pool._h, self._h)
+                    self._h = ctypes.c_void_p()
         if self._h.value:
             vm = self._lib.sandbox_vm(self._h)
             with self._console_cv:
@@ -968,6 +1045,8 @@ class Sandbox:
         info = _lib.ExitInfo()
         for p in list(self._procs.values()):
             p._release()
+        if getattr(self, "_pool", None) is not None:
+            grace_ms = None  # released, not stopped: the pool destroys it
         if grace_ms is not None:
             self._lib.sandbox_stop(self._h, grace_ms, ctypes.byref(info))
         self._closed = True
@@ -1123,6 +1202,140 @@ class Sandbox:
         if check:
             res.check()
         return res
+
+
+_live_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_pools() -> None:  # interpreter exit: no pool outlives it
+    for p in list(_live_pools):
+        try:
+            p.close()
+        except Exception:
+            pass
+
+
+class Pool:
+    """Sandboxes booted (or, with ``from_snapshot``, restored from a
+    template) ahead of demand. ``acquire()`` hands one out without a boot;
+    closing it gives it back to be destroyed (a member is never reused)
+    while the pool makes another. Refill failures are counted and, while
+    they last, ``acquire`` raises the last one instead of waiting. The
+    other keyword arguments are ``Sandbox``'s. Members have no console
+    capture of their own."""
+
+    def __init__(
+        self,
+        size: int = 2,
+        *,
+        parallel: int = 1,
+        idle_lifetime: Optional[float] = None,
+        empty: str = "wait",
+        from_snapshot: Optional[str] = None,
+        **sandbox_options,
+    ) -> None:
+        if empty not in _lib.POOL_EMPTY:
+            raise ValueError(f"empty must be one of {sorted(_lib.POOL_EMPTY)}")
+        # the members' options, validated as a Sandbox's; never started
+        self._template = Sandbox(**sandbox_options)
+        self._lib = self._template._lib
+        self._h = ctypes.c_void_p()
+        self._lock = threading.Lock()
+        log = self._template._log
+        mark = log.mark()
+        opts = _lib.PoolOpts()
+        self._lib.pool_opts_init(ctypes.byref(opts))
+        opts.target = int(size)
+        opts.fill_parallel = int(parallel)
+        opts.idle_lifetime_ms = _ms(idle_lifetime, "idle_lifetime") if idle_lifetime else 0
+        opts.boot_timeout_ms = _ms(self._template._boot_timeout, "boot_timeout")
+        opts.empty = _lib.POOL_EMPTY[empty]
+        self._from = _b(str(from_snapshot), "from_snapshot") if from_snapshot else None
+        opts.from_snapshot = self._from
+        cfg = self._template._config(mark) if not from_snapshot else self._snapshot_config(mark)
+        try:
+            rc = self._lib.pool_create(cfg, ctypes.byref(opts), ctypes.byref(self._h))
+        finally:
+            self._lib.config_free(cfg)
+        if rc < 0:
+            _raise(rc, "creating the pool", log, mark)
+        _live_pools.add(self)
+
+    def _snapshot_config(self, mark: int) -> int:
+        """A config for clones: log, console and hostname only (the
+        template decides the rest)."""
+        t, lib = self._template, self._template._lib
+        cfg = lib.config_new()
+        if not cfg:
+            raise KilnError("out of memory", _errno.ENOMEM)
+        lib.config_set_log(cfg, t._log.fn, None, t._level)
+        if t._hostname is not None:
+            lib.config_set_hostname(cfg, _b(t._hostname, "hostname"))
+        t._console_fd = _anon_file()
+        lib.config_set_console_fds(cfg, -1, t._console_fd)
+        return cfg
+
+    def acquire(self, timeout: Optional[float] = None) -> Sandbox:
+        """A ready member, the caller's until closed (waiting at most
+        ``timeout`` seconds, None: forever, when the pool is empty).
+        Timeout, or KilnError with the refills' last error."""
+        t = self._template
+        with self._lock:
+            if not self._h.value:
+                raise ClosedError("pool")
+            h = self._h
+        sb = Sandbox(log_level="warn")
+        sb._log, sb._level, sb._env = t._log, t._level, dict(t._env)
+        sb._pool = self
+        mark = t._log.mark()
+        rc = self._lib.pool_acquire(h, -1 if timeout is None else _ms(timeout, "timeout"), ctypes.byref(sb._h))
+        if rc < 0:
+            sb._closed = True
+            _raise(rc, "acquiring a pool member", t._log, mark)
+        _live.add(sb)
+        return sb
+
+    def stats(self) -> Dict[str, Union[int, str]]:
+        """target, ready, filling, in_use, releasing, acquired, booted,
+        failures, failing, last_error (errno, 0: none), last_message."""
+        with self._lock:
+            if not self._h.value:
+                raise ClosedError("pool")
+            st = _lib.PoolStats()
+            self._lib.pool_stats(self._h, ctypes.byref(st))
+        out: Dict[str, Union[int, str]] = {
+            f: getattr(st, f)
+            for f in ("target", "ready", "filling", "in_use", "releasing", "acquired", "booted", "failures", "failing")
+        }
+        out["last_error"] = -st.last_error
+        out["last_message"] = st.last_message.decode(errors="replace")
+        return out
+
+    def close(self) -> None:
+        """Destroys the pool and its ready members (waiters get an error);
+        members acquired stay usable until closed. Idempotent."""
+        with self._lock:
+            h, self._h = self._h, ctypes.c_void_p()
+        if h.value:
+            self._lib.pool_destroy(h)
+            _live_pools.discard(self)
+        t = self._template
+        if t._console_fd >= 0:
+            os.close(t._console_fd)
+            t._console_fd = -1
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 @dataclass(frozen=True)

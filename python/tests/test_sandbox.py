@@ -503,3 +503,40 @@ def test_ulimits(engine_ok):
         kiln.Sandbox(ulimits={"files": 5}).start()
     with pytest.raises(ValueError):
         kiln.Sandbox(ulimits={"nofile": -1})
+
+
+def test_pool(engine_ok):
+    ids = set()
+    with kiln.Pool(size=1, boot_timeout=120, env={"WHO": "member"}) as pool:
+        for _ in range(3):
+            with pool.acquire(timeout=120) as sb:
+                r = sb.run('cat /proc/sys/kernel/random/boot_id; echo "$WHO"', check=True)
+                boot_id, who = r.stdout.decode().split()
+                assert who == "member"
+                ids.add(boot_id)
+        st = pool.stats()
+        assert st["acquired"] == 3 and st["failures"] == 0 and st["target"] == 1
+    assert len(ids) == 3  # a member is never reused
+    # members cannot boot: the error comes back instead of a wait
+    bad = kiln.Pool(size=1, kernel="/etc/hostname", initrd="/etc/hostname")
+    try:
+        with pytest.raises(kiln.KilnError):
+            bad.acquire(timeout=60)
+        assert bad.stats()["failures"] >= 1
+    finally:
+        bad.close()
+    with pytest.raises(kiln.ClosedError):
+        bad.acquire()
+    with pytest.raises(ValueError):
+        kiln.Pool(empty="sometimes")
+
+
+def test_snapshot_needs_kvm(engine_ok, tmp_path):
+    with kiln.Sandbox(boot_timeout=120) as sb:
+        if sb.accel == "kvm":
+            pytest.skip("kvm engine: the Linux snapshot tier covers it")
+        with pytest.raises(kiln.KilnError, match="emulating engine"):
+            sb.snapshot(str(tmp_path / "tpl"))
+        assert sb.run("true").exit_code == 0  # it goes on
+    with pytest.raises(kiln.KilnError):
+        kiln.Sandbox.restore(str(tmp_path / "none"))
