@@ -779,6 +779,12 @@ int kiln_cmd_run(int argc, char **argv)
 	code = cmd_argv(&co, argc, argv);
 	if (code)
 		goto out;
+	if (pool && from) {
+		cli_usage_error("--pool and --from: one or the other (a pool "
+				"of clones: kiln pool start --from)");
+		code = EXIT_USAGE;
+		goto out;
+	}
 	if (pool) {
 		/* a member of a pool: booted already, from the pool's
 		 * options */

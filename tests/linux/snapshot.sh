@@ -37,6 +37,7 @@ check "run --from a missing template: 125, saying so" 125 "state: No such file" 
 check "run --from with a VM option: usage error" 2 "snapshot decides the VM \(--cpus" -- run --from "$T/none" --cpus 2 -- true
 check "start --from with a VM option: usage error" 2 "snapshot decides the VM \(--memory" -- start --from "$T/none" --memory 64
 check "pool start --from with a VM option: usage error" 2 "snapshot decides the VM" -- pool start --name fp --from "$T/none" --cpus 2
+check "run with both --pool and --from: usage error" 2 "one or the other" -- run --pool p --from "$T/none" -- true
 check "snapshot of no such sandbox: 125" 125 "no sandbox named" -- snapshot nosuch "$T/x"
 check "snapshot without a directory: usage error" 2 "usage: kiln snapshot NAME DIR" -- snapshot tpl
 if [ -x "$BUILD/tests/snapshot_check" ] && [ -z "$(kvm_unusable_reason | grep missing)" ] &&
