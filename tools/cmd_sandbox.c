@@ -804,32 +804,16 @@ int kiln_cmd_run(int argc, char **argv)
 			goto out;
 		goto run;
 	}
-	if (from) {
-		/* a clone of a sandbox template: its VM options are the
-		 * snapshot's */
-		if (vm_option) {
-			cli_usage_error("--from: the snapshot decides the VM "
-					"(%s cannot change it)",
-					vm_option);
-			code = EXIT_USAGE;
-			goto out;
-		}
-		code = cli_vm_engine(cfg, &vmopt);
-		if (code)
-			goto out;
-		console_fd = open_console_log(console_path);
-		if (console_fd < 0) {
-			code = EXIT_KILN_FAILED;
-			goto out;
-		}
-		kiln_config_set_console_fds(cfg, -1, console_fd);
-		cli_catch_signals();
-		code = EXIT_KILN_FAILED;
-		if (kiln_sandbox_restore(cfg, from, boot_timeout_ms, &sb) < 0)
-			goto out;
-		goto run;
+	/* a clone of a sandbox template: its VM options are the snapshot's */
+	if (from && vm_option) {
+		cli_usage_error(
+			"--from: the snapshot decides the VM (%s cannot "
+			"change it)",
+			vm_option);
+		code = EXIT_USAGE;
+		goto out;
 	}
-	code = cli_vm_finish(cfg, &vmopt);
+	code = from ? cli_vm_engine(cfg, &vmopt) : cli_vm_finish(cfg, &vmopt);
 	if (code)
 		goto out;
 	console_fd = open_console_log(console_path);
@@ -839,7 +823,12 @@ int kiln_cmd_run(int argc, char **argv)
 	}
 	kiln_config_set_console_fds(cfg, -1, console_fd);
 	cli_catch_signals();
-	code = boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb);
+	if (from)
+		code = kiln_sandbox_restore(cfg, from, boot_timeout_ms, &sb) < 0
+			       ? EXIT_KILN_FAILED
+			       : 0;
+	else
+		code = boot_sandbox(cfg, boot_timeout_ms, console_fd, &sb);
 	if (code)
 		goto out;
 run:

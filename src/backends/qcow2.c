@@ -492,6 +492,28 @@ static int free_compressed(struct qcow2 *q, uint64_t entry)
 	return 0;
 }
 
+/* Guest cluster vc's L2 table (allocated if none) and entry, its data
+ * cluster's host offset (0: none or compressed data) checked as writable
+ * in place: aligned, and not shared with an internal snapshot. */
+static int writable_entry(struct qcow2 *q, uint64_t vc, uint64_t **table,
+			  uint64_t *l2_off, uint64_t *entry, uint64_t *host)
+{
+	int err = l2_for_write(q, vc, table, l2_off);
+
+	if (err < 0)
+		return err;
+	*entry = from_be64((*table)[vc % q->l2_entries]);
+	*host = *entry & QCOW2_OFFSET_MASK;
+	if ((*entry & QCOW2_OFLAG_COMPR) || !*host)
+		return 0;
+	if (!aligned(q, *host))
+		return broken(q, "a data cluster offset that is not cluster "
+				 "aligned");
+	if (!(*entry & QCOW2_OFLAG_COPIED))
+		return broken(q, "a shared data cluster (snapshots)");
+	return 0;
+}
+
 /* Writes [off, off+len) of guest cluster vc from buf. */
 static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 		       uint64_t len)
@@ -501,18 +523,11 @@ static int write_piece(struct qcow2 *q, const uint8_t *buf, uint64_t off,
 	uint64_t clen = q->size - cstart < q->cluster_size ? q->size - cstart
 							   : q->cluster_size;
 	uint64_t *table, l2_off, entry, host, e;
-	int err = l2_for_write(q, vc, &table, &l2_off);
+	int err = writable_entry(q, vc, &table, &l2_off, &entry, &host);
 
 	if (err < 0)
 		return err;
-	entry = from_be64(table[vc % q->l2_entries]);
-	host = entry & QCOW2_OFFSET_MASK;
 	if (!(entry & QCOW2_OFLAG_COMPR) && host) {
-		if (!aligned(q, host))
-			return broken(q, "a data cluster offset that is not "
-					 "cluster aligned");
-		if (!(entry & QCOW2_OFLAG_COPIED))
-			return broken(q, "a shared data cluster (snapshots)");
 		if (!(entry & q->zero_flag))
 			return block_pwrite_full(q->fd, buf, len, host + in);
 		/* a preallocated zero cluster: whole, then no longer zero */
@@ -753,19 +768,10 @@ static int reads_zero(struct qcow2 *q, uint64_t vc, bool *zero)
 static int zero_cluster(struct qcow2 *q, uint64_t vc, bool unmap)
 {
 	uint64_t *table, l2_off, entry, host, e;
-	int err = l2_for_write(q, vc, &table, &l2_off);
+	int err = writable_entry(q, vc, &table, &l2_off, &entry, &host);
 
 	if (err < 0)
 		return err;
-	entry = from_be64(table[vc % q->l2_entries]);
-	host = entry & QCOW2_OFFSET_MASK;
-	if (!(entry & QCOW2_OFLAG_COMPR) && host) {
-		if (!aligned(q, host))
-			return broken(q, "a data cluster offset that is not "
-					 "cluster aligned");
-		if (!(entry & QCOW2_OFLAG_COPIED))
-			return broken(q, "a shared data cluster (snapshots)");
-	}
 	if ((entry & QCOW2_OFLAG_COMPR) || unmap || !host)
 		e = to_be64(QCOW2_OFLAG_ZERO);
 	else

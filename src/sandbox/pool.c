@@ -549,19 +549,31 @@ KILN_API void kiln_pool_destroy(struct kiln_pool *p)
 
 /* ---- the sandbox source ---- */
 
-struct sandbox_source {
+/* What the sandbox and snapshot sources keep: a config and a path. */
+struct source {
 	struct kiln_config *cfg; /* a copy, logging through the pool */
-	char *from;		 /* a template to restore, or NULL */
+	char *path;		 /* a snapshot to restore, or NULL */
 };
+
+static void source_free(void *ctx)
+{
+	struct source *s = ctx;
+
+	if (s) {
+		kiln_config_free(s->cfg);
+		free(s->path);
+		free(s);
+	}
+}
 
 static int sandbox_make(void *ctx, int timeout_ms, void **member)
 {
-	struct sandbox_source *s = ctx;
+	struct source *s = ctx;
 	struct kiln_sandbox *sb = NULL;
 	int err;
 
-	if (s->from) {
-		err = kiln_sandbox_restore(s->cfg, s->from, timeout_ms, &sb);
+	if (s->path) {
+		err = kiln_sandbox_restore(s->cfg, s->path, timeout_ms, &sb);
 		if (err == 0)
 			*member = sb;
 		return err;
@@ -600,17 +612,6 @@ static void sandbox_end(void *ctx, void *member)
 	kiln_sandbox_destroy(member);
 }
 
-static void sandbox_source_free(void *ctx)
-{
-	struct sandbox_source *s = ctx;
-
-	if (s) {
-		kiln_config_free(s->cfg);
-		free(s->from);
-		free(s);
-	}
-}
-
 /* Why members of cfg could not live side by side, or NULL. */
 static const char *collision(const struct kiln_config *cfg)
 {
@@ -638,9 +639,9 @@ KILN_API int kiln_pool_create(const struct kiln_config *cfg,
 		.make = sandbox_make,
 		.alive = sandbox_alive,
 		.destroy = sandbox_end,
-		.free_ctx = sandbox_source_free,
+		.free_ctx = source_free,
 	};
-	struct sandbox_source *s;
+	struct source *s;
 	const char *why, *from = NULL;
 	int err;
 
@@ -666,7 +667,7 @@ KILN_API int kiln_pool_create(const struct kiln_config *cfg,
 	if (err < 0)
 		return err;
 	s->cfg = config_clone(cfg);
-	if (!s->cfg || (from && !(s->from = strdup(from)))) {
+	if (!s->cfg || (from && !(s->path = strdup(from)))) {
 		kiln_pool_destroy(*out);
 		*out = NULL;
 		return -ENOMEM;
@@ -715,19 +716,14 @@ KILN_API void kiln_pool_release(struct kiln_pool *p, struct kiln_sandbox *sb)
 
 /* ---- the snapshot source: restored VMs, not started ---- */
 
-struct vm_source {
-	struct kiln_config *cfg; /* a copy, logging through the pool */
-	char *dir;
-};
-
 static int vm_make(void *ctx, int timeout_ms, void **member)
 {
-	struct vm_source *s = ctx;
+	struct source *s = ctx;
 	struct kiln_vm *vm = NULL;
 	int err;
 
 	(void)timeout_ms;
-	err = kiln_vm_restore(s->cfg, s->dir, 0, &vm);
+	err = kiln_vm_restore(s->cfg, s->path, 0, &vm);
 	if (err == 0)
 		*member = vm;
 	return err;
@@ -739,17 +735,6 @@ static void vm_end(void *ctx, void *member)
 	kiln_vm_destroy(member);
 }
 
-static void vm_source_free(void *ctx)
-{
-	struct vm_source *s = ctx;
-
-	if (s) {
-		kiln_config_free(s->cfg);
-		free(s->dir);
-		free(s);
-	}
-}
-
 KILN_API int kiln_pool_create_from_snapshot(const struct kiln_config *cfg,
 					    const char *dir,
 					    const struct kiln_pool_opts *o,
@@ -758,9 +743,9 @@ KILN_API int kiln_pool_create_from_snapshot(const struct kiln_config *cfg,
 	struct pool_source src = {
 		.make = vm_make,
 		.destroy = vm_end,
-		.free_ctx = vm_source_free,
+		.free_ctx = source_free,
 	};
-	struct vm_source *s = calloc(1, sizeof(*s));
+	struct source *s = calloc(1, sizeof(*s));
 	void *first = NULL;
 	int err;
 
@@ -773,8 +758,8 @@ KILN_API int kiln_pool_create_from_snapshot(const struct kiln_config *cfg,
 		return err;
 	(*out)->kind = POOL_VMS;
 	s->cfg = config_clone(cfg);
-	s->dir = strdup(dir);
-	if (!s->cfg || !s->dir) {
+	s->path = strdup(dir);
+	if (!s->cfg || !s->path) {
 		kiln_pool_destroy(*out);
 		*out = NULL;
 		return -ENOMEM;
