@@ -296,13 +296,31 @@ static int make_private_dir(struct kiln_sandbox *sb)
 	return 0;
 }
 
+/* The agent's vsock socket: the config's vsock device's, else one in a
+ * private directory, added to c. 0 or -errno. */
+static int agent_socket(struct kiln_sandbox *sb, struct kiln_config *c)
+{
+	int at = -1;
+	const struct virtio_dev_opts *vsock =
+		config_next_device(c, &virtio_vsock_ops, &at);
+	int err;
+
+	if (vsock) {
+		sb->uds = strdup(virtio_dev_opts_get(vsock, "uds"));
+		return sb->uds ? 0 : -ENOMEM;
+	}
+	err = make_private_dir(sb);
+	if (err == 0)
+		err = kiln_config_set_vsock(c, SANDBOX_CID, sb->uds);
+	return err;
+}
+
 KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
 				 struct kiln_sandbox **out)
 {
-	const struct virtio_dev_opts *vsock;
 	struct kiln_sandbox *sb;
 	struct kiln_config *c;
-	int err, at = -1;
+	int err;
 
 	*out = NULL;
 	if (!cfg->kernel_path)
@@ -320,15 +338,7 @@ KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
 	err = sandbox_cmdline(c);
 	if (err < 0)
 		goto fail;
-	vsock = config_next_device(c, &virtio_vsock_ops, &at);
-	if (vsock) {
-		sb->uds = strdup(virtio_dev_opts_get(vsock, "uds"));
-		err = sb->uds ? 0 : -ENOMEM;
-	} else {
-		err = make_private_dir(sb);
-		if (err == 0)
-			err = kiln_config_set_vsock(c, SANDBOX_CID, sb->uds);
-	}
+	err = agent_socket(sb, c);
 	if (err < 0)
 		goto fail;
 	if (asprintf(&sb->ready_path, "%s_%u", sb->uds, KILN_AGENT_READY_PORT) <
@@ -753,10 +763,9 @@ KILN_API int kiln_sandbox_restore(const struct kiln_config *cfg,
 				  struct kiln_sandbox **out)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	const struct virtio_dev_opts *vsock;
 	struct kiln_sandbox *sb;
 	struct kiln_config *c;
-	int err, at = -1;
+	int err;
 
 	*out = NULL;
 	sb = sandbox_alloc();
@@ -766,17 +775,9 @@ KILN_API int kiln_sandbox_restore(const struct kiln_config *cfg,
 		return -ENOMEM;
 	}
 	sb->log = cfg->log;
-	/* the clone's own vsock socket: the caller's, else a private one
-	 * (the snapshot's belongs to the sandbox it was taken of) */
-	vsock = config_next_device(c, &virtio_vsock_ops, &at);
-	if (vsock) {
-		sb->uds = strdup(virtio_dev_opts_get(vsock, "uds"));
-		err = sb->uds ? 0 : -ENOMEM;
-	} else {
-		err = make_private_dir(sb);
-		if (err == 0)
-			err = kiln_config_set_vsock(c, SANDBOX_CID, sb->uds);
-	}
+	/* the clone's own vsock socket (the snapshot's belongs to the
+	 * sandbox it was taken of) */
+	err = agent_socket(sb, c);
 	if (err == 0)
 		err = kiln_vm_restore(c, dir, 0, &sb->vm);
 	/* the restored vsock device listens on the clone's socket; none
