@@ -287,6 +287,57 @@ static int read_piece(struct qcow2 *q, uint8_t *buf, uint64_t off, uint64_t len)
 	return block_pread_full(q->fd, buf, len, host + in);
 }
 
+/* A position in a caller's iovec, walked a cluster (or a run) at a time
+ * by both directions. Callers only ask for bytes the iovec still holds, so
+ * skipping empty segments never runs past its end. */
+struct iov_cursor {
+	const struct iovec *iov;
+	int i;
+	size_t used;
+};
+
+static void cursor_skip_empty(struct iov_cursor *c)
+{
+	while (c->used == c->iov[c->i].iov_len)
+		c->i++, c->used = 0;
+}
+
+/* The next n bytes as one pointer when one segment holds them all (the
+ * cursor moves past them), else NULL (it stays). */
+static uint8_t *cursor_span(struct iov_cursor *c, uint64_t n)
+{
+	uint8_t *p;
+
+	cursor_skip_empty(c);
+	if (c->iov[c->i].iov_len - c->used < n)
+		return NULL;
+	p = (uint8_t *)c->iov[c->i].iov_base + c->used;
+	c->used += (size_t)n;
+	return p;
+}
+
+/* Copies the next n bytes into buf (gather) or from buf into the
+ * segments (scatter), moving past them. */
+static void cursor_copy(struct iov_cursor *c, uint8_t *buf, uint64_t n,
+			bool gather)
+{
+	for (uint64_t done = 0; done < n;) {
+		size_t k;
+		uint8_t *seg;
+
+		cursor_skip_empty(c);
+		k = c->iov[c->i].iov_len - c->used;
+		if (k > n - done)
+			k = (size_t)(n - done);
+		seg = (uint8_t *)c->iov[c->i].iov_base + c->used;
+		if (gather)
+			memcpy(buf + done, seg, k);
+		else
+			memcpy(seg, buf + done, k);
+		done += k, c->used += k;
+	}
+}
+
 static int q_readv(struct block_backend *be, const struct iovec *iov,
 		   int iovcnt, uint64_t off)
 {
@@ -299,34 +350,22 @@ static int q_readv(struct block_backend *be, const struct iovec *iov,
 		return -ENOMEM;
 	/* cluster by cluster, one read each, scattered to however many
 	 * segments the guest's buffers came in */
-	int i = 0;
-	size_t used = 0;
+	struct iov_cursor cur = {iov, 0, 0};
 
+	(void)iovcnt; /* block_iov_range checked it holds total bytes */
 	for (; total;) {
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
 							  : total;
+		uint8_t *dst = cursor_span(&cur, n);
 		int err;
 
-		while (used == iov[i].iov_len)
-			i++, used = 0;
-		if (iov[i].iov_len - used >= n) {
-			err = read_piece(q, (uint8_t *)iov[i].iov_base + used,
-					 off, n);
-			used += (size_t)n;
+		if (dst) {
+			err = read_piece(q, dst, off, n);
 		} else {
 			err = read_piece(q, q->wbuf, off, n);
-			for (uint64_t put = 0; err == 0 && put < n;) {
-				size_t k = iov[i].iov_len - used;
-
-				if (k > n - put)
-					k = n - put;
-				memcpy((uint8_t *)iov[i].iov_base + used,
-				       q->wbuf + put, k);
-				put += k, used += k;
-				if (used == iov[i].iov_len && put < n)
-					i++, used = 0;
-			}
+			if (err == 0)
+				cursor_copy(&cur, q->wbuf, n, false);
 		}
 		if (err < 0)
 			return err;
@@ -683,9 +722,9 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 	/* cluster by cluster (runs of whole new clusters at once), each
 	 * gathered from however many segments the guest's buffers came in:
 	 * one write per cluster, or per run */
-	int i = 0;
-	size_t used = 0;
+	struct iov_cursor cur = {iov, 0, 0};
 
+	(void)iovcnt; /* block_iov_range checked it holds total bytes */
 	for (; total;) {
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
@@ -701,28 +740,12 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 
 		if (run >= 2)
 			n = run * q->cluster_size;
-
-		if (iov[i].iov_len - used >= n) {
-			/* within one segment: no copy */
-			src = (const uint8_t *)iov[i].iov_base + used;
-			used += (size_t)n;
-		} else {
-			for (uint64_t got = 0; got < n;) {
-				size_t k = iov[i].iov_len - used;
-
-				if (k > n - got)
-					k = n - got;
-				memcpy(q->wbuf + got,
-				       (const uint8_t *)iov[i].iov_base + used,
-				       k);
-				got += k, used += k;
-				if (used == iov[i].iov_len)
-					i++, used = 0;
-			}
+		/* within one segment: no copy */
+		src = cursor_span(&cur, n);
+		if (!src) {
+			cursor_copy(&cur, q->wbuf, n, true);
 			src = q->wbuf;
 		}
-		while (i < iovcnt && used == iov[i].iov_len)
-			i++, used = 0;
 		if (run >= 2)
 			err = write_run(q, off >> q->cluster_bits, run, src,
 					l2_off);

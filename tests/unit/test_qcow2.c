@@ -155,6 +155,19 @@ static void test_write_read_reopen(void **state)
 		assert_int_equal(be->ops->writev(be, v, 4, 5 * CS - 7), 0);
 		assert_int_equal(rd(be, back, 2 * CS + 5, 5 * CS - 7), 0);
 		assert_memory_equal(back, buf, 2 * CS + 5);
+		/* read back scattered into the same odd segments */
+		{
+			uint8_t *odd = malloc(2 * CS + 5);
+			struct iovec r[4] = {{odd, 1},
+					     {odd + 1, 0},
+					     {odd + 1, CS + 5},
+					     {odd + CS + 6, CS - 1}};
+
+			assert_int_equal(be->ops->readv(be, r, 4, 5 * CS - 7),
+					 0);
+			assert_memory_equal(odd, buf, 2 * CS + 5);
+			free(odd);
+		}
 	}
 	/* whole new clusters go as runs (16 at most): 20 of them, twice */
 	{
