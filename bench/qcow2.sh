@@ -13,6 +13,7 @@
 #   ROUNDS (3)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 ROUNDS=${ROUNDS:-3}
 G=$BUILD/guest
@@ -40,29 +41,13 @@ start() { # KIND SOCK
 	pids+=($!)
 }
 
-run_guest() { # SOCK: the guest's timings
-	local sock=$1 fifo=$T/in out=$T/out
-	rm -f "$fifo"
-	mkfifo "$fifo"
-	timeout 300 qemu-system-x86_64 -M microvm,acpi=off,memory-backend=mem,x-option-roms=off,rtc=on,isa-serial=on \
-		-global virtio-mmio.force-legacy=false -accel tcg -cpu max -m 256 \
-		-object memory-backend-memfd,id=mem,size=256M,share=on \
-		-nodefaults -no-user-config -nographic -no-reboot -serial stdio -device i8042 \
-		-chardev socket,id=c0,path="$sock" -device vhost-user-blk,chardev=c0 \
-		-kernel "$G/vmlinux" -initrd "$G/initramfs.cpio.gz" -append "console=ttyS0 reboot=k panic=-1 quiet" \
-		<"$fifo" >"$out" 2>&1 &
-	local q=$!
-	exec 8>"$fifo"
-	for _ in $(seq 600); do grep -q "kiln-guest: init ready" "$out" && break; sleep 0.1; done
-	sleep 0.3
-	echo 'u() { cut -d" " -f1 /proc/uptime; }
+# the guest's timings on SOCK (bench/lib.sh)
+run_guest() {
+	blk_guest "$1" 300 'u() { cut -d" " -f1 /proc/uptime; }
 s=$(u); dd if=/dev/vda of=/dev/null bs=1M count=256 iflag=direct 2>/dev/null; e=$(u); echo "RESULT read1M $s $e"
 s=$(u); dd if=/dev/vda of=/dev/null bs=4k count=4096 iflag=direct 2>/dev/null; e=$(u); echo "RESULT read4k $s $e"
 s=$(u); dd if=/dev/zero of=/dev/vda bs=1M seek=128 count=64 oflag=direct conv=fsync 2>/dev/null; e=$(u); echo "RESULT write1M $s $e"
-reboot -f' >&8
-	wait "$q"
-	exec 8>&-
-	tr -d '\r' <"$out" | awk '/^RESULT/ {printf "%s %.3f\n", $2, $4 - $3}'
+reboot -f'
 }
 
 kinds=(raw qcow2 snapshot qsd)

@@ -7,6 +7,7 @@
 # servers under the same front end rather than measuring the host's limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 ROUNDS=${ROUNDS:-3}
 G=$BUILD/guest
@@ -26,27 +27,10 @@ start_qsd() {
 	pids+=($!)
 }
 
-# run_guest SOCK: boots the guest on SOCK and prints the guest's dd timings
+# run_guest SOCK: the guest's dd timings on SOCK (bench/lib.sh)
 run_guest() {
-	local sock=$1 fifo=$T/in out=$T/out
-	rm -f "$fifo"
-	mkfifo "$fifo"
-	timeout 180 qemu-system-x86_64 -M microvm,acpi=off,memory-backend=mem,x-option-roms=off,rtc=on,isa-serial=on \
-		-global virtio-mmio.force-legacy=false -accel tcg -cpu max -m 256 \
-		-object memory-backend-memfd,id=mem,size=256M,share=on \
-		-nodefaults -no-user-config -nographic -no-reboot -serial stdio -device i8042 \
-		-chardev socket,id=c0,path="$sock" -device vhost-user-blk,chardev=c0 \
-		-kernel "$G/vmlinux" -initrd "$G/initramfs.cpio.gz" -append "console=ttyS0 reboot=k panic=-1 quiet" \
-		<"$fifo" >"$out" 2>&1 &
-	local q=$!
-	exec 8>"$fifo"
-	for _ in $(seq 600); do grep -q "kiln-guest: init ready" "$out" && break; sleep 0.1; done
-	sleep 0.3
 	# 1 MiB reads: the whole disk 8 times (1 GiB); 4 KiB reads: 32 MiB
-	echo 'for bs in 1M:128:8 4k:8192:1; do n=${bs##*:}; b=${bs%:*}; s=$(cut -d" " -f1 /proc/uptime); while [ $n -gt 0 ]; do dd if=/dev/vda of=/dev/null bs=${b%:*} count=${b#*:} iflag=direct 2>/dev/null; n=$((n-1)); done; e=$(cut -d" " -f1 /proc/uptime); echo "RESULT $bs $s $e"; done; reboot -f' >&8
-	wait "$q"
-	exec 8>&-
-	tr -d '\r' <"$out" | awk '/^RESULT/ {printf "%s %.3f\n", $2, $4 - $3}'
+	blk_guest "$1" 180 'for bs in 1M:128:8 4k:8192:1; do n=${bs##*:}; b=${bs%:*}; s=$(cut -d" " -f1 /proc/uptime); while [ $n -gt 0 ]; do dd if=/dev/vda of=/dev/null bs=${b%:*} count=${b#*:} iflag=direct 2>/dev/null; n=$((n-1)); done; e=$(cut -d" " -f1 /proc/uptime); echo "RESULT $bs $s $e"; done; reboot -f'
 }
 
 for r in $(seq "$ROUNDS"); do
