@@ -338,27 +338,36 @@ static void cursor_copy(struct iov_cursor *c, uint8_t *buf, uint64_t n,
 	}
 }
 
+/* A read's or write's start: the range checked (*total its bytes) and the
+ * bounce buffer there. 0 or -errno. */
+static int io_begin(struct qcow2 *q, const struct iovec *iov, int iovcnt,
+		    uint64_t off, uint64_t *total)
+{
+	*total = 0;
+	if (block_iov_range(iov, iovcnt, off, q->size, total) < 0)
+		return -EINVAL;
+	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
+		return -ENOMEM;
+	return 0;
+}
+
 static int q_readv(struct block_backend *be, const struct iovec *iov,
 		   int iovcnt, uint64_t off)
 {
 	struct qcow2 *q = to_q(be);
-	uint64_t total = 0;
-
-	if (block_iov_range(iov, iovcnt, off, q->size, &total) < 0)
-		return -EINVAL;
-	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
-		return -ENOMEM;
 	/* cluster by cluster, one read each, scattered to however many
 	 * segments the guest's buffers came in */
 	struct iov_cursor cur = {iov, 0, 0};
+	uint64_t total;
+	int err = io_begin(q, iov, iovcnt, off, &total);
 
-	(void)iovcnt; /* block_iov_range checked it holds total bytes */
+	if (err < 0)
+		return err;
 	for (; total;) {
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
 							  : total;
 		uint8_t *dst = cursor_span(&cur, n);
-		int err;
 
 		if (dst) {
 			err = read_piece(q, dst, off, n);
@@ -711,20 +720,18 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 		    int iovcnt, uint64_t off)
 {
 	struct qcow2 *q = to_q(be);
-	uint64_t total = 0;
-
-	if (!q->writable)
-		return -EROFS;
-	if (block_iov_range(iov, iovcnt, off, q->size, &total) < 0)
-		return -EINVAL;
-	if (!q->wbuf && !(q->wbuf = malloc(q->batch_bytes)))
-		return -ENOMEM;
 	/* cluster by cluster (runs of whole new clusters at once), each
 	 * gathered from however many segments the guest's buffers came in:
 	 * one write per cluster, or per run */
 	struct iov_cursor cur = {iov, 0, 0};
+	uint64_t total;
+	int err;
 
-	(void)iovcnt; /* block_iov_range checked it holds total bytes */
+	if (!q->writable)
+		return -EROFS;
+	err = io_begin(q, iov, iovcnt, off, &total);
+	if (err < 0)
+		return err;
 	for (; total;) {
 		uint64_t in = off & (q->cluster_size - 1);
 		uint64_t n = q->cluster_size - in < total ? q->cluster_size - in
@@ -736,7 +743,6 @@ static int q_writev(struct block_backend *be, const struct iovec *iov,
 					     total / q->cluster_size, &l2_off)
 				: 0;
 		const uint8_t *src;
-		int err;
 
 		if (run >= 2)
 			n = run * q->cluster_size;

@@ -296,6 +296,22 @@ static int make_private_dir(struct kiln_sandbox *sb)
 	return 0;
 }
 
+/* A new sandbox logging as cfg says, and a copy of cfg to build its VM
+ * from: 0, or -ENOMEM with neither. */
+static int sandbox_begin(const struct kiln_config *cfg,
+			 struct kiln_sandbox **sb, struct kiln_config **c)
+{
+	*sb = sandbox_alloc();
+	*c = *sb ? config_clone(cfg) : NULL;
+	if (!*c) {
+		free(*sb);
+		*sb = NULL;
+		return -ENOMEM;
+	}
+	(*sb)->log = cfg->log;
+	return 0;
+}
+
 /* The agent's vsock socket: the config's vsock device's, else one in a
  * private directory, added to c. 0 or -errno. */
 static int agent_socket(struct kiln_sandbox *sb, struct kiln_config *c)
@@ -328,13 +344,9 @@ KILN_API int kiln_sandbox_create(const struct kiln_config *cfg,
 			&cfg->log, -EINVAL,
 			"sandbox: no kernel (use "
 			"kiln_config_set_guest_dir for kiln's guest)");
-	sb = sandbox_alloc();
-	c = sb ? config_clone(cfg) : NULL;
-	if (!c) {
-		free(sb);
-		return -ENOMEM;
-	}
-	sb->log = cfg->log;
+	err = sandbox_begin(cfg, &sb, &c);
+	if (err < 0)
+		return err;
 	err = sandbox_cmdline(c);
 	if (err < 0)
 		goto fail;
@@ -768,13 +780,9 @@ KILN_API int kiln_sandbox_restore(const struct kiln_config *cfg,
 	int err;
 
 	*out = NULL;
-	sb = sandbox_alloc();
-	c = sb ? config_clone(cfg) : NULL;
-	if (!c) {
-		free(sb);
-		return -ENOMEM;
-	}
-	sb->log = cfg->log;
+	err = sandbox_begin(cfg, &sb, &c);
+	if (err < 0)
+		return err;
 	/* the clone's own vsock socket (the snapshot's belongs to the
 	 * sandbox it was taken of) */
 	err = agent_socket(sb, c);
